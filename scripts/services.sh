@@ -1,0 +1,199 @@
+#!/usr/bin/env bash
+# Start the local services the project needs (run as root on Debian; used as
+# `npm run services` and by .ci/run). Idempotent: services that already answer
+# are left alone, so a second run takes well under a second.
+#
+#   RabbitMQ  RABBITMQ_URL (or AMQP_URL) default amqp://guest:guest@127.0.0.1:5672
+#   Redis     REDIS_URL default redis://127.0.0.1:6379
+#   MongoDB   MONGO_URL default mongodb://127.0.0.1:27017/orchestrator
+#             If nothing answers there, the embedded FerretDB (tools/ferretdb,
+#             SQLite backend) is built once (cached in .cache/ferretdb) and
+#             started via scripts/ferretdb.sh.
+#
+# Missing Debian packages (rabbitmq-server, redis-server) are installed with
+# apt-get. If rabbitmq/definitions.json exists it is imported after RabbitMQ
+# starts (and whenever the file changes).
+# Exits non-zero with a message naming the service that could not be started.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+CACHE="$ROOT/.cache"
+
+MONGO_URL="${MONGO_URL:-mongodb://127.0.0.1:27017/orchestrator}"
+AMQP_URL="${RABBITMQ_URL:-${AMQP_URL:-amqp://guest:guest@127.0.0.1:5672}}"
+REDIS_URL="${REDIS_URL:-redis://127.0.0.1:6379}"
+RABBITMQ_START_TIMEOUT="${RABBITMQ_START_TIMEOUT:-120}"
+export MONGO_URL
+
+log() { echo "services: $*" >&2; }
+die() { echo "services: ERROR: $*" >&2; exit 1; }
+
+# url_hostport URL DEFAULT_PORT -> "host port" (first host, userinfo/path stripped)
+url_hostport() {
+  local hp="${1#*://}"
+  hp="${hp#*@}"; hp="${hp%%/*}"; hp="${hp%%\?*}"; hp="${hp%%,*}"
+  local host="${hp%:*}" port="${hp##*:}"
+  [[ "$hp" == *:* ]] || { host="$hp"; port="$2"; }
+  host="${host#[}"; host="${host%]}"
+  [[ -n "$host" ]] || host=127.0.0.1
+  echo "$host $port"
+}
+is_local() { [[ "$1" == 127.* || "$1" == localhost || "$1" == ::1 ]]; }
+
+# The probes below run small bash scripts whose $1/$2 are meant to expand in the inner shell.
+# shellcheck disable=SC2016
+# tcp_open HOST PORT
+tcp_open() { timeout 2 bash -c 'exec 3<>"/dev/tcp/$1/$2"' _ "$1" "$2" 2>/dev/null; }
+
+# shellcheck disable=SC2016
+# amqp_answers HOST PORT: send the AMQP 0-9-1 protocol header, expect a method frame (0x01).
+amqp_answers() {
+  timeout 3 bash -c '
+    exec 3<>"/dev/tcp/$1/$2" || exit 1
+    printf "AMQP\x00\x00\x09\x01" >&3
+    IFS= read -r -N 1 -d "" b <&3 || exit 1
+    [[ "$b" == $'"'"'\x01'"'"' ]]' _ "$1" "$2" 2>/dev/null
+}
+
+# shellcheck disable=SC2016
+# redis_answers HOST PORT: PING -> +PONG (or -NOAUTH: it answers, auth is the client's business)
+redis_answers() {
+  timeout 3 bash -c '
+    exec 3<>"/dev/tcp/$1/$2" || exit 1
+    printf "PING\r\n" >&3
+    IFS= read -r line <&3 || exit 1
+    [[ "$line" == +PONG* || "$line" == -NOAUTH* ]]' _ "$1" "$2" 2>/dev/null
+}
+
+mongo_answers() {
+  if command -v node >/dev/null 2>&1; then
+    node "$ROOT/scripts/ping-mongo.mjs" "$1" --timeout 2000 -q
+  else
+    # no node: fall back to the ping built into the FerretDB helper binary
+    bash "$ROOT/scripts/ferretdb.sh" build >/dev/null && "$(bash "$ROOT/scripts/ferretdb.sh" path)" ping -q -timeout 2s "$1"
+  fi
+}
+
+# ---------------------------------------------------------------------------
+# Debian packages
+# ---------------------------------------------------------------------------
+missing=()
+command -v rabbitmq-server >/dev/null 2>&1 || missing+=(rabbitmq-server)
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+if ((${#missing[@]})); then
+  [[ "$(id -u)" == 0 ]] || die "need root to install ${missing[*]} (apt-get)"
+  command -v apt-get >/dev/null 2>&1 || die "apt-get not found; install ${missing[*]} by hand"
+  log "installing ${missing[*]} with apt-get ..."
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get -o DPkg::Lock::Timeout=600 update -qq >&2 || die "apt-get update failed"
+  apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${missing[@]}" >&2 \
+    || die "apt-get install ${missing[*]} failed"
+fi
+
+# ---------------------------------------------------------------------------
+# RabbitMQ
+# ---------------------------------------------------------------------------
+read -r AMQP_HOST AMQP_PORT < <(url_hostport "$AMQP_URL" 5672)
+# The node is named rabbit@<short hostname>; Erlang distribution needs that name
+# to resolve. (Exported for rabbitmq-server and rabbitmqctl alike; run
+# `RABBITMQ_NODENAME=rabbit@localhost rabbitmqctl ...` by hand in that case.)
+if [[ -z "${RABBITMQ_NODENAME:-}" ]] && ! getent hosts "$(hostname -s)" >/dev/null 2>&1; then
+  export RABBITMQ_NODENAME=rabbit@localhost
+  log "hostname $(hostname -s) does not resolve; using RABBITMQ_NODENAME=$RABBITMQ_NODENAME"
+fi
+rabbit_state="already running"
+if ! amqp_answers "$AMQP_HOST" "$AMQP_PORT"; then
+  is_local "$AMQP_HOST" || die "RabbitMQ at $AMQP_HOST:$AMQP_PORT (RABBITMQ_URL) does not answer and is not local; cannot start it"
+  [[ "$AMQP_PORT" == 5672 || -n "${RABBITMQ_NODE_PORT:-}" ]] || export RABBITMQ_NODE_PORT="$AMQP_PORT"
+  if pgrep -u rabbitmq -f 'beam.*rabbit' >/dev/null 2>&1; then
+    log "RabbitMQ node process exists but AMQP does not answer yet; waiting for it"
+  else
+    log "starting RabbitMQ (rabbitmq-server -detached) ..."
+    rabbitmq-server -detached >&2 2>&1 || die "rabbitmq-server -detached failed (see /var/log/rabbitmq/)"
+  fi
+  t0=$SECONDS
+  until amqp_answers "$AMQP_HOST" "$AMQP_PORT"; do
+    if (( SECONDS - t0 > RABBITMQ_START_TIMEOUT )); then
+      tail -n 30 /var/log/rabbitmq/startup_err /var/log/rabbitmq/rabbit*.log 2>/dev/null >&2 || true
+      die "RabbitMQ did not answer on $AMQP_HOST:$AMQP_PORT within ${RABBITMQ_START_TIMEOUT}s (logs in /var/log/rabbitmq/)"
+    fi
+    sleep 1
+  done
+  timeout 60 rabbitmqctl -q await_startup >&2 || die "rabbitmqctl await_startup failed"
+  rabbit_state="started in $((SECONDS - t0)) s"
+fi
+
+DEFS="$ROOT/rabbitmq/definitions.json"
+if [[ -f "$DEFS" ]]; then
+  if is_local "$AMQP_HOST"; then
+    mkdir -p "$CACHE/rabbitmq"
+    defs_hash="$(sha256sum < "$DEFS" | cut -d' ' -f1)"
+    marker="$CACHE/rabbitmq/definitions.imported"
+    if [[ "$rabbit_state" != "already running" || ! -f "$marker" || "$(cat "$marker")" != "$defs_hash" ]]; then
+      log "importing rabbitmq/definitions.json ..."
+      # Read from stdin (no path argument; "-" is rejected by 3.10): the CLI runs as
+      # the rabbitmq user, which may not be able to read the work tree.
+      timeout 120 rabbitmqctl -q import_definitions < "$DEFS" >&2 \
+        || die "rabbitmqctl import_definitions rabbitmq/definitions.json failed"
+      echo "$defs_hash" > "$marker"
+      rabbit_state="$rabbit_state, definitions imported"
+    else
+      rabbit_state="$rabbit_state, definitions up to date"
+    fi
+  else
+    log "RABBITMQ_URL is not local; not importing rabbitmq/definitions.json"
+  fi
+fi
+
+# ---------------------------------------------------------------------------
+# Redis
+# ---------------------------------------------------------------------------
+read -r REDIS_HOST REDIS_PORT < <(url_hostport "$REDIS_URL" 6379)
+redis_state="already running"
+if ! redis_answers "$REDIS_HOST" "$REDIS_PORT"; then
+  is_local "$REDIS_HOST" || die "Redis at $REDIS_HOST:$REDIS_PORT (REDIS_URL) does not answer and is not local; cannot start it"
+  mkdir -p "$CACHE/redis"
+  log "starting redis-server on 127.0.0.1:$REDIS_PORT ..."
+  # No RDB/AOF persistence: test data only, and a server started from a clone
+  # that is later deleted must not start refusing writes after a failed save.
+  redis-server --daemonize yes --bind 127.0.0.1 --port "$REDIS_PORT" \
+    --save "" --appendonly no --stop-writes-on-bgsave-error no \
+    --dir "$CACHE/redis" --logfile "$CACHE/redis/redis.log" --pidfile "$CACHE/redis/redis.pid" >&2 \
+    || die "redis-server failed to start (log: $CACHE/redis/redis.log)"
+  t0=$SECONDS
+  until redis_answers "$REDIS_HOST" "$REDIS_PORT"; do
+    if (( SECONDS - t0 > 30 )); then
+      tail -n 20 "$CACHE/redis/redis.log" >&2 2>/dev/null || true
+      die "Redis did not answer PING on $REDIS_HOST:$REDIS_PORT within 30s (log: $CACHE/redis/redis.log)"
+    fi
+    sleep 0.2
+  done
+  redis_state="started"
+fi
+
+# ---------------------------------------------------------------------------
+# MongoDB (an existing server, or the embedded FerretDB)
+# ---------------------------------------------------------------------------
+read -r MONGO_HOST MONGO_PORT < <(url_hostport "$MONGO_URL" 27017)
+mongo_state="already running"
+mongo_kind="existing server"
+if [[ "$MONGO_URL" != mongodb://* ]]; then
+  mongo_state="not checked (only mongodb:// URLs are pinged)"
+elif ! mongo_answers "$MONGO_URL"; then
+  is_local "$MONGO_HOST" || die "MongoDB at $MONGO_HOST:$MONGO_PORT (MONGO_URL) does not answer and is not local; cannot start it"
+  if tcp_open "$MONGO_HOST" "$MONGO_PORT"; then
+    die "port $MONGO_HOST:$MONGO_PORT is taken by something that does not answer a MongoDB ping; free it or change MONGO_URL"
+  fi
+  bash "$ROOT/scripts/ferretdb.sh" start || die "could not start the embedded FerretDB for MONGO_URL (see messages above)"
+  mongo_answers "$MONGO_URL" || die "embedded FerretDB started but $MONGO_URL does not answer a ping"
+  mongo_state="started"
+fi
+if bash "$ROOT/scripts/ferretdb.sh" status >/dev/null 2>&1; then
+  mongo_kind="embedded FerretDB 1.24.2/SQLite, data in .cache/ferretdb/data"
+fi
+
+redact() { sed -E 's#//[^/@]*@#//#' <<< "$1"; }
+echo "services: rabbitmq  $(redact "$AMQP_URL")  ($rabbit_state)"
+echo "services: redis     $REDIS_URL  ($redis_state)"
+echo "services: mongodb   $(redact "$MONGO_URL")  ($mongo_kind; $mongo_state)"

@@ -1,0 +1,85 @@
+import type { Bus, Consumer, Delivery } from '../../shared/bus/bus.js';
+import type { Logger } from '../../shared/logger.js';
+import { controlMessageSchema, type ControlMessage } from '../../shared/messages/index.js';
+import { ROUTING, type BrokerNames } from '../../shared/topology.js';
+import { reasonOf } from './transport.js';
+
+export interface ControlListener {
+  /** Subscribes now if the broker is connected, else as soon as it is; the bus keeps the subscription across reconnects. */
+  start(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+export function controlQueueName(names: BrokerNames, nodeId: string): string {
+  return `${names.exchanges.agentControl}.${nodeId}`;
+}
+
+/** Receives the orchestrator's requests for this node (control.reregister) on a queue of its own. */
+export function createControlListener(deps: {
+  bus: Bus;
+  names: BrokerNames;
+  nodeId: string;
+  log: Logger;
+  onReregister: (message: ControlMessage) => void;
+}): ControlListener {
+  const { bus, names, nodeId, log } = deps;
+  let consumer: Consumer | null = null;
+  let subscribing = false;
+  let stopped = false;
+
+  function onDelivery(delivery: Delivery): void {
+    delivery.ack(); // a request is only useful now; there is nothing to retry
+    let parsed;
+    try {
+      parsed = controlMessageSchema.safeParse(JSON.parse(delivery.body.toString('utf8')));
+    } catch (error) {
+      log.warn(`Ignoring a control message that is not JSON: ${reasonOf(error)}`);
+      return;
+    }
+    if (!parsed.success) return log.warn(`Ignoring an invalid control message: ${parsed.error.issues.map((i) => i.message).join('; ')}`);
+    if (parsed.data.nodeId !== nodeId) return log.warn(`Ignoring a control message for ${parsed.data.nodeId}`);
+    deps.onReregister(parsed.data);
+  }
+
+  async function subscribe(): Promise<void> {
+    if (consumer || subscribing || stopped || !bus.isConnected()) return;
+    subscribing = true;
+    try {
+      // Exclusive and auto-deleted: it lives as long as this agent's connection; the bus declares it again after a reconnect.
+      const queue = await bus.declareQueue({
+        name: controlQueueName(names, nodeId),
+        durable: false,
+        exclusive: true,
+        autoDelete: true,
+        bindings: [{ exchange: names.exchanges.agentControl, routingKey: ROUTING.control(nodeId) }],
+      });
+      const started = await bus.consume(queue, onDelivery, { prefetch: 10 });
+      if (stopped) await started.cancel();
+      else consumer = started;
+    } catch (error) {
+      log.warn(`Cannot subscribe to control messages yet (${reasonOf(error)}); retrying when the broker reconnects`);
+    } finally {
+      subscribing = false;
+    }
+  }
+
+  let listening = false;
+
+  return {
+    async start() {
+      if (!listening) {
+        listening = true;
+        bus.onConnectionChange((connected) => {
+          if (connected) void subscribe();
+        });
+      }
+      await subscribe();
+    },
+    async stop() {
+      stopped = true;
+      const c = consumer;
+      consumer = null;
+      await c?.cancel().catch(() => undefined);
+    },
+  };
+}

@@ -1,0 +1,45 @@
+import { randomUUID } from 'node:crypto';
+import type { Bus } from '../../shared/bus/bus.js';
+import { BusUnavailableError } from '../../shared/bus/bus.js';
+import type { Clock } from '../../shared/clock.js';
+import type { AgentMessage, HeartbeatBody, RegisterBody, ShutdownBody } from '../../shared/messages/index.js';
+import { ROUTING, type BrokerNames } from '../../shared/topology.js';
+import { HttpError } from './http-error.js';
+
+/**
+ * Turns the original HTTP calls into the broker messages agents publish themselves, stamped with the
+ * api's receive time, and answers only after the broker confirmed them (contract §3, §5.6).
+ */
+export function createAgentGateway(options: { bus: Bus; names: BrokerNames; clock: Clock; retryAfterSeconds: number }) {
+  const { bus, names, clock } = options;
+
+  async function send(message: AgentMessage, routingKey: string): Promise<void> {
+    try {
+      await bus.publish(names.exchanges.agentInbound, routingKey, message, { messageId: message.id });
+    } catch (error) {
+      if (error instanceof BusUnavailableError) {
+        throw new HttpError(503, 'BROKER_UNAVAILABLE', 'cannot accept now: the message broker is unavailable', {}, { 'Retry-After': String(options.retryAfterSeconds) });
+      }
+      throw error;
+    }
+  }
+
+  function envelope(nodeId: string, auth: string | undefined) {
+    const now = new Date(clock.now()).toISOString();
+    return { id: randomUUID(), version: 1 as const, sentAt: now, receivedAt: now, nodeId, ...(auth ? { auth } : {}) };
+  }
+
+  return {
+    register(body: RegisterBody, auth?: string) {
+      return send({ ...envelope(body.nodeId, auth), type: 'agent.register', payload: body }, ROUTING.register(body.nodeId));
+    },
+    heartbeat(nodeId: string, body: HeartbeatBody, auth?: string) {
+      return send({ ...envelope(nodeId, auth), type: 'agent.heartbeat', payload: body }, ROUTING.heartbeat(nodeId));
+    },
+    shutdown(nodeId: string, body: ShutdownBody, auth?: string) {
+      return send({ ...envelope(nodeId, auth), type: 'agent.shutdown', payload: body }, ROUTING.shutdown(nodeId));
+    },
+  };
+}
+
+export type AgentGateway = ReturnType<typeof createAgentGateway>;

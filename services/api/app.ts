@@ -1,0 +1,187 @@
+import express, { type NextFunction, type Request, type Response } from 'express';
+import type { Bus } from '../../shared/bus/bus.js';
+import type { Clock } from '../../shared/clock.js';
+import type { Logger } from '../../shared/logger.js';
+import type { Metrics } from '../../shared/metrics.js';
+import { describeIssues, heartbeatBodySchema, invalidFields, isValidNodeId, registerBodySchema, shutdownBodySchema } from '../../shared/messages/index.js';
+import type { NodeStore } from '../../shared/store/node-store.js';
+import type { BrokerNames } from '../../shared/topology.js';
+import { createAgentGateway } from './agent-gateway.js';
+import { HttpError } from './http-error.js';
+import { createKnownNodes } from './known-nodes.js';
+import { toNodeView } from './node-view.js';
+
+export interface ReadinessCheck {
+  name: string;
+  check(): Promise<boolean>;
+}
+
+export interface ApiDeps {
+  bus: Bus;
+  store: NodeStore;
+  names: BrokerNames;
+  log: Logger;
+  clock: Clock;
+  metrics: Metrics;
+  /** Extra dependencies /readyz reports on (e.g. Redis in the all-in-one mode). */
+  readiness?: ReadinessCheck[];
+  /** Mounts more routes (the dashboard) before the error handler. */
+  extend?: (app: express.Express) => void;
+  /** Hooks for authentication and rate limiting (docs/security.md). */
+  guard?: ApiGuard;
+}
+
+/** Per-request checks that issue 7's authentication and rate limiting plug into. */
+export interface ApiGuard {
+  /** Returns the message auth to forward, or throws an HttpError (401/403/429). */
+  agent(req: Request, nodeId: string, action: 'register' | 'heartbeat' | 'shutdown'): Promise<string | undefined>;
+  operator(req: Request): Promise<void>;
+}
+
+const BODY_LIMIT = '16kb';
+
+function nodeIdParam(req: Request): string {
+  const nodeId = req.params.nodeId;
+  if (!isValidNodeId(nodeId)) throw new HttpError(400, 'INVALID_NODE_ID', 'nodeId must be 1-64 characters of A-Z a-z 0-9 . _ -', { invalid: ['nodeId'] });
+  return nodeId;
+}
+
+function validate<T>(schema: { safeParse(v: unknown): { success: true; data: T } | { success: false; error: import('zod').ZodError } }, body: unknown): T {
+  if (body === undefined || body === null || typeof body !== 'object' || Array.isArray(body)) {
+    throw new HttpError(400, 'INVALID_BODY', 'request body must be a JSON object', { invalid: ['(body)'] });
+  }
+  const result = schema.safeParse(body);
+  if (!result.success) throw new HttpError(400, 'INVALID_BODY', describeIssues(result.error), { invalid: invalidFields(result.error) });
+  return result.data;
+}
+
+/** The api: the original agent endpoints as a gateway to the broker, plus reads, health and metrics. */
+export function createApp(deps: ApiDeps): express.Express {
+  const { bus, store, names, log, clock, metrics } = deps;
+  const gateway = createAgentGateway({ bus, names, clock, retryAfterSeconds: 5 });
+  const knownNodes = createKnownNodes({ store, ttlMs: 2000, now: () => clock.now() });
+  const guard = deps.guard;
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('query parser', 'simple');
+
+  app.use((req, res, next) => {
+    res.on('finish', () => metrics.httpRequests.inc({ route: (req.route?.path as string | undefined) ?? 'other', status: String(res.statusCode) }));
+    next();
+  });
+  app.use(express.json({ limit: BODY_LIMIT, strict: true, type: ['application/json', 'application/*+json'] }));
+
+  app.post('/api/nodes/register', async (req, res) => {
+    const body = validate(registerBodySchema, req.body);
+    const auth = await guard?.agent(req, body.nodeId, 'register');
+    await gateway.register(body, auth);
+    knownNodes.remember(body.nodeId);
+    res.status(201).json({ nodeId: body.nodeId, accepted: true, message: `Node ${body.nodeId} registered` });
+  });
+
+  app.post('/api/nodes/:nodeId/stats', async (req, res) => {
+    const nodeId = nodeIdParam(req);
+    const body = validate(heartbeatBodySchema, req.body);
+    const auth = await guard?.agent(req, nodeId, 'heartbeat');
+    if (!(await storeCall(() => knownNodes.isKnown(nodeId)))) {
+      throw new HttpError(404, 'NODE_NOT_REGISTERED', `node ${nodeId} is not registered; register it first`);
+    }
+    await gateway.heartbeat(nodeId, body, auth);
+    res.status(200).json({ nodeId, accepted: true });
+  });
+
+  app.post('/api/nodes/:nodeId/shutdown', async (req, res) => {
+    const nodeId = nodeIdParam(req);
+    const body = validate(shutdownBodySchema, req.body ?? {});
+    const auth = await guard?.agent(req, nodeId, 'shutdown');
+    if (!(await storeCall(() => knownNodes.isKnown(nodeId)))) throw new HttpError(404, 'NODE_NOT_REGISTERED', `node ${nodeId} is not registered`);
+    await gateway.shutdown(nodeId, body, auth);
+    knownNodes.forget(nodeId);
+    res.status(200).json({ nodeId, accepted: true });
+  });
+
+  app.get('/api/nodes', async (req, res) => {
+    await guard?.operator(req);
+    const status = req.query.status;
+    if (status !== undefined && status !== 'ONLINE' && status !== 'OFFLINE') {
+      throw new HttpError(400, 'INVALID_STATUS', 'status must be ONLINE or OFFLINE', { invalid: ['status'] });
+    }
+    const nodes = await storeCall(() => store.list(status ? { status } : {}));
+    res.json(nodes.map(toNodeView));
+  });
+
+  app.get('/api/nodes/:nodeId', async (req, res) => {
+    await guard?.operator(req);
+    const nodeId = nodeIdParam(req);
+    const node = await storeCall(() => store.get(nodeId));
+    if (!node) throw new HttpError(404, 'NODE_NOT_FOUND', `node ${nodeId} not found`);
+    res.json(toNodeView(node));
+  });
+
+  app.get('/healthz', (_req, res) => {
+    res.type('text/plain').send('ok');
+  });
+
+  app.get('/readyz', async (_req, res) => {
+    const checks: Record<string, boolean> = { broker: bus.isConnected() };
+    checks.store = await store.ping().then(
+      () => true,
+      () => false,
+    );
+    for (const extra of deps.readiness ?? []) checks[extra.name] = await extra.check().catch(() => false);
+    const guardState = checks.store ? await store.guardState().catch(() => null) : null;
+    const down = Object.entries(checks)
+      .filter(([, ok]) => !ok)
+      .map(([name]) => name);
+    res.status(down.length ? 503 : 200).json({
+      ready: down.length === 0,
+      unavailable: down,
+      checks,
+      clusterDegraded: Boolean(guardState?.heldSince),
+      ...(guardState?.heldSince ? { degradedSince: guardState.heldSince.toISOString() } : {}),
+    });
+  });
+
+  app.get('/metrics', async (_req, res) => {
+    try {
+      const counts = await store.countByStatus();
+      metrics.nodesByStatus.set({ status: 'ONLINE' }, counts.ONLINE);
+      metrics.nodesByStatus.set({ status: 'OFFLINE' }, counts.OFFLINE);
+      const guardState = await store.guardState();
+      metrics.clusterDegraded.set(guardState.heldSince ? 1 : 0);
+    } catch {
+      // Store down: serve the process metrics anyway.
+    }
+    res.type(metrics.registry.contentType).send(await metrics.registry.metrics());
+  });
+
+  deps.extend?.(app);
+
+  app.use((_req, _res, next) => next(new HttpError(404, 'NOT_FOUND', 'no such endpoint')));
+
+  // The one error middleware: maps error codes to statuses; nothing else writes error responses.
+  app.use((error: unknown, req: Request, res: Response, _next: NextFunction) => {
+    let http: HttpError;
+    if (error instanceof HttpError) http = error;
+    else if ((error as { type?: string }).type === 'entity.too.large') http = new HttpError(413, 'BODY_TOO_LARGE', `request body exceeds ${BODY_LIMIT}`);
+    else if ((error as { type?: string }).type === 'entity.parse.failed') http = new HttpError(400, 'MALFORMED_JSON', 'request body is not valid JSON');
+    else if ((error as { type?: string }).type === 'encoding.unsupported' || (error as { type?: string }).type === 'charset.unsupported') {
+      http = new HttpError(415, 'UNSUPPORTED_ENCODING', 'unsupported body encoding');
+    } else if ((error as { status?: number }).status && (error as { status: number }).status < 500) {
+      http = new HttpError((error as { status: number }).status, 'BAD_REQUEST', (error as Error).message);
+    } else if ((error as { code?: string }).code === 'STORE_UNAVAILABLE') {
+      http = new HttpError(503, 'STORE_UNAVAILABLE', 'the node store is unavailable', {}, { 'Retry-After': '5' });
+    } else {
+      log.error(`Unexpected error on ${req.method} ${req.path}: ${(error as Error)?.message}`);
+      http = new HttpError(500, 'INTERNAL', 'internal error');
+    }
+    for (const [name, value] of Object.entries(http.headers)) res.setHeader(name, value);
+    res.status(http.status).json({ error: http.code, message: http.message, ...http.details });
+  });
+
+  return app;
+}
+
+async function storeCall<T>(run: () => Promise<T>): Promise<T> {
+  return run();
+}

@@ -1,0 +1,28 @@
+import { connectBus, connectStore } from '../../shared/backends.js';
+import { systemClock } from '../../shared/clock.js';
+import { loadOrchestratorConfig } from '../../shared/config.js';
+import { failStart, stopOnSignals } from '../../shared/lifecycle.js';
+import { createLogger } from '../../shared/logger.js';
+import { createMetrics } from '../../shared/metrics.js';
+import { brokerNames, topology } from '../../shared/topology.js';
+import { createApp } from './app.js';
+
+async function main(): Promise<void> {
+  const config = loadOrchestratorConfig(process.env);
+  const log = createLogger(config.log).child({ component: 'api' });
+  const metrics = createMetrics({ defaultMetrics: true });
+  const names = brokerNames(config.brokerNamespace);
+  const store = await connectStore(config, log);
+  const bus = await connectBus(config, log, 'api');
+  await bus.declareTopology(topology(names));
+  const app = createApp({ bus, store, names, log, clock: systemClock, metrics });
+  const server = app.listen(config.port, () => log.info(`api listening on http://0.0.0.0:${config.port} (dashboard at /)`));
+  server.keepAliveTimeout = 65_000;
+  stopOnSignals(log, async () => {
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+    await bus.close();
+    await store.close();
+  });
+}
+
+main().catch(failStart);

@@ -1,0 +1,28 @@
+import type { NodeRecord } from '../../shared/store/node-record.js';
+
+/** Contract §3 node view: times as ISO-8601 strings. */
+export function toNodeView(node: NodeRecord) {
+  const iso = (d: Date | null | undefined) => (d ? new Date(d).toISOString() : null);
+  return {
+    nodeId: node.nodeId,
+    hostname: node.hostname,
+    ipAddress: node.ipAddress,
+    maxServers: node.maxServers,
+    status: node.status,
+    registeredAt: iso(node.registeredAt),
+    lastHeartbeat: iso(node.lastHeartbeat),
+    statusChangedAt: iso(node.statusChangedAt),
+    statusVersion: node.statusVersion,
+    stats: node.stats
+      ? {
+          cpuUsage: node.stats.cpuUsage,
+          memoryUsage: node.stats.memoryUsage,
+          diskUsage: node.stats.diskUsage,
+          containerCount: node.stats.containerCount,
+          reportedAt: iso(node.stats.reportedAt),
+        }
+      : null,
+  };
+}
+
+export type NodeView = ReturnType<typeof toNodeView>;

@@ -1,0 +1,27 @@
+import { connectBus, connectStore } from '../../shared/backends.js';
+import { systemClock } from '../../shared/clock.js';
+import { loadOrchestratorConfig } from '../../shared/config.js';
+import { failStart, stopOnSignals } from '../../shared/lifecycle.js';
+import { createLogger } from '../../shared/logger.js';
+import { createMetrics } from '../../shared/metrics.js';
+import { serveMetrics } from '../../shared/metrics-server.js';
+import { createIngest } from './ingest.js';
+
+async function main(): Promise<void> {
+  const config = loadOrchestratorConfig(process.env);
+  const log = createLogger(config.log).child({ component: 'ingest' });
+  const metrics = createMetrics({ defaultMetrics: true });
+  const store = await connectStore(config, log);
+  const bus = await connectBus(config, log, 'ingest');
+  const ingest = createIngest({ bus, store, log, clock: systemClock, metrics, config });
+  await ingest.start();
+  const server = await serveMetrics(metrics, process.env.METRICS_PORT);
+  stopOnSignals(log, async () => {
+    await ingest.stop();
+    server?.close();
+    await bus.close();
+    await store.close();
+  });
+}
+
+main().catch(failStart);

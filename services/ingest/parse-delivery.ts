@@ -1,0 +1,30 @@
+import type { Delivery } from '../../shared/bus/bus.js';
+import { agentMessageSchema, describeIssues, type AgentMessage } from '../../shared/messages/index.js';
+import { ROUTING } from '../../shared/topology.js';
+
+export type ParsedDelivery = { ok: true; message: AgentMessage } | { ok: false; reason: string };
+
+const ROUTE_OF: Record<AgentMessage['type'], (nodeId: string) => string> = {
+  'agent.register': ROUTING.register,
+  'agent.heartbeat': ROUTING.heartbeat,
+  'agent.shutdown': ROUTING.shutdown,
+};
+
+/** Validates one delivery at the edge: JSON, the shared schema, and a routing key that names the same node and type. */
+export function parseDelivery(delivery: Delivery, maxBytes = 16 * 1024): ParsedDelivery {
+  if (delivery.body.length > maxBytes) return { ok: false, reason: `message too large (${delivery.body.length} bytes, limit ${maxBytes})` };
+  let json: unknown;
+  try {
+    json = JSON.parse(delivery.body.toString('utf8'));
+  } catch {
+    return { ok: false, reason: 'malformed JSON' };
+  }
+  const result = agentMessageSchema.safeParse(json);
+  if (!result.success) return { ok: false, reason: `invalid message: ${describeIssues(result.error)}` };
+  const message = result.data as AgentMessage;
+  // Broker permissions restrict an agent to its own routing keys; the body must agree with the key.
+  if (delivery.routingKey !== ROUTE_OF[message.type](message.nodeId)) {
+    return { ok: false, reason: `routing key ${delivery.routingKey} does not match ${message.type} for node ${message.nodeId}` };
+  }
+  return { ok: true, message };
+}

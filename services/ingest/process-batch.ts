@@ -1,0 +1,164 @@
+import type { Bus, Delivery } from '../../shared/bus/bus.js';
+import type { Clock } from '../../shared/clock.js';
+import type { LogLevel } from '../../shared/config.js';
+import { applyMessage, newDraft, type MessageOutcome, type NodeDraft, type ReceivedMessage } from '../../shared/domain/apply-message.js';
+import { draftToWrite } from '../../shared/domain/draft-write.js';
+import type { EventPublisher } from '../../shared/events/event-publisher.js';
+import type { Logger } from '../../shared/logger.js';
+import type { Metrics } from '../../shared/metrics.js';
+import type { NodeStore } from '../../shared/store/node-store.js';
+import type { NodeWrite } from '../../shared/store/node-record.js';
+import { HEADERS, ROUTING, type BrokerNames } from '../../shared/topology.js';
+import { parseDelivery } from './parse-delivery.js';
+import type { Authenticator } from './authenticator.js';
+
+export interface BatchDeps {
+  bus: Bus;
+  store: NodeStore;
+  names: BrokerNames;
+  events: EventPublisher;
+  log: Logger;
+  clock: Clock;
+  metrics: Metrics;
+  timeoutMs: number;
+  heartbeatLogLevel: LogLevel;
+  /** Runs a store call until the store answers (see store-retry.ts). */
+  retry: <T>(what: string, run: () => Promise<T>) => Promise<T>;
+  authenticator?: Authenticator;
+  /** Test hook: called after the batch is stored and before anything is acknowledged. */
+  afterStore?: () => Promise<void>;
+}
+
+interface Item {
+  delivery: Delivery;
+  received: ReceivedMessage;
+}
+
+const MAX_CONFLICT_ROUNDS = 8;
+const REREGISTER_MIN_GAP_MS = 1000;
+
+/**
+ * Applies one batch of agent messages: validate, group by node, apply every message of a node to one
+ * working copy, write all changed nodes in one bulk operation (retrying nodes another writer changed
+ * first), and only then acknowledge. Refused messages go to the dead-letter queue with the reason.
+ */
+export function createBatchProcessor(deps: BatchDeps) {
+  const { bus, store, names, events, log, clock, metrics } = deps;
+  const askedAt = new Map<string, number>();
+
+  async function deadLetter(delivery: Delivery, reason: string): Promise<void> {
+    try {
+      await bus.publish(names.exchanges.deadLetter, delivery.routingKey, delivery.body, {
+        messageId: delivery.messageId,
+        headers: { ...delivery.headers, [HEADERS.refusalReason]: reason, [HEADERS.refusedBy]: 'ingest', [HEADERS.originalRoutingKey]: delivery.routingKey },
+        contentType: 'application/octet-stream',
+      });
+      delivery.ack();
+      metrics.deadLettered.inc({ reason: reason.split(':')[0]!.slice(0, 40) });
+    } catch {
+      // Not dead-lettered: leave it to the broker (redelivered once the channel reopens).
+      delivery.requeue();
+    }
+  }
+
+  async function askToReregister(nodeId: string, reason: string): Promise<void> {
+    const now = clock.now();
+    const last = askedAt.get(nodeId);
+    if (last !== undefined && now - last < REREGISTER_MIN_GAP_MS) return;
+    if (askedAt.size > 50_000) askedAt.clear();
+    askedAt.set(nodeId, now);
+    const message = { id: crypto.randomUUID(), type: 'control.reregister', version: 1, sentAt: new Date(now).toISOString(), nodeId, reason };
+    // Useless later: an agent that is not listening now will re-register on its own path.
+    await bus.publish(names.exchanges.agentControl, ROUTING.control(nodeId), message, { persistent: false, expirationMs: 60_000 }).catch(() => undefined);
+  }
+
+  async function processBatch(deliveries: Delivery[]): Promise<void> {
+    metrics.batchSize.observe(deliveries.length);
+    const groups = new Map<string, Item[]>();
+    const refusals: Array<{ delivery: Delivery; reason: string }> = [];
+    for (const delivery of deliveries) {
+      const parsed = parseDelivery(delivery);
+      if (!parsed.ok) {
+        refusals.push({ delivery, reason: parsed.reason });
+        continue;
+      }
+      const item = { delivery, received: { message: parsed.message, deliveredAt: delivery.deliveredAt } };
+      const group = groups.get(parsed.message.nodeId);
+      if (group) group.push(item);
+      else groups.set(parsed.message.nodeId, [item]);
+    }
+
+    const outcomes = new Map<Delivery, MessageOutcome>();
+    const drafts = new Map<string, NodeDraft>();
+    let pending = [...groups.keys()];
+    for (let round = 0; pending.length && round < MAX_CONFLICT_ROUNDS; round++) {
+      const now = clock.now();
+      const current = await deps.retry('read', () => store.getMany(pending));
+      const writes: NodeWrite[] = [];
+      for (const nodeId of pending) {
+        const draft = newDraft(current.get(nodeId) ?? null);
+        for (const item of groups.get(nodeId)!) {
+          const refusal = deps.authenticator?.check(draft, item.received.message);
+          const outcome: MessageOutcome = refusal ? { kind: 'refused', reason: refusal } : applyMessage(draft, item.received, { now, timeoutMs: deps.timeoutMs });
+          if (outcome.kind === 'applied' && item.received.message.type === 'agent.register') deps.authenticator?.onRegistered(draft, item.received.message);
+          outcomes.set(item.delivery, outcome);
+        }
+        drafts.set(nodeId, draft);
+        const write = draftToWrite(draft);
+        if (write) writes.push(write);
+      }
+      const result = await deps.retry('write', () => store.write(writes));
+      metrics.storeWrites.inc(result.roundTrips > 0 ? 1 : 0);
+      metrics.nodeWrites.inc(writes.length);
+      if (result.conflicts.length) metrics.storeConflicts.inc(result.conflicts.length);
+      pending = result.conflicts;
+    }
+    await deps.afterStore?.();
+
+    // Everything below happens only once the batch is durable.
+    const storedAt = clock.now();
+    for (const nodeId of pending) {
+      // Lost the race too often (a hot node written by several ingests): let the broker redeliver.
+      for (const item of groups.get(nodeId)!) item.delivery.requeue();
+      drafts.delete(nodeId);
+    }
+    const unresolved = new Set(pending);
+    for (const [nodeId, items] of groups) {
+      if (unresolved.has(nodeId)) continue;
+      for (const { delivery, received } of items) {
+        const outcome = outcomes.get(delivery)!;
+        const type = received.message.type;
+        metrics.messagesIngested.inc({ type, outcome: outcome.kind });
+        if (outcome.kind === 'applied' || outcome.kind === 'late') {
+          delivery.ack();
+          metrics.ingestLag.observe(Math.max(0, storedAt - delivery.deliveredAt) / 1000);
+          if (type === 'agent.heartbeat' && outcome.kind === 'applied') log.log(deps.heartbeatLogLevel, `Node stats updated successfully for ${nodeId}`);
+          if (outcome.kind === 'late') log.debug(`Late ${type} for ${nodeId} (${Math.round(outcome.ageMs / 1000)} s old): stored stats only, liveness unchanged`);
+        } else if (outcome.kind === 'unknown-node') {
+          await deadLetter(delivery, `unknown node: ${nodeId} is not registered`);
+        } else {
+          await deadLetter(delivery, outcome.reason);
+        }
+      }
+      const draft = drafts.get(nodeId);
+      if (draft?.askReregister) await askToReregister(nodeId, draft.node ? 'heartbeat clock baseline is stale' : 'node is not registered');
+    }
+    for (const { delivery, reason } of refusals) {
+      metrics.messagesIngested.inc({ type: 'invalid', outcome: 'refused' });
+      log.warn(`Refused agent message on ${delivery.routingKey.slice(0, 120)}: ${reason.slice(0, 300)}`);
+      await deadLetter(delivery, reason);
+    }
+
+    for (const [nodeId, draft] of drafts) {
+      for (const e of draft.events) {
+        if (e.type === 'node.registered') log.info(`Node ${nodeId} registered`);
+        else if (e.type === 'node.online') log.info(`Node ${nodeId} is ONLINE again (${e.reason})`);
+        else log.info(`Node ${nodeId} announced shutdown, marking as OFFLINE`);
+      }
+      if (!draft.events.length) continue;
+      // Stored in the outbox with the change; if this publish fails the sweeper publishes them later.
+      await events.publishFor(nodeId, draft.events).catch((error: Error) => log.warn(`Node events for ${nodeId} left in the outbox: ${error.message}`));
+    }
+  }
+  return Object.assign(processBatch, { deadLetter });
+}

@@ -1,0 +1,65 @@
+import type { Bus } from '../../shared/bus/bus.js';
+import type { Clock } from '../../shared/clock.js';
+import type { OrchestratorConfig } from '../../shared/config.js';
+import { createEventPublisher } from '../../shared/events/event-publisher.js';
+import type { Logger } from '../../shared/logger.js';
+import type { Metrics } from '../../shared/metrics.js';
+import type { Scheduler } from '../../shared/scheduler/scheduler.js';
+import type { NodeStore } from '../../shared/store/node-store.js';
+import { brokerNames, topology } from '../../shared/topology.js';
+import { createSweep, type SweepDeps } from './sweep.js';
+
+export const SWEEP_JOB = 'sweep';
+
+export interface SweeperDeps {
+  bus: Bus;
+  store: NodeStore;
+  scheduler: Scheduler;
+  log: Logger;
+  clock: Clock;
+  metrics: Metrics;
+  config: Pick<OrchestratorConfig, 'timeoutMs' | 'sweep' | 'sweepIntervalMs' | 'brokerNamespace' | 'ingest'>;
+  afterMark?: SweepDeps['afterMark'];
+}
+
+/** The sweeper: runs the timeout sweep on the scheduler every HEALTH_CHECK_INTERVAL. */
+export function createSweeper(deps: SweeperDeps) {
+  const { bus, store, scheduler, log, clock, metrics, config } = deps;
+  const names = brokerNames(config.brokerNamespace);
+  const events = createEventPublisher({ bus, store, exchange: names.exchanges.nodeEvents, log, metrics });
+  const sweep = createSweep({
+    store,
+    bus,
+    events,
+    nodeEventsExchange: names.exchanges.nodeEvents,
+    log,
+    clock,
+    metrics,
+    config: { timeoutMs: config.timeoutMs, sweep: config.sweep, ingestLivenessMs: config.ingest.livenessIntervalMs },
+    afterMark: deps.afterMark,
+  });
+  let storeDown = false;
+
+  async function run(): Promise<void> {
+    try {
+      await sweep();
+      if (storeDown) log.info('Store reachable again: sweeping');
+      storeDown = false;
+    } catch (error) {
+      if (!storeDown) log.error(`Sweep failed, will retry at the next interval: ${(error as Error).message}`);
+      storeDown = true;
+    }
+  }
+
+  return {
+    sweep,
+    async start(): Promise<void> {
+      await bus.declareTopology(topology(names)).catch((error: Error) => log.warn(`Broker topology not declared yet: ${error.message}`));
+      await scheduler.every(SWEEP_JOB, config.sweepIntervalMs, run);
+      log.info(`Sweeper scheduled every ${config.sweepIntervalMs} ms; nodes time out after ${config.timeoutMs} ms`);
+    },
+    async stop(): Promise<void> {
+      await scheduler.close();
+    },
+  };
+}

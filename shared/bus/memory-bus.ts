@@ -1,0 +1,203 @@
+import { randomUUID } from 'node:crypto';
+import type { Topology } from '../topology.js';
+import { BusUnavailableError, encode, type Bus, type Consumer, type Delivery, type PublishOptions, type QueueOptions } from './bus.js';
+import { topicMatches } from './topic-match.js';
+
+interface Stored {
+  body: Buffer;
+  exchange: string;
+  routingKey: string;
+  messageId?: string;
+  headers: Record<string, unknown>;
+  redelivered: boolean;
+  expiresAt: number | null;
+}
+
+interface MemoryQueue {
+  name: string;
+  ready: Stored[];
+  consumers: MemoryConsumer[];
+  bindings: Array<{ exchange: string; routingKey: string }>;
+  arguments: Record<string, unknown>;
+}
+
+interface MemoryConsumer {
+  queue: MemoryQueue;
+  prefetch: number;
+  unacked: number;
+  onDelivery: (delivery: Delivery) => void;
+  cancelled: boolean;
+  /** Deliveries not yet settled, so a simulated outage can give them back. */
+  inflight: Set<{ message: Stored; settled: boolean }>;
+}
+
+/**
+ * In-process bus for the all-in-one mode and unit tests: topic and fanout exchanges, prefetch,
+ * ack / requeue with redelivery, per-message expiration and dead-lettering like the RabbitMQ adapter.
+ * Publishes are "confirmed" once routed. `setConnected(false)` simulates a broker outage.
+ */
+export function createMemoryBus(): Bus & { setConnected(connected: boolean): void } {
+  const exchanges = new Map<string, string>();
+  const queues = new Map<string, MemoryQueue>();
+  const listeners: Array<(connected: boolean) => void> = [];
+  let connected = true;
+  let pumpScheduled = false;
+
+  function schedulePump(): void {
+    if (pumpScheduled) return;
+    pumpScheduled = true;
+    setImmediate(() => {
+      pumpScheduled = false;
+      for (const q of queues.values()) pump(q);
+    });
+  }
+
+  function pump(q: MemoryQueue): void {
+    if (!connected) return;
+    const now = Date.now();
+    let progressed = true;
+    while (q.ready.length && progressed) {
+      progressed = false;
+      for (const c of q.consumers) {
+        if (c.cancelled || c.unacked >= c.prefetch || !q.ready.length) continue;
+        const message = q.ready.shift()!;
+        if (message.expiresAt !== null && message.expiresAt < now) {
+          deadLetter(q, message, 'expired');
+          progressed = true;
+          continue;
+        }
+        c.unacked++;
+        progressed = true;
+        deliver(c, message);
+      }
+    }
+  }
+
+  function deliver(c: MemoryConsumer, message: Stored): void {
+    const entry = { message, settled: false };
+    c.inflight.add(entry);
+    const settle = (requeue: boolean) => {
+      if (entry.settled) return;
+      entry.settled = true;
+      c.inflight.delete(entry);
+      c.unacked--;
+      if (requeue) c.queue.ready.unshift({ ...message, redelivered: true });
+      schedulePump();
+    };
+    c.onDelivery({
+      body: message.body,
+      exchange: message.exchange,
+      routingKey: message.routingKey,
+      messageId: message.messageId,
+      headers: message.headers,
+      redelivered: message.redelivered,
+      deliveredAt: Date.now(),
+      ack: () => settle(false),
+      requeue: () => settle(true),
+    });
+  }
+
+  function deadLetter(q: MemoryQueue, message: Stored, reason: string): void {
+    const dlx = q.arguments['x-dead-letter-exchange'];
+    if (typeof dlx === 'string') route(dlx, message.routingKey, { ...message, headers: { ...message.headers, 'x-death-reason': reason }, expiresAt: null });
+  }
+
+  function route(exchange: string, routingKey: string, message: Stored): void {
+    const type = exchanges.get(exchange);
+    if (!type) throw new BusUnavailableError(`no exchange '${exchange}'`);
+    for (const q of queues.values()) {
+      const bound = q.bindings.some((b) => b.exchange === exchange && (type === 'fanout' || (type === 'direct' ? b.routingKey === routingKey : topicMatches(b.routingKey, routingKey))));
+      if (bound) q.ready.push({ ...message });
+    }
+    schedulePump();
+  }
+
+  function assertQueue(options: QueueOptions & { name: string }): MemoryQueue {
+    let q = queues.get(options.name);
+    if (!q) {
+      q = { name: options.name, ready: [], consumers: [], bindings: [], arguments: options.arguments ?? {} };
+      queues.set(options.name, q);
+    }
+    for (const b of options.bindings) {
+      if (!q.bindings.some((x) => x.exchange === b.exchange && x.routingKey === b.routingKey)) q.bindings.push(b);
+    }
+    return q;
+  }
+
+  return {
+    setConnected(value: boolean) {
+      if (value === connected) return;
+      connected = value;
+      if (!value) {
+        // Like a lost connection: every unacknowledged delivery goes back to its queue.
+        for (const q of queues.values())
+          for (const c of q.consumers) {
+            for (const entry of c.inflight) {
+              entry.settled = true;
+              q.ready.unshift({ ...entry.message, redelivered: true });
+            }
+            c.inflight.clear();
+            c.unacked = 0;
+          }
+      }
+      for (const l of listeners) l(value);
+      schedulePump();
+    },
+    async declareTopology(topology: Topology) {
+      for (const e of topology.exchanges) exchanges.set(e.name, e.type);
+      for (const q of topology.queues) assertQueue({ name: q.name, arguments: q.arguments, bindings: [] });
+      for (const b of topology.bindings) assertQueue({ name: b.destination, bindings: [{ exchange: b.source, routingKey: b.routingKey }] });
+    },
+    async publish(exchange: string, routingKey: string, body: Buffer | object, options: PublishOptions = {}) {
+      if (!connected) throw new BusUnavailableError('broker unavailable');
+      route(exchange, routingKey, {
+        body: encode(body),
+        exchange,
+        routingKey,
+        messageId: options.messageId,
+        headers: { ...(options.headers ?? {}) },
+        redelivered: false,
+        expiresAt: options.expirationMs !== undefined ? Date.now() + options.expirationMs : null,
+      });
+    },
+    async declareQueue(options: QueueOptions) {
+      if (!connected) throw new BusUnavailableError('broker unavailable');
+      const name = options.name ?? `amq.gen-${randomUUID()}`;
+      for (const b of options.bindings) if (!exchanges.has(b.exchange)) throw new BusUnavailableError(`no exchange '${b.exchange}'`);
+      assertQueue({ ...options, name });
+      return name;
+    },
+    async deleteQueue(name: string) {
+      const q = queues.get(name);
+      if (q) for (const c of q.consumers) c.cancelled = true;
+      queues.delete(name);
+    },
+    async deleteExchange(name: string) {
+      exchanges.delete(name);
+    },
+    async consume(queue, onDelivery, options): Promise<Consumer> {
+      const q = queues.get(queue);
+      if (!q) throw new BusUnavailableError(`no queue '${queue}'`);
+      const consumer: MemoryConsumer = { queue: q, prefetch: options.prefetch, unacked: 0, onDelivery, cancelled: false, inflight: new Set() };
+      q.consumers.push(consumer);
+      schedulePump();
+      return {
+        async cancel() {
+          consumer.cancelled = true;
+          q.consumers = q.consumers.filter((c) => c !== consumer);
+        },
+      };
+    },
+    async queueDepth(queue) {
+      return queues.get(queue)?.ready.length ?? 0;
+    },
+    isConnected: () => connected,
+    onConnectionChange(listener) {
+      listeners.push(listener);
+    },
+    async close() {
+      for (const q of queues.values()) for (const c of q.consumers) c.cancelled = true;
+      connected = false;
+    },
+  };
+}

@@ -1,0 +1,269 @@
+import amqp, { type Channel, type ChannelModel, type ConfirmChannel, type ConsumeMessage } from 'amqplib';
+import type { Logger } from '../logger.js';
+import type { Topology } from '../topology.js';
+import { BusUnavailableError, encode, type Bus, type Consumer, type ConsumeOptions, type Delivery, type PublishOptions, type QueueOptions } from './bus.js';
+
+export interface RabbitBusOptions {
+  url: string;
+  log: Logger;
+  /** A publish not confirmed within this time fails (default 5 s). */
+  confirmTimeoutMs?: number;
+  /** Reject connect() after this many failed first attempts instead of waiting forever (default: wait forever). */
+  initialMaxRetries?: number;
+  /** Connection name shown in the management UI. */
+  name?: string;
+  /** Longest wait between reconnect attempts (default 5 s). */
+  maxReconnectDelayMs?: number;
+}
+
+interface ConsumerEntry {
+  queue: string;
+  onDelivery: (delivery: Delivery) => void;
+  options: ConsumeOptions;
+  channel: Channel | null;
+  tag: string | null;
+  cancelled: boolean;
+}
+
+/**
+ * RabbitMQ adapter: publisher confirms, and amqplib's recovery to reconnect with back-off. After every
+ * (re)connect the topology, declared queues and consumers are set up again; deliveries of a lost channel
+ * are redelivered by the broker, so their late acks are ignored.
+ */
+export async function createRabbitBus(options: RabbitBusOptions): Promise<Bus> {
+  const log = options.log;
+  const confirmTimeoutMs = options.confirmTimeoutMs ?? 5000;
+  let model: ChannelModel | null = null;
+  let publishChannel: ConfirmChannel | null = null;
+  let connected = false;
+  let closing = false;
+  let topologyToDeclare: Topology | null = null;
+  const queues = new Map<string, QueueOptions>();
+  const consumers = new Set<ConsumerEntry>();
+  const listeners: Array<(connected: boolean) => void> = [];
+  let downSince: number | null = null;
+  let reportedDown = false;
+
+  function setConnected(value: boolean): void {
+    if (connected === value) return;
+    connected = value;
+    for (const l of listeners) l(value);
+  }
+
+  async function declareAll(channel: Channel): Promise<void> {
+    if (topologyToDeclare) await declare(channel, topologyToDeclare);
+    for (const [name, q] of queues) {
+      await channel.assertQueue(name, { durable: q.durable ?? false, exclusive: q.exclusive ?? false, autoDelete: q.autoDelete ?? false, arguments: q.arguments });
+      for (const b of q.bindings) await channel.bindQueue(name, b.exchange, b.routingKey);
+    }
+  }
+
+  async function openPublishChannel(m: ChannelModel): Promise<void> {
+    const channel = await m.createConfirmChannel();
+    channel.on('error', () => undefined);
+    channel.on('close', () => {
+      if (publishChannel !== channel) return;
+      publishChannel = null;
+      // A channel-level error (not a lost connection): open a fresh one on the same connection.
+      if (!closing && model === m && connected) openPublishChannel(m).catch(() => undefined);
+    });
+    await declareAll(channel);
+    publishChannel = channel;
+  }
+
+  async function startConsumer(m: ChannelModel, entry: ConsumerEntry): Promise<void> {
+    if (entry.cancelled) return;
+    const channel = await m.createChannel();
+    channel.on('error', () => undefined);
+    await channel.prefetch(entry.options.prefetch);
+    entry.channel = channel;
+    channel.on('close', () => {
+      if (entry.channel !== channel) return;
+      entry.channel = null;
+      entry.tag = null;
+      if (!closing && !entry.cancelled && model === m && connected) {
+        setTimeout(() => startConsumer(m, entry).catch(() => undefined), 500).unref();
+      }
+    });
+    const reply = await channel.consume(entry.queue, (msg: ConsumeMessage | null) => {
+      if (!msg) return; // cancelled by the server (queue deleted): the close handler restarts it
+      entry.onDelivery(toDelivery(channel, entry, msg));
+    });
+    entry.tag = reply.consumerTag;
+  }
+
+  function toDelivery(channel: Channel, entry: ConsumerEntry, msg: ConsumeMessage): Delivery {
+    let settled = false;
+    const settle = (fn: () => void) => {
+      if (settled) return;
+      settled = true;
+      // After a reconnect this channel is gone and the broker redelivers the message: nothing to do.
+      if (entry.channel !== channel) return;
+      try {
+        fn();
+      } catch {
+        /* channel closed in between: the message will be redelivered */
+      }
+    };
+    return {
+      body: msg.content,
+      routingKey: msg.fields.routingKey,
+      exchange: msg.fields.exchange,
+      messageId: msg.properties.messageId,
+      headers: (msg.properties.headers ?? {}) as Record<string, unknown>,
+      redelivered: msg.fields.redelivered,
+      deliveredAt: Date.now(),
+      ack: () => settle(() => channel.ack(msg)),
+      requeue: () => settle(() => channel.nack(msg, false, true)),
+    };
+  }
+
+  const url = new URL(options.url);
+  // Broker heartbeats notice a dead peer within ~2 intervals instead of the OS TCP timeout.
+  if (!url.searchParams.has('heartbeat')) url.searchParams.set('heartbeat', '10');
+  const connection = await amqp.connect(url.toString(), {
+    clientProperties: { connection_name: options.name ?? 'orchestrator' },
+    recovery: {
+      initialDelay: 200,
+      maxDelay: options.maxReconnectDelayMs ?? 5000,
+      factor: 2,
+      jitter: 0.2,
+      waitForConnect: options.initialMaxRetries !== undefined,
+      initialMaxRetries: options.initialMaxRetries,
+      async setup(m: ChannelModel) {
+        model = m;
+        m.on('error', () => undefined);
+        await openPublishChannel(m);
+        for (const entry of consumers) await startConsumer(m, entry);
+        if (reportedDown) log.info(`Broker connection restored after ${Math.round((Date.now() - (downSince ?? Date.now())) / 1000)} s`);
+        downSince = null;
+        reportedDown = false;
+        setConnected(true);
+      },
+    },
+  });
+  connection.on('error', () => undefined);
+  connection.on('disconnect', (err: Error) => {
+    publishChannel = null;
+    for (const entry of consumers) {
+      entry.channel = null;
+      entry.tag = null;
+    }
+    setConnected(false);
+    downSince ??= Date.now();
+    if (!closing && !reportedDown) {
+      reportedDown = true; // once per outage, not per reconnect attempt
+      log.warn(`Broker connection lost, reconnecting: ${err?.message ?? 'closed'}`);
+    }
+  });
+  connection.on('connect-failed', (err: Error) => {
+    downSince ??= Date.now();
+    if (!reportedDown) {
+      reportedDown = true;
+      log.warn(`Broker not reachable, retrying: ${err.message}`);
+    }
+  });
+
+  async function withChannel<T>(what: string, run: (channel: Channel) => Promise<T>): Promise<T> {
+    const channel = publishChannel;
+    if (!channel || !connected) throw new BusUnavailableError(`broker unavailable (${what})`);
+    try {
+      return await run(channel);
+    } catch (error) {
+      throw new BusUnavailableError(`broker ${what} failed: ${(error as Error).message}`, { cause: error });
+    }
+  }
+
+  return {
+    async declareTopology(topology) {
+      topologyToDeclare = topology;
+      if (publishChannel) await withChannel('declare', (ch) => declare(ch, topology));
+    },
+    publish(exchange, routingKey, body, opts: PublishOptions = {}) {
+      const channel = publishChannel;
+      if (!channel || !connected) return Promise.reject(new BusUnavailableError('broker unavailable'));
+      return new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new BusUnavailableError(`no broker confirm within ${confirmTimeoutMs} ms`)), confirmTimeoutMs);
+        try {
+          channel.publish(
+            exchange,
+            routingKey,
+            encode(body),
+            {
+              persistent: opts.persistent ?? true,
+              messageId: opts.messageId,
+              headers: opts.headers,
+              expiration: opts.expirationMs !== undefined ? String(Math.max(0, Math.round(opts.expirationMs))) : undefined,
+              contentType: opts.contentType ?? 'application/json',
+              timestamp: Math.floor(Date.now() / 1000),
+            },
+            (err: unknown) => {
+              clearTimeout(timer);
+              if (err) reject(new BusUnavailableError(`broker refused the message: ${String((err as Error)?.message ?? err)}`, { cause: err }));
+              else resolve();
+            },
+          );
+        } catch (error) {
+          clearTimeout(timer);
+          reject(new BusUnavailableError(`publish failed: ${(error as Error).message}`, { cause: error }));
+        }
+      });
+    },
+    async declareQueue(q) {
+      const name = await withChannel('declareQueue', async (ch) => {
+        const reply = await ch.assertQueue(q.name ?? '', { durable: q.durable ?? false, exclusive: q.exclusive ?? false, autoDelete: q.autoDelete ?? false, arguments: q.arguments });
+        for (const b of q.bindings) await ch.bindQueue(reply.queue, b.exchange, b.routingKey);
+        return reply.queue;
+      });
+      // Server-named queues die with the connection; only named ones are re-declared.
+      if (q.name) queues.set(name, q);
+      return name;
+    },
+    async deleteQueue(name) {
+      queues.delete(name);
+      await withChannel('deleteQueue', (ch) => ch.deleteQueue(name).then(() => undefined));
+    },
+    async deleteExchange(name) {
+      await withChannel('deleteExchange', (ch) => ch.deleteExchange(name).then(() => undefined));
+    },
+    async consume(queue, onDelivery, consumeOptions) {
+      const entry: ConsumerEntry = { queue, onDelivery, options: consumeOptions, channel: null, tag: null, cancelled: false };
+      consumers.add(entry);
+      if (model && connected) await startConsumer(model, entry);
+      return {
+        async cancel() {
+          entry.cancelled = true;
+          consumers.delete(entry);
+          const channel = entry.channel;
+          entry.channel = null;
+          if (channel) await channel.close().catch(() => undefined);
+        },
+      };
+    },
+    async queueDepth(queue) {
+      return withChannel('checkQueue', async (ch) => (await ch.checkQueue(queue)).messageCount);
+    },
+    isConnected: () => connected,
+    onConnectionChange(listener) {
+      listeners.push(listener);
+    },
+    async close() {
+      closing = true;
+      for (const entry of consumers) {
+        entry.cancelled = true;
+        const ch = entry.channel;
+        entry.channel = null;
+        if (ch) await ch.close().catch(() => undefined);
+      }
+      consumers.clear();
+      await connection.close().catch(() => undefined);
+      setConnected(false);
+    },
+  };
+}
+
+async function declare(channel: Channel, topology: Topology): Promise<void> {
+  for (const e of topology.exchanges) await channel.assertExchange(e.name, e.type, { durable: e.durable });
+  for (const q of topology.queues) await channel.assertQueue(q.name, { durable: q.durable, arguments: q.arguments });
+  for (const b of topology.bindings) await channel.bindQueue(b.destination, b.source, b.routingKey);
+}

@@ -1,0 +1,245 @@
+import { hostname } from 'node:os';
+
+/** Thrown at start when the environment is unusable; the message names every bad variable. */
+export class ConfigError extends Error {
+  readonly code = 'CONFIG_INVALID';
+  constructor(readonly problems: string[]) {
+    super(`Invalid configuration: ${problems.join('; ')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+type Env = Record<string, string | undefined>;
+
+const LOG_LEVELS = ['error', 'warn', 'info', 'http', 'verbose', 'debug', 'silly'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+/** Collects every problem before throwing, so one start shows them all. */
+class Reader {
+  readonly problems: string[] = [];
+  constructor(private readonly env: Env) {}
+
+  raw(name: string): string | undefined {
+    const value = this.env[name];
+    return value === undefined || value.trim() === '' ? undefined : value.trim();
+  }
+
+  string(name: string, fallback: string): string {
+    return this.raw(name) ?? fallback;
+  }
+
+  optionalString(name: string): string | undefined {
+    return this.raw(name);
+  }
+
+  number(name: string, fallback: number, rule: { positive?: boolean; integer?: boolean; min?: number; max?: number } = {}): number {
+    const text = this.raw(name);
+    if (text === undefined) return fallback;
+    const value = Number(text);
+    if (!Number.isFinite(value)) {
+      this.problems.push(`${name} must be a number (got "${text}")`);
+      return fallback;
+    }
+    if (rule.positive && value <= 0) this.problems.push(`${name} must be greater than 0 (got ${text})`);
+    else if (rule.integer && !Number.isInteger(value)) this.problems.push(`${name} must be a whole number (got ${text})`);
+    else if (rule.min !== undefined && value < rule.min) this.problems.push(`${name} must be at least ${rule.min} (got ${text})`);
+    else if (rule.max !== undefined && value > rule.max) this.problems.push(`${name} must be at most ${rule.max} (got ${text})`);
+    return value;
+  }
+
+  boolean(name: string, fallback: boolean): boolean {
+    const text = this.raw(name)?.toLowerCase();
+    if (text === undefined) return fallback;
+    if (['1', 'true', 'yes', 'on'].includes(text)) return true;
+    if (['0', 'false', 'no', 'off'].includes(text)) return false;
+    this.problems.push(`${name} must be true or false (got "${text}")`);
+    return fallback;
+  }
+
+  oneOf<T extends string>(name: string, allowed: readonly T[], fallback: T): T {
+    const text = this.raw(name);
+    if (text === undefined) return fallback;
+    if ((allowed as readonly string[]).includes(text)) return text as T;
+    this.problems.push(`${name} must be one of ${allowed.join(', ')} (got "${text}")`);
+    return fallback;
+  }
+
+  url(name: string, fallback: string, protocols: string[]): string {
+    const text = this.raw(name) ?? fallback;
+    try {
+      const url = new URL(text);
+      if (!protocols.includes(url.protocol)) this.problems.push(`${name} must be a ${protocols.join(' or ')} URL (got "${redact(text)}")`);
+    } catch {
+      this.problems.push(`${name} must be a URL (got "${redact(text)}")`);
+    }
+    return text;
+  }
+
+  done<T>(value: T): Readonly<T> {
+    if (this.problems.length > 0) throw new ConfigError(this.problems);
+    return deepFreeze(value);
+  }
+}
+
+function redact(url: string): string {
+  return url.replace(/\/\/([^:/@]+):([^@]+)@/, '//$1:***@');
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value && typeof value === 'object') {
+    for (const inner of Object.values(value)) deepFreeze(inner);
+    Object.freeze(value);
+  }
+  return value;
+}
+
+export interface LogConfig {
+  level: LogLevel;
+  format: 'text' | 'json';
+  /** Level of the per-heartbeat "Node stats updated successfully" line (contract §6). */
+  heartbeatLevel: LogLevel;
+}
+
+export interface OrchestratorConfig {
+  rabbitmqUrl: string;
+  mongoUrl: string;
+  redisUrl: string;
+  port: number;
+  /** How often the timeout sweep runs (HEALTH_CHECK_INTERVAL, or HEARTBEAT_INTERVAL as the fallback name). */
+  sweepIntervalMs: number;
+  /** TIMEOUT_MINUTES in milliseconds. */
+  timeoutMs: number;
+  log: LogConfig;
+  /** Prefix of every exchange and queue name; empty in production, unique per test. */
+  brokerNamespace: string;
+  /** Prefix of BullMQ keys in Redis. */
+  redisPrefix: string;
+  ingest: {
+    batchSize: number;
+    flushIntervalMs: number;
+    prefetch: number;
+    /** How often the ingest refreshes its liveness record (semantics §5.4). */
+    livenessIntervalMs: number;
+  };
+  sweep: {
+    /** Nodes transitioned per store round trip. */
+    batchSize: number;
+    massSilence: { enabled: boolean; share: number; minNodes: number; holdMs: number };
+  };
+  /** Keep this many stats points per node for the dashboard's sparkline. */
+  historyPoints: number;
+  auth: { mode: 'off' | 'on'; joinToken?: string; operatorToken?: string; secret?: string };
+  rateLimit: { perNodePerMinute: number };
+  /** Embedded mode: save the in-memory store here (all-in-one only). */
+  stateFile?: string;
+}
+
+export function loadOrchestratorConfig(env: Env = process.env): Readonly<OrchestratorConfig> {
+  const r = new Reader(env);
+  const healthCheck = r.raw('HEALTH_CHECK_INTERVAL') !== undefined ? r.number('HEALTH_CHECK_INTERVAL', 120000, { positive: true }) : undefined;
+  const legacy = r.raw('HEARTBEAT_INTERVAL') !== undefined && healthCheck === undefined ? r.number('HEARTBEAT_INTERVAL', 120000, { positive: true }) : undefined;
+  const sweepIntervalMs = healthCheck ?? legacy ?? 120000;
+  const timeoutMinutes = r.number('TIMEOUT_MINUTES', 3, { positive: true });
+  const timeoutMs = Math.round(timeoutMinutes * 60000);
+  const level = r.oneOf('LOG_LEVEL', LOG_LEVELS, 'info');
+  const authMode = r.oneOf('AUTH_MODE', ['off', 'on'] as const, 'off');
+  const joinToken = r.optionalString('AGENT_JOIN_TOKEN');
+  const secret = r.optionalString('AUTH_SECRET');
+  if (authMode === 'on' && !joinToken) r.problems.push('AGENT_JOIN_TOKEN must be set when AUTH_MODE=on (set AUTH_MODE=off to run without agent authentication)');
+  const config: OrchestratorConfig = {
+    rabbitmqUrl: r.url('RABBITMQ_URL', 'amqp://guest:guest@127.0.0.1:5672', ['amqp:', 'amqps:']),
+    mongoUrl: r.url('MONGO_URL', 'mongodb://127.0.0.1:27017/orchestrator', ['mongodb:', 'mongodb+srv:']),
+    redisUrl: r.url('REDIS_URL', 'redis://127.0.0.1:6379', ['redis:', 'rediss:']),
+    port: r.number('PORT', 8080, { integer: true, min: 0, max: 65535 }),
+    sweepIntervalMs,
+    timeoutMs,
+    log: {
+      level,
+      format: r.oneOf('LOG_FORMAT', ['text', 'json'] as const, 'text'),
+      heartbeatLevel: r.oneOf('LOG_HEARTBEATS', LOG_LEVELS, 'debug'),
+    },
+    brokerNamespace: r.string('BROKER_NAMESPACE', ''),
+    redisPrefix: r.string('REDIS_PREFIX', 'orchestrator'),
+    ingest: {
+      batchSize: r.number('INGEST_BATCH_SIZE', 500, { positive: true, integer: true }),
+      flushIntervalMs: r.number('INGEST_FLUSH_MS', 50, { positive: true }),
+      prefetch: r.number('INGEST_PREFETCH', 2000, { positive: true, integer: true, max: 65535 }),
+      livenessIntervalMs: r.number('INGEST_LIVENESS_MS', Math.max(100, Math.min(5000, Math.round(timeoutMs / 10))), { positive: true }),
+    },
+    sweep: {
+      batchSize: r.number('SWEEP_BATCH_SIZE', 500, { positive: true, integer: true }),
+      massSilence: {
+        enabled: r.boolean('MASS_SILENCE_GUARD', true),
+        share: r.number('MASS_SILENCE_SHARE', 0.5, { positive: true, max: 1 }),
+        minNodes: r.number('MASS_SILENCE_MIN_NODES', 4, { integer: true, min: 1 }),
+        holdMs: r.number('MASS_SILENCE_HOLD_MS', 2 * timeoutMs, { positive: true }),
+      },
+    },
+    historyPoints: r.number('HISTORY_POINTS', 120, { integer: true, min: 0, max: 10000 }),
+    auth: { mode: authMode, joinToken, operatorToken: r.optionalString('OPERATOR_TOKEN'), secret },
+    rateLimit: { perNodePerMinute: r.number('RATE_LIMIT_PER_NODE_PER_MINUTE', 120, { positive: true, integer: true }) },
+    stateFile: r.optionalString('STATE_FILE'),
+  };
+  return r.done(config);
+}
+
+export interface AgentConfig {
+  nodeId: string;
+  orchestratorUrl: string;
+  rabbitmqUrl?: string;
+  heartbeatIntervalMs: number;
+  heartbeatTimeoutMs: number;
+  maxHeartbeatFailures: number;
+  maxServers: number;
+  hostname?: string;
+  ipAddress?: string;
+  dockerSocket: string;
+  log: LogConfig;
+  brokerNamespace: string;
+  /** Registration back-off: first wait, factor, attempts before settling at the longest wait. */
+  registration: { firstDelayMs: number; attempts: number; jitter: number };
+  /** Random offset (0..1 of the interval) before the periodic schedule starts. */
+  startSpread: number;
+  joinToken?: string;
+  /** Where the per-node credential is kept between restarts. */
+  credentialFile?: string;
+}
+
+export function loadAgentConfig(env: Env = process.env): Readonly<AgentConfig> {
+  const r = new Reader(env);
+  const interval = r.number('HEARTBEAT_INTERVAL', 60, { positive: true });
+  const timeout = r.number('HEARTBEAT_TIMEOUT', 10, { positive: true });
+  if (timeout > 0 && interval > 0 && timeout >= interval) {
+    r.problems.push(`HEARTBEAT_TIMEOUT must be shorter than HEARTBEAT_INTERVAL (got ${timeout} s and ${interval} s)`);
+  }
+  const nodeId = r.string('NODE_ID', hostname());
+  if (!/^[A-Za-z0-9._-]{1,64}$/.test(nodeId)) r.problems.push(`NODE_ID must be 1-64 characters of A-Z a-z 0-9 . _ - (got "${nodeId}")`);
+  const rabbit = r.optionalString('RABBITMQ_URL');
+  const config: AgentConfig = {
+    nodeId,
+    orchestratorUrl: r.url('ORCHESTRATOR_URL', 'http://127.0.0.1:8080', ['http:', 'https:']).replace(/\/+$/, ''),
+    rabbitmqUrl: rabbit === undefined ? undefined : r.url('RABBITMQ_URL', rabbit, ['amqp:', 'amqps:']),
+    heartbeatIntervalMs: Math.round(interval * 1000),
+    heartbeatTimeoutMs: Math.round(timeout * 1000),
+    maxHeartbeatFailures: r.number('MAX_HEARTBEAT_FAILURES', 3, { positive: true, integer: true }),
+    maxServers: r.number('MAX_SERVERS', 20, { integer: true, min: 0 }),
+    hostname: r.optionalString('HOSTNAME'),
+    ipAddress: r.optionalString('IP_ADDRESS'),
+    dockerSocket: r.string('DOCKER_SOCKET', '/var/run/docker.sock'),
+    log: {
+      level: r.oneOf('LOG_LEVEL', LOG_LEVELS, 'info'),
+      format: r.oneOf('LOG_FORMAT', ['text', 'json'] as const, 'text'),
+      heartbeatLevel: 'info',
+    },
+    brokerNamespace: r.string('BROKER_NAMESPACE', ''),
+    registration: {
+      firstDelayMs: r.number('REGISTER_FIRST_DELAY_MS', 5000, { positive: true }),
+      attempts: r.number('REGISTER_ATTEMPTS', 5, { positive: true, integer: true }),
+      jitter: r.number('REGISTER_JITTER', 0.1, { min: 0, max: 1 }),
+    },
+    startSpread: r.number('HEARTBEAT_START_SPREAD', 0, { min: 0, max: 1 }),
+    joinToken: r.optionalString('AGENT_JOIN_TOKEN'),
+    credentialFile: r.optionalString('AGENT_CREDENTIAL_FILE'),
+  };
+  return r.done(config);
+}

@@ -1,0 +1,168 @@
+import type { AgentMessage, HeartbeatMessage, NodeEvent, RegisterMessage, ShutdownMessage } from '../messages/index.js';
+import type { HistoryPoint, NodeRecord } from '../store/node-record.js';
+import { nodeEvent } from './node-events.js';
+
+/** A validated agent message and when the orchestrator took it off the broker. */
+export interface ReceivedMessage {
+  message: AgentMessage;
+  /** Ingest's clock, when the delivery arrived. */
+  deliveredAt: number;
+}
+
+export interface ApplyContext {
+  /** Orchestrator time now. */
+  now: number;
+  timeoutMs: number;
+}
+
+/** The result of applying one message to one node's working copy. */
+export type MessageOutcome =
+  | { kind: 'applied' }
+  /** Accepted, but too old to change liveness (semantics §5.3). */
+  | { kind: 'late'; ageMs: number }
+  | { kind: 'unknown-node' }
+  | { kind: 'refused'; reason: string };
+
+/** A node being changed by the messages of one batch: `node` is the working copy, `events` what it produced. */
+export interface NodeDraft {
+  original: NodeRecord | null;
+  node: NodeRecord | null;
+  events: NodeEvent[];
+  history: HistoryPoint[];
+  /** Set when the agent should be asked to re-register (unknown to the store, or its clock baseline is off). */
+  askReregister: boolean;
+}
+
+export function newDraft(original: NodeRecord | null): NodeDraft {
+  return { original, node: original ? structuredClone(original) : null, events: [], history: [], askReregister: false };
+}
+
+/**
+ * When the orchestrator received the message: the api's receive time for messages that came over HTTP
+ * (never later than now, so a forged time cannot make a message fresher), else the ingest's delivery time.
+ */
+export function receiveTime(received: ReceivedMessage, now: number): number {
+  const { receivedAt } = received.message;
+  return receivedAt ? Math.min(Date.parse(receivedAt), now, received.deliveredAt) : received.deliveredAt;
+}
+
+/** Agent-clock send time of a message: the heartbeat's own timestamp, else the envelope's. */
+function agentSendTime(message: AgentMessage): number {
+  return message.type === 'agent.heartbeat' ? Date.parse(message.payload.timestamp) : Date.parse(message.sentAt);
+}
+
+/**
+ * How long the message waited before the orchestrator processed it, on the orchestrator's clock.
+ * Over HTTP the api stamped the receive time. Over AMQP the agent's clock is all there is: the offset
+ * (receive - send) of a live stream is the clock difference plus transit; the smallest offset seen since
+ * registration is the baseline, and anything beyond it is time spent in a backlog. Agents whose clocks are
+ * minutes off have a large but steady offset, so they are judged like any other.
+ */
+export function messageAge(draft: NodeDraft, received: ReceivedMessage, now: number): number {
+  if (received.message.receivedAt) return Math.max(0, now - receiveTime(received, now));
+  const node = draft.node;
+  if (!node) return 0;
+  const observed = received.deliveredAt - agentSendTime(received.message);
+  if (node.clockSkewMs === null || observed < node.clockSkewMs) {
+    node.clockSkewMs = observed;
+    return Math.max(0, now - received.deliveredAt);
+  }
+  return observed - node.clockSkewMs + Math.max(0, now - received.deliveredAt);
+}
+
+export function applyMessage(draft: NodeDraft, received: ReceivedMessage, ctx: ApplyContext): MessageOutcome {
+  switch (received.message.type) {
+    case 'agent.register':
+      return applyRegister(draft, received.message, received, ctx);
+    case 'agent.heartbeat':
+      return applyHeartbeat(draft, received.message, received, ctx);
+    case 'agent.shutdown':
+      return applyShutdown(draft, received.message, received, ctx);
+  }
+}
+
+function applyRegister(draft: NodeDraft, message: RegisterMessage, received: ReceivedMessage, ctx: ApplyContext): MessageOutcome {
+  const at = receiveTime(received, ctx.now);
+  const { hostname, ipAddress, maxServers } = message.payload;
+  // Registration is the clock baseline's anchor: agents re-register after long silences and when asked to.
+  const skew = message.receivedAt ? null : received.deliveredAt - Date.parse(message.sentAt);
+  const node = draft.node;
+  if (!node) {
+    const created: NodeRecord = {
+      nodeId: message.nodeId,
+      hostname,
+      ipAddress,
+      maxServers,
+      status: 'ONLINE',
+      registeredAt: new Date(at),
+      lastHeartbeat: new Date(at),
+      statusChangedAt: new Date(ctx.now),
+      statusVersion: 1,
+      rev: '',
+      stats: null,
+      history: [],
+      outbox: [],
+      clockSkewMs: skew,
+      reregisterRequestedAt: null,
+      credentialHash: null,
+    };
+    draft.node = created;
+    draft.events.push(nodeEvent(created, null, 'registered', ctx.now));
+    return { kind: 'applied' };
+  }
+  node.hostname = hostname;
+  node.ipAddress = ipAddress;
+  node.maxServers = maxServers;
+  node.clockSkewMs = skew;
+  const age = message.receivedAt ? Math.max(0, ctx.now - at) : 0;
+  if (age > ctx.timeoutMs) return { kind: 'late', ageMs: age };
+  if (!node.lastHeartbeat || at > node.lastHeartbeat.getTime()) node.lastHeartbeat = new Date(at);
+  if (node.status === 'OFFLINE') transition(draft, node, 'ONLINE', 'registered', ctx.now);
+  return { kind: 'applied' };
+}
+
+function applyHeartbeat(draft: NodeDraft, message: HeartbeatMessage, received: ReceivedMessage, ctx: ApplyContext): MessageOutcome {
+  const node = draft.node;
+  if (!node) {
+    draft.askReregister = true;
+    return { kind: 'unknown-node' };
+  }
+  const at = receiveTime(received, ctx.now);
+  const age = messageAge(draft, received, ctx.now);
+  const late = age > ctx.timeoutMs;
+  const { cpuUsage, memoryUsage, diskUsage, containerCount, timestamp } = message.payload;
+  const reportedAt = Date.parse(timestamp);
+  const stored = node.stats?.reportedAt.getTime();
+  // An older heartbeat never overwrites newer stats; a live one may, when the agent's clock jumped back.
+  const newer = stored === undefined || reportedAt > stored || (!late && reportedAt < stored - ctx.timeoutMs);
+  if (newer) {
+    node.stats = { cpuUsage, memoryUsage, diskUsage, containerCount, reportedAt: new Date(reportedAt) };
+    if (!late) draft.history.push({ t: new Date(at), cpu: cpuUsage, mem: memoryUsage });
+  }
+  if (late) {
+    // Either a backlog, or the agent's clock jumped back: a re-registration resets the baseline.
+    draft.askReregister = true;
+    return { kind: 'late', ageMs: age };
+  }
+  if (!node.lastHeartbeat || at > node.lastHeartbeat.getTime()) node.lastHeartbeat = new Date(at);
+  if (node.status === 'OFFLINE') transition(draft, node, 'ONLINE', 'heartbeat', ctx.now);
+  return { kind: 'applied' };
+}
+
+function applyShutdown(draft: NodeDraft, _message: ShutdownMessage, received: ReceivedMessage, ctx: ApplyContext): MessageOutcome {
+  const node = draft.node;
+  if (!node) return { kind: 'unknown-node' };
+  const age = messageAge(draft, received, ctx.now);
+  // A shutdown from a backlog must not take down a node that has come back since.
+  if (age > ctx.timeoutMs) return { kind: 'late', ageMs: age };
+  if (node.status === 'ONLINE') transition(draft, node, 'OFFLINE', 'shutdown', ctx.now);
+  return { kind: 'applied' };
+}
+
+function transition(draft: NodeDraft, node: NodeRecord, to: NodeRecord['status'], reason: NodeEvent['reason'], now: number): void {
+  const previous = node.status;
+  node.status = to;
+  node.statusVersion += 1;
+  node.statusChangedAt = new Date(now);
+  draft.events.push(nodeEvent(node, previous, reason, now));
+}

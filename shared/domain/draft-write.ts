@@ -1,0 +1,24 @@
+import type { NodeRecord, NodeWrite } from '../store/node-record.js';
+import type { NodeDraft } from './apply-message.js';
+import { newRev } from './node-events.js';
+
+/** The single store write that makes a draft durable, or null when nothing changed. */
+export function draftToWrite(draft: NodeDraft, extra: Partial<NodeRecord> = {}): NodeWrite | null {
+  const node = draft.node;
+  if (!node) return null;
+  if (!draft.original) {
+    return { kind: 'insert', record: { ...node, ...extra, rev: newRev(), outbox: [...draft.events], history: [...draft.history] } };
+  }
+  const { nodeId, rev, outbox, history, ...fields } = { ...node, ...extra };
+  void outbox;
+  void history;
+  return {
+    kind: 'update',
+    nodeId,
+    expectedRev: rev,
+    newRev: newRev(),
+    set: fields,
+    pushOutbox: [...draft.events],
+    pushHistory: [...draft.history],
+  };
+}

@@ -1,0 +1,78 @@
+import { z } from 'zod';
+import { nodeIdSchema } from './node-id.js';
+
+const usage = (name: string) =>
+  z.number({ error: `${name} must be a number` }).finite().min(0, { error: `${name} must be 0-100` }).max(100, { error: `${name} must be 0-100` });
+const count = (name: string) =>
+  z.number({ error: `${name} must be a number` }).int({ error: `${name} must be an integer` }).min(0, { error: `${name} must be >= 0` }).max(1_000_000, { error: `${name} is out of range` });
+const isoTime = (name: string) =>
+  z.string({ error: `${name} must be an ISO-8601 time` }).max(40).refine((s) => !Number.isNaN(Date.parse(s)), { error: `${name} must be an ISO-8601 time` });
+
+/** The original registration body: POST /api/nodes/register. */
+export const registerBodySchema = z.strictObject({
+  nodeId: nodeIdSchema,
+  hostname: z.string({ error: 'hostname must be a string' }).min(1).max(255),
+  ipAddress: z.string({ error: 'ipAddress must be a string' }).min(1).max(64),
+  maxServers: count('maxServers'),
+});
+export type RegisterBody = z.infer<typeof registerBodySchema>;
+
+/** The original stats body: POST /api/nodes/{nodeId}/stats. */
+export const heartbeatBodySchema = z.strictObject({
+  cpuUsage: usage('cpuUsage'),
+  memoryUsage: usage('memoryUsage'),
+  diskUsage: usage('diskUsage'),
+  containerCount: count('containerCount'),
+  timestamp: isoTime('timestamp'),
+});
+export type HeartbeatBody = z.infer<typeof heartbeatBodySchema>;
+
+export const shutdownBodySchema = z.strictObject({
+  reason: z.string().max(200).optional(),
+});
+export type ShutdownBody = z.infer<typeof shutdownBodySchema>;
+
+export const AGENT_MESSAGE_TYPES = ['agent.register', 'agent.heartbeat', 'agent.shutdown'] as const;
+export type AgentMessageType = (typeof AGENT_MESSAGE_TYPES)[number];
+
+const envelopeBase = {
+  /** Unique message id (uuid); redeliveries keep it. */
+  id: z.string().min(1).max(64),
+  /** Schema version of the payload. */
+  version: z.literal(1, { error: 'unsupported message version' }),
+  /** Sender's clock: never used to judge liveness. */
+  sentAt: isoTime('sentAt'),
+  nodeId: nodeIdSchema,
+  /** Set by the api gateway (orchestrator clock) when the message came in over HTTP. */
+  receivedAt: isoTime('receivedAt').optional(),
+  /** Per-node credential or signature (see docs/security.md). */
+  auth: z.string().max(512).optional(),
+};
+
+export const registerMessageSchema = z.strictObject({ ...envelopeBase, type: z.literal('agent.register'), payload: registerBodySchema });
+export const heartbeatMessageSchema = z.strictObject({ ...envelopeBase, type: z.literal('agent.heartbeat'), payload: heartbeatBodySchema });
+export const shutdownMessageSchema = z.strictObject({ ...envelopeBase, type: z.literal('agent.shutdown'), payload: shutdownBodySchema });
+
+export const agentMessageSchema = z
+  .discriminatedUnion('type', [registerMessageSchema, heartbeatMessageSchema, shutdownMessageSchema], {
+    error: 'type must be one of agent.register, agent.heartbeat, agent.shutdown',
+  })
+  .refine((m) => m.type !== 'agent.register' || m.payload.nodeId === m.nodeId, {
+    error: 'payload.nodeId must equal the envelope nodeId',
+  });
+
+export type RegisterMessage = z.infer<typeof registerMessageSchema>;
+export type HeartbeatMessage = z.infer<typeof heartbeatMessageSchema>;
+export type ShutdownMessage = z.infer<typeof shutdownMessageSchema>;
+export type AgentMessage = RegisterMessage | HeartbeatMessage | ShutdownMessage;
+
+/** Control messages the orchestrator sends to one agent (agent.control exchange). */
+export const controlMessageSchema = z.strictObject({
+  id: z.string().min(1).max(64),
+  type: z.literal('control.reregister'),
+  version: z.literal(1),
+  sentAt: isoTime('sentAt'),
+  nodeId: nodeIdSchema,
+  reason: z.string().max(200),
+});
+export type ControlMessage = z.infer<typeof controlMessageSchema>;

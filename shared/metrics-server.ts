@@ -1,0 +1,29 @@
+import { createServer, type Server } from 'node:http';
+import type { Metrics } from './metrics.js';
+
+/** A bare /metrics endpoint for the processes without an api (ingest, sweeper), when METRICS_PORT is set. */
+export async function serveMetrics(metrics: Metrics, port: string | undefined): Promise<Server | null> {
+  if (!port) return null;
+  const server = createServer((req, res) => {
+    if (req.url === '/metrics') {
+      metrics.registry
+        .metrics()
+        .then((text) => {
+          res.writeHead(200, { 'content-type': metrics.registry.contentType });
+          res.end(text);
+        })
+        .catch(() => {
+          res.writeHead(500);
+          res.end();
+        });
+    } else if (req.url === '/healthz') {
+      res.writeHead(200, { 'content-type': 'text/plain' });
+      res.end('ok');
+    } else {
+      res.writeHead(404);
+      res.end();
+    }
+  });
+  await new Promise<void>((resolve) => server.listen(Number(port), resolve));
+  return server;
+}

@@ -1,0 +1,86 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+/** Every metric of the system on one registry; each process creates its own and exposes it at /metrics. */
+export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
+  const registry = new Registry();
+  if (options.defaultMetrics) collectDefaultMetrics({ register: registry });
+  return {
+    registry,
+    messagesIngested: new Counter({
+      name: 'orchestrator_ingest_messages_total',
+      help: 'Agent messages taken off the broker by the ingest, by type and outcome',
+      labelNames: ['type', 'outcome'] as const,
+      registers: [registry],
+    }),
+    batchSize: new Histogram({
+      name: 'orchestrator_ingest_batch_size',
+      help: 'Messages per ingest batch',
+      buckets: [1, 5, 10, 50, 100, 250, 500, 1000, 2000],
+      registers: [registry],
+    }),
+    storeWrites: new Counter({
+      name: 'orchestrator_ingest_store_writes_total',
+      help: 'Bulk write operations the ingest sent to the store',
+      registers: [registry],
+    }),
+    nodeWrites: new Counter({
+      name: 'orchestrator_ingest_node_writes_total',
+      help: 'Node documents written by the ingest (after per-node coalescing)',
+      registers: [registry],
+    }),
+    ingestLag: new Histogram({
+      name: 'orchestrator_ingest_lag_seconds',
+      help: 'Time from delivery to the batch being stored',
+      buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30],
+      registers: [registry],
+    }),
+    storeConflicts: new Counter({
+      name: 'orchestrator_store_conflicts_total',
+      help: 'Writes retried because another writer changed the node first',
+      registers: [registry],
+    }),
+    sweepDuration: new Histogram({
+      name: 'orchestrator_sweep_duration_seconds',
+      help: 'Duration of one timeout sweep',
+      buckets: [0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5],
+      registers: [registry],
+    }),
+    sweepsSkipped: new Counter({
+      name: 'orchestrator_sweeps_held_total',
+      help: 'Sweeps that marked nothing because the ingest path was not healthy, by reason',
+      labelNames: ['reason'] as const,
+      registers: [registry],
+    }),
+    nodesByStatus: new Gauge({
+      name: 'orchestrator_nodes',
+      help: 'Nodes by status',
+      labelNames: ['status'] as const,
+      registers: [registry],
+    }),
+    eventsPublished: new Counter({
+      name: 'orchestrator_events_published_total',
+      help: 'Node events confirmed by the broker, by type',
+      labelNames: ['type'] as const,
+      registers: [registry],
+    }),
+    deadLettered: new Counter({
+      name: 'orchestrator_dead_lettered_total',
+      help: 'Agent messages refused and dead-lettered, by reason',
+      labelNames: ['reason'] as const,
+      registers: [registry],
+    }),
+    clusterDegraded: new Gauge({
+      name: 'orchestrator_cluster_degraded',
+      help: '1 while the mass-silence guard holds back a transition of many nodes',
+      registers: [registry],
+    }),
+    httpRequests: new Counter({
+      name: 'orchestrator_http_requests_total',
+      help: 'HTTP requests by route and status',
+      labelNames: ['route', 'status'] as const,
+      registers: [registry],
+    }),
+  };
+}
+
+export type Metrics = ReturnType<typeof createMetrics>;

@@ -1,0 +1,73 @@
+import { Queue, Worker } from 'bullmq';
+import { Redis } from 'ioredis';
+import type { Logger } from '../logger.js';
+import type { Scheduler } from './scheduler.js';
+
+export interface BullmqSchedulerOptions {
+  redisUrl: string;
+  /** Key prefix in Redis: unique per test, 'orchestrator' in production. */
+  prefix: string;
+  queueName: string;
+  log: Logger;
+}
+
+/**
+ * BullMQ adapter: one Job Scheduler per job (upsert, so every replica may declare it), a worker with
+ * concurrency 1 and the queue's global concurrency 1, so that of all replicas only one runs the job at a time.
+ */
+export async function createBullmqScheduler(options: BullmqSchedulerOptions): Promise<Scheduler> {
+  const { log } = options;
+  // BullMQ workers block on Redis: they need maxRetriesPerRequest null. Reconnection is ioredis's own.
+  const connection = new Redis(options.redisUrl, { maxRetriesPerRequest: null, enableReadyCheck: true, lazyConnect: false });
+  let reportedDown = false;
+  connection.on('error', (error: Error) => {
+    if (!reportedDown) {
+      reportedDown = true;
+      log.warn(`Redis unavailable, BullMQ will reconnect: ${error.message}`);
+    }
+  });
+  connection.on('ready', () => {
+    if (reportedDown) log.info('Redis connection restored');
+    reportedDown = false;
+  });
+  const queue = new Queue(options.queueName, { connection, prefix: options.prefix });
+  queue.on('error', () => undefined);
+  const workers: Worker[] = [];
+  const handlers = new Map<string, () => Promise<void>>();
+
+  await queue.setGlobalConcurrency(1);
+
+  return {
+    async every(name, intervalMs, handler) {
+      handlers.set(name, handler);
+      if (!workers.length) {
+        const worker = new Worker(
+          options.queueName,
+          async (job) => {
+            const run = handlers.get(job.name);
+            // Startup fails when a job has no handler; a stray job from an old version is dropped.
+            if (!run) throw new Error(`no handler for job ${job.name}`);
+            await run();
+          },
+          { connection: connection.duplicate({ maxRetriesPerRequest: null }), prefix: options.prefix, concurrency: 1, lockDuration: Math.max(30_000, intervalMs * 4) },
+        );
+        worker.on('error', () => undefined);
+        worker.on('failed', (job, error) => log.error(`Scheduled job ${job?.name ?? '?'} failed: ${error.message}`));
+        workers.push(worker);
+      }
+      await queue.upsertJobScheduler(name, { every: intervalMs }, { name, opts: { removeOnComplete: 100, removeOnFail: 100, attempts: 1 } });
+    },
+    async isReady() {
+      try {
+        return (await connection.ping()) === 'PONG';
+      } catch {
+        return false;
+      }
+    },
+    async close() {
+      await Promise.all(workers.map((w) => w.close()));
+      await queue.close();
+      connection.disconnect();
+    },
+  };
+}

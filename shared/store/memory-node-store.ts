@@ -1,0 +1,174 @@
+import { readFileSync, writeFileSync, renameSync, existsSync } from 'node:fs';
+import type { NodeStatus } from '../messages/index.js';
+import type { ClusterGuardState, IngestLiveness, NodeRecord, NodeWrite } from './node-record.js';
+import type { NodeStore, WriteResult } from './node-store.js';
+
+export interface MemoryNodeStoreOptions {
+  /** Keep this many history points per node (the MongoDB adapter's $slice). */
+  historyPoints: number;
+  /** Save the nodes to this JSON file after each write, so an embedded restart keeps registrations. */
+  stateFile?: string;
+}
+
+const clone = <T>(value: T): T => structuredClone(value);
+
+/** In-process node store for the all-in-one mode and unit tests; behaves like the MongoDB adapter. */
+export function createMemoryNodeStore(options: MemoryNodeStoreOptions): NodeStore & { roundTrips(): number } {
+  const nodes = new Map<string, NodeRecord>();
+  const liveness = new Map<string, IngestLiveness>();
+  let guard: ClusterGuardState = { heldSince: null, eventId: null };
+  let trips = 0;
+  let saveTimer: NodeJS.Timeout | null = null;
+
+  if (options.stateFile && existsSync(options.stateFile)) {
+    const saved = JSON.parse(readFileSync(options.stateFile, 'utf8')) as NodeRecord[];
+    for (const raw of saved) nodes.set(raw.nodeId, revive(raw));
+  }
+
+  function scheduleSave(): void {
+    if (!options.stateFile || saveTimer) return;
+    saveTimer = setTimeout(() => {
+      saveTimer = null;
+      saveNow();
+    }, 200);
+    saveTimer.unref();
+  }
+  function saveNow(): void {
+    if (!options.stateFile) return;
+    const tmp = `${options.stateFile}.tmp`;
+    writeFileSync(tmp, JSON.stringify([...nodes.values()]));
+    renameSync(tmp, options.stateFile);
+  }
+
+  const byExpiry = (a: NodeRecord, b: NodeRecord) => (a.lastHeartbeat?.getTime() ?? 0) - (b.lastHeartbeat?.getTime() ?? 0);
+
+  return {
+    roundTrips: () => trips,
+    async get(nodeId) {
+      trips++;
+      const node = nodes.get(nodeId);
+      return node ? clone(node) : null;
+    },
+    async getMany(nodeIds) {
+      trips++;
+      const found = new Map<string, NodeRecord>();
+      for (const id of nodeIds) {
+        const node = nodes.get(id);
+        if (node) found.set(id, clone(node));
+      }
+      return found;
+    },
+    async list(filter = {}) {
+      trips++;
+      return [...nodes.values()]
+        .filter((n) => !filter.status || n.status === filter.status)
+        .sort((a, b) => a.nodeId.localeCompare(b.nodeId))
+        .map(clone);
+    },
+    async write(writes: NodeWrite[]): Promise<WriteResult> {
+      trips++;
+      const conflicts: string[] = [];
+      for (const w of writes) {
+        if (w.kind === 'insert') {
+          if (nodes.has(w.record.nodeId)) conflicts.push(w.record.nodeId);
+          else nodes.set(w.record.nodeId, clone({ ...w.record, history: w.record.history.slice(-options.historyPoints) }));
+          continue;
+        }
+        const current = nodes.get(w.nodeId);
+        if (!current || current.rev !== w.expectedRev) {
+          conflicts.push(w.nodeId);
+          continue;
+        }
+        const next: NodeRecord = { ...current, ...clone(w.set), rev: w.newRev };
+        next.outbox = [...current.outbox, ...clone(w.pushOutbox)];
+        next.history = options.historyPoints > 0 ? [...current.history, ...clone(w.pushHistory)].slice(-options.historyPoints) : [];
+        nodes.set(w.nodeId, next);
+      }
+      scheduleSave();
+      return { conflicts, roundTrips: 1 };
+    },
+    async findExpired(cutoff, limit) {
+      trips++;
+      return [...nodes.values()]
+        .filter((n) => n.status === 'ONLINE' && n.lastHeartbeat !== null && n.lastHeartbeat < cutoff)
+        .sort(byExpiry)
+        .slice(0, limit)
+        .map(clone);
+    },
+    async countExpired(cutoff) {
+      trips++;
+      let count = 0;
+      for (const n of nodes.values()) if (n.status === 'ONLINE' && n.lastHeartbeat !== null && n.lastHeartbeat < cutoff) count++;
+      return count;
+    },
+    async countByStatus() {
+      trips++;
+      const counts: Record<NodeStatus, number> = { ONLINE: 0, OFFLINE: 0 };
+      for (const n of nodes.values()) counts[n.status]++;
+      return counts;
+    },
+    async findWithOutbox(limit) {
+      trips++;
+      return [...nodes.values()].filter((n) => n.outbox.length > 0).slice(0, limit).map(clone);
+    },
+    async removeFromOutbox(nodeId, events) {
+      trips++;
+      const node = nodes.get(nodeId);
+      if (!node) return;
+      const eventIds = events.map((e) => e.eventId);
+      // Like MongoDB's $pull: no rev change, so it never conflicts with a transition.
+      nodes.set(nodeId, { ...node, outbox: node.outbox.filter((e) => !eventIds.includes(e.eventId)) });
+      scheduleSave();
+    },
+    async delete(nodeId) {
+      trips++;
+      const existed = nodes.delete(nodeId);
+      scheduleSave();
+      return existed;
+    },
+    async deleteAll() {
+      nodes.clear();
+      liveness.clear();
+      guard = { heldSince: null, eventId: null };
+      scheduleSave();
+    },
+    async recordIngestLiveness(entry) {
+      trips++;
+      liveness.set(entry.instanceId, clone(entry));
+    },
+    async ingestLiveness() {
+      trips++;
+      return [...liveness.values()].map(clone);
+    },
+    async removeIngestLiveness(instanceId) {
+      liveness.delete(instanceId);
+    },
+    async guardState() {
+      return clone(guard);
+    },
+    async setGuardState(state) {
+      guard = clone(state);
+    },
+    async ping() {},
+    async close() {
+      if (saveTimer) {
+        clearTimeout(saveTimer);
+        saveTimer = null;
+      }
+      saveNow();
+    },
+  };
+}
+
+function revive(raw: NodeRecord): NodeRecord {
+  const date = (v: unknown) => (v === null || v === undefined ? null : new Date(v as string));
+  return {
+    ...raw,
+    registeredAt: new Date(raw.registeredAt),
+    lastHeartbeat: date(raw.lastHeartbeat),
+    statusChangedAt: new Date(raw.statusChangedAt),
+    reregisterRequestedAt: date(raw.reregisterRequestedAt),
+    stats: raw.stats ? { ...raw.stats, reportedAt: new Date(raw.stats.reportedAt) } : null,
+    history: raw.history.map((p) => ({ ...p, t: new Date(p.t) })),
+  };
+}

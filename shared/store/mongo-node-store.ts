@@ -1,0 +1,295 @@
+import mongoose, { type Connection, type Model } from 'mongoose';
+import type { NodeEvent, NodeStatus } from '../messages/index.js';
+import type { ClusterGuardState, IngestLiveness, NodeRecord, NodeWrite } from './node-record.js';
+import { StoreUnavailableError, type NodeStore, type WriteResult } from './node-store.js';
+
+// Explicit, so no mongoose upgrade changes it under us: unknown filter keys are dropped. Every filter
+// is built here from values validated at the edge (a nodeId matches [A-Za-z0-9._-]{1,64}), so no
+// operator ($gt and friends) from input can reach a query.
+mongoose.set('strictQuery', true);
+
+export interface NodeDocument {
+  _id: string;
+  hostname: string;
+  ipAddress: string;
+  maxServers: number;
+  status: NodeStatus;
+  registeredAt: Date;
+  lastHeartbeat: Date | null;
+  statusChangedAt: Date;
+  statusVersion: number;
+  rev: string;
+  stats: NodeRecord['stats'];
+  history: NodeRecord['history'];
+  outbox: NodeEvent[];
+  clockSkewMs: number | null;
+  reregisterRequestedAt: Date | null;
+  credentialHash: string | null;
+}
+
+const statsSchema = new mongoose.Schema(
+  { cpuUsage: Number, memoryUsage: Number, diskUsage: Number, containerCount: Number, reportedAt: Date },
+  { _id: false },
+);
+const historySchema = new mongoose.Schema({ t: Date, cpu: Number, mem: Number }, { _id: false });
+
+export const nodeSchema = new mongoose.Schema<NodeDocument>(
+  {
+    _id: { type: String, required: true },
+    hostname: { type: String, required: true },
+    ipAddress: { type: String, required: true },
+    maxServers: { type: Number, required: true },
+    status: { type: String, enum: ['ONLINE', 'OFFLINE'], required: true },
+    registeredAt: { type: Date, required: true },
+    lastHeartbeat: { type: Date, default: null },
+    statusChangedAt: { type: Date, required: true },
+    statusVersion: { type: Number, required: true },
+    rev: { type: String, required: true },
+    stats: { type: statsSchema, default: null },
+    history: { type: [historySchema], default: [] },
+    outbox: { type: [mongoose.Schema.Types.Mixed] as never, default: [] },
+    clockSkewMs: { type: Number, default: null },
+    reregisterRequestedAt: { type: Date, default: null },
+    credentialHash: { type: String, default: null },
+  },
+  { collection: 'nodes', versionKey: false, autoIndex: false, autoCreate: false, strict: true },
+);
+// The sweep's query: its cost follows the number of expired nodes on MongoDB. (The SQLite-backed
+// test server indexes only _id and scans instead; see docs/architecture.md.)
+nodeSchema.index({ status: 1, lastHeartbeat: 1 });
+nodeSchema.index({ 'outbox.eventId': 1 }, { sparse: true });
+
+interface LivenessDocument {
+  _id: string;
+  kind: 'ingest' | 'guard';
+  healthySince?: Date | null;
+  lastSeenAt?: Date;
+  heldSince?: Date | null;
+  eventId?: string | null;
+}
+const livenessSchema = new mongoose.Schema<LivenessDocument>(
+  {
+    _id: { type: String, required: true },
+    kind: { type: String, required: true },
+    healthySince: { type: Date, default: null },
+    lastSeenAt: Date,
+    heldSince: { type: Date, default: null },
+    eventId: { type: String, default: null },
+  },
+  { collection: 'orchestrator_state', versionKey: false, autoIndex: false, autoCreate: false },
+);
+
+export interface MongoNodeStoreOptions {
+  url: string;
+  historyPoints: number;
+  /** Fail an operation after this long without a server (default 5 s). */
+  serverSelectionTimeoutMs?: number;
+}
+
+const GUARD_ID = 'guard:mass-silence';
+
+function toRecord(doc: NodeDocument): NodeRecord {
+  return {
+    nodeId: doc._id,
+    hostname: doc.hostname,
+    ipAddress: doc.ipAddress,
+    maxServers: doc.maxServers,
+    status: doc.status,
+    registeredAt: doc.registeredAt,
+    lastHeartbeat: doc.lastHeartbeat ?? null,
+    statusChangedAt: doc.statusChangedAt,
+    statusVersion: doc.statusVersion,
+    rev: doc.rev,
+    stats: doc.stats ?? null,
+    history: doc.history ?? [],
+    outbox: doc.outbox ?? [],
+    clockSkewMs: doc.clockSkewMs ?? null,
+    reregisterRequestedAt: doc.reregisterRequestedAt ?? null,
+    credentialHash: doc.credentialHash ?? null,
+  };
+}
+
+function toDocument(record: NodeRecord): NodeDocument {
+  const { nodeId, ...rest } = record;
+  return { _id: nodeId, ...rest };
+}
+
+/** Turns driver failures into StoreUnavailableError; anything else is a bug and is rethrown. */
+async function guarded<T>(what: string, run: () => Promise<T>): Promise<T> {
+  try {
+    return await run();
+  } catch (error) {
+    if (error instanceof StoreUnavailableError) throw error;
+    const name = (error as Error)?.name ?? '';
+    if (/Mongo|Mongoose|Disconnected|Timeout|Network|Pool/i.test(name) || /ECONNREFUSED|ECONNRESET|connection|topology|timed out/i.test(String((error as Error)?.message))) {
+      throw new StoreUnavailableError(`store ${what} failed: ${(error as Error).message}`, { cause: error });
+    }
+    throw error;
+  }
+}
+
+/** The MongoDB adapter of the node store (mongoose). Works on MongoDB 6/7 and on the SQLite-backed FerretDB used in tests. */
+export async function createMongoNodeStore(options: MongoNodeStoreOptions): Promise<NodeStore & { connection: Connection; ensureIndexes(): Promise<void> }> {
+  const connection = mongoose.createConnection(options.url, {
+    serverSelectionTimeoutMS: options.serverSelectionTimeoutMs ?? 5000,
+    // Fail fast instead of queueing every operation in memory while the store is down.
+    bufferCommands: false,
+    maxPoolSize: 20,
+  });
+  connection.on('error', () => {
+    /* surfaced by the failing operation; never crash on the event */
+  });
+  await guarded('connect', () => connection.asPromise());
+  const Nodes: Model<NodeDocument> = connection.model<NodeDocument>('Node', nodeSchema);
+  const State: Model<LivenessDocument> = connection.model<LivenessDocument>('OrchestratorState', livenessSchema);
+  const historySlice = -Math.max(0, options.historyPoints);
+
+  async function ensureIndexes(): Promise<void> {
+    await guarded('createCollection', async () => {
+      for (const model of [Nodes, State]) {
+        await model.createCollection().catch((error: { code?: number; codeName?: string }) => {
+          if (error?.code !== 48 && error?.codeName !== 'NamespaceExists') throw error;
+        });
+      }
+    });
+    // Explicit, once at start (autoIndex is off).
+    await guarded('createIndexes', () => Nodes.createIndexes());
+  }
+
+  function toOp(w: NodeWrite) {
+    if (w.kind === 'insert') {
+      const document = toDocument({ ...w.record, history: options.historyPoints > 0 ? w.record.history.slice(historySlice) : [] });
+      return { insertOne: { document } };
+    }
+    const update: Record<string, unknown> = { $set: { ...w.set, rev: w.newRev } };
+    const push: Record<string, unknown> = {};
+    if (w.pushOutbox.length) push.outbox = { $each: w.pushOutbox };
+    if (w.pushHistory.length && options.historyPoints > 0) push.history = { $each: w.pushHistory, $slice: historySlice };
+    if (Object.keys(push).length) update.$push = push;
+    return { updateOne: { filter: { _id: w.nodeId, rev: w.expectedRev }, update } };
+  }
+
+  const store = {
+    connection,
+    ensureIndexes,
+    async get(nodeId: string) {
+      const doc = await guarded('get', () => Nodes.findById(nodeId).lean<NodeDocument>().exec());
+      return doc ? toRecord(doc) : null;
+    },
+    async getMany(nodeIds: string[]) {
+      const docs = nodeIds.length ? await guarded('getMany', () => Nodes.find({ _id: { $in: nodeIds } }).lean<NodeDocument[]>().exec()) : [];
+      return new Map(docs.map((d) => [d._id, toRecord(d)]));
+    },
+    async list(filter: { status?: NodeStatus } = {}) {
+      const query = filter.status ? { status: filter.status } : {};
+      const docs = await guarded('list', () => Nodes.find(query).sort({ _id: 1 }).lean<NodeDocument[]>().exec());
+      return docs.map(toRecord);
+    },
+    async write(writes: NodeWrite[]): Promise<WriteResult> {
+      if (writes.length === 0) return { conflicts: [], roundTrips: 0 };
+      const ops = writes.map(toOp);
+      let applied = 0;
+      let duplicate = false;
+      try {
+        const result = await guarded('write', () => Nodes.bulkWrite(ops as never, { ordered: false }));
+        applied = (result.insertedCount ?? 0) + (result.matchedCount ?? 0);
+      } catch (error) {
+        const writeErrors = (error as { writeErrors?: Array<{ code?: number; err?: { code?: number } }> }).writeErrors;
+        const codes = Array.isArray(writeErrors) ? writeErrors.map((e) => e.code ?? e.err?.code) : [(error as { code?: number }).code];
+        if (!codes.length || codes.some((code) => code !== 11000)) throw error;
+        duplicate = true; // an insert raced another writer's insert: resolved below like any conflict
+      }
+      if (!duplicate && applied === writes.length) return { conflicts: [], roundTrips: 1 };
+      // Some writes lost a race. The bulk result has no per-operation counts, so read back which
+      // documents carry the rev this batch wrote.
+      const ids = writes.map((w) => (w.kind === 'insert' ? w.record.nodeId : w.nodeId));
+      const current = await store.getMany(ids);
+      const conflicts = writes
+        .filter((w) => {
+          const id = w.kind === 'insert' ? w.record.nodeId : w.nodeId;
+          const expected = w.kind === 'insert' ? w.record.rev : w.newRev;
+          return current.get(id)?.rev !== expected;
+        })
+        .map((w) => (w.kind === 'insert' ? w.record.nodeId : w.nodeId));
+      return { conflicts, roundTrips: 2 };
+    },
+    async findExpired(cutoff: Date, limit: number) {
+      const docs = await guarded('findExpired', () =>
+        Nodes.find({ status: 'ONLINE', lastHeartbeat: { $lt: cutoff } })
+          
+          .sort({ lastHeartbeat: 1 })
+          .limit(limit)
+          .lean<NodeDocument[]>()
+          .exec(),
+      );
+      return docs.map(toRecord);
+    },
+    async countExpired(cutoff: Date) {
+      return guarded('countExpired', () => Nodes.countDocuments({ status: 'ONLINE', lastHeartbeat: { $lt: cutoff } }).exec());
+    },
+    async countByStatus() {
+      const [online, offline] = await guarded('countByStatus', () =>
+        Promise.all([Nodes.countDocuments({ status: 'ONLINE' }).exec(), Nodes.countDocuments({ status: 'OFFLINE' }).exec()]),
+      );
+      return { ONLINE: online, OFFLINE: offline };
+    },
+    async findWithOutbox(limit: number) {
+      const docs = await guarded('findWithOutbox', () =>
+        Nodes.find({ 'outbox.0': { $exists: true } }).limit(limit).lean<NodeDocument[]>().exec(),
+      );
+      return docs.map(toRecord);
+    },
+    async removeFromOutbox(nodeId: string, events: NodeEvent[]) {
+      if (!events.length) return;
+      // One whole-value $pull per event: portable to servers whose $pull takes no conditions.
+      const ops = events.map((event) => ({ updateOne: { filter: { _id: nodeId }, update: { $pull: { outbox: event } } } }));
+      await guarded('removeFromOutbox', () => Nodes.collection.bulkWrite(ops as never, { ordered: false }));
+    },
+    async delete(nodeId: string) {
+      const result = await guarded('delete', () => Nodes.deleteOne({ _id: nodeId }).exec());
+      return result.deletedCount > 0;
+    },
+    async deleteAll() {
+      await guarded('deleteAll', async () => {
+        await Nodes.deleteMany({}).exec();
+        await State.deleteMany({}).exec();
+      });
+    },
+    async recordIngestLiveness(entry: IngestLiveness) {
+      await guarded('recordIngestLiveness', () =>
+        State.updateOne(
+          { _id: `ingest:${entry.instanceId}` },
+          { $set: { kind: 'ingest', healthySince: entry.healthySince, lastSeenAt: entry.lastSeenAt } },
+          { upsert: true },
+        ).exec(),
+      );
+    },
+    async ingestLiveness() {
+      const docs = await guarded('ingestLiveness', () => State.find({ kind: 'ingest' }).lean<LivenessDocument[]>().exec());
+      return docs.map((d) => ({ instanceId: d._id.slice('ingest:'.length), healthySince: d.healthySince ?? null, lastSeenAt: d.lastSeenAt ?? new Date(0) }));
+    },
+    async removeIngestLiveness(instanceId: string) {
+      await guarded('removeIngestLiveness', () => State.deleteOne({ _id: `ingest:${instanceId}` }).exec());
+    },
+    async guardState(): Promise<ClusterGuardState> {
+      const doc = await guarded('guardState', () => State.findById(GUARD_ID).lean<LivenessDocument>().exec());
+      return { heldSince: doc?.heldSince ?? null, eventId: doc?.eventId ?? null };
+    },
+    async setGuardState(state: ClusterGuardState) {
+      await guarded('setGuardState', () =>
+        State.updateOne({ _id: GUARD_ID }, { $set: { kind: 'guard', heldSince: state.heldSince, eventId: state.eventId } }, { upsert: true }).exec(),
+      );
+    },
+    async ping() {
+      await guarded('ping', async () => {
+        const db = connection.db;
+        if (!db) throw new StoreUnavailableError('store not connected');
+        await db.admin().ping();
+      });
+    },
+    async close() {
+      await connection.close().catch(() => undefined);
+    },
+  };
+  return store;
+}

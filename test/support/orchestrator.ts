@@ -1,0 +1,228 @@
+import type { AddressInfo } from 'node:net';
+import type { Server } from 'node:http';
+import { randomUUID } from 'node:crypto';
+import { createRabbitBus } from '../../shared/bus/rabbit-bus.js';
+import type { Bus, Consumer } from '../../shared/bus/bus.js';
+import { systemClock, type Clock } from '../../shared/clock.js';
+import { loadOrchestratorConfig, type OrchestratorConfig } from '../../shared/config.js';
+import { createLogger, createMemoryLogger, type Logger } from '../../shared/logger.js';
+import { createMetrics, type Metrics } from '../../shared/metrics.js';
+import type { NodeEvent } from '../../shared/messages/index.js';
+import { createBullmqScheduler } from '../../shared/scheduler/bullmq-scheduler.js';
+import { createMemoryScheduler } from '../../shared/scheduler/memory-scheduler.js';
+import { createMongoNodeStore } from '../../shared/store/mongo-node-store.js';
+import type { NodeStore } from '../../shared/store/node-store.js';
+import { brokerNames, ROUTING, topology, type BrokerNames } from '../../shared/topology.js';
+import { createApp } from '../../services/api/app.js';
+import { createIngest, type Ingest } from '../../services/ingest/ingest.js';
+import { createSweeper } from '../../services/sweeper/sweeper.js';
+import { MONGO_URL, mongoUrlFor, RABBITMQ_URL, REDIS_URL, uniqueName } from './services.js';
+
+export interface HarnessOptions {
+  /** Fast timings by default: timeout 1 s, sweep every 250 ms. */
+  env?: Record<string, string>;
+  ingests?: number;
+  sweepers?: number;
+  api?: boolean;
+  scheduler?: 'bullmq' | 'memory';
+  clock?: Clock;
+  afterMark?: (nodeIds: string[]) => Promise<void>;
+  afterStore?: () => Promise<void>;
+  /** Reuse another harness's namespace, database and prefix (to restart components over the same state). */
+  shareWith?: Harness;
+  log?: Logger;
+}
+
+export interface Harness {
+  namespace: string;
+  database: string;
+  config: Readonly<OrchestratorConfig>;
+  names: BrokerNames;
+  store: NodeStore;
+  bus: Bus;
+  metrics: Metrics;
+  log: Logger & { lines?: string[] };
+  url: string;
+  ingests: Ingest[];
+  startIngest(): Promise<Ingest>;
+  stopIngests(): Promise<void>;
+  startSweeper(options?: { afterMark?: (nodeIds: string[]) => Promise<void> }): Promise<{ stop(): Promise<void> }>;
+  stopSweepers(): Promise<void>;
+  /** A subscriber's own durable queue bound to node.events with the given keys. */
+  subscribe(keys?: string[]): Promise<EventCollector>;
+  /** Publishes an agent message as an agent would (AMQP, confirmed). */
+  publishAgent(type: 'agent.register' | 'agent.heartbeat' | 'agent.shutdown', nodeId: string, payload: object, overrides?: Record<string, unknown>): Promise<void>;
+  stop(options?: { keepData?: boolean }): Promise<void>;
+}
+
+export interface EventCollector {
+  events: NodeEvent[];
+  queue: string;
+  ofType(type: string, nodeId?: string): NodeEvent[];
+  close(): Promise<void>;
+}
+
+export function registerBody(nodeId: string) {
+  return { nodeId, hostname: `${nodeId}.example`, ipAddress: '10.0.0.7', maxServers: 20 };
+}
+
+export function statsBody(overrides: Partial<{ cpuUsage: number; memoryUsage: number; diskUsage: number; containerCount: number; timestamp: string }> = {}) {
+  return { cpuUsage: 12.5, memoryUsage: 40.25, diskUsage: 55, containerCount: 3, timestamp: new Date().toISOString(), ...overrides };
+}
+
+/** Starts ingest(s), sweeper(s) and the api in this process, against the real services, in a namespace of their own. */
+export async function startOrchestrator(options: HarnessOptions = {}): Promise<Harness> {
+  const namespace = options.shareWith?.namespace ?? uniqueName('t');
+  const database = options.shareWith?.database ?? namespace.replace(/-/g, '_');
+  const config = loadOrchestratorConfig({
+    RABBITMQ_URL,
+    MONGO_URL: mongoUrlFor(database),
+    REDIS_URL,
+    TIMEOUT_MINUTES: String(1 / 60),
+    HEALTH_CHECK_INTERVAL: '250',
+    INGEST_LIVENESS_MS: '100',
+    INGEST_FLUSH_MS: '20',
+    BROKER_NAMESPACE: namespace,
+    REDIS_PREFIX: `test:${namespace}`,
+    LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'warn',
+    MASS_SILENCE_GUARD: 'false',
+    ...options.env,
+  });
+  const log = options.log ?? (process.env.TEST_LOG_LEVEL ? createLogger({ level: config.log.level, format: 'text' }) : createMemoryLogger('info'));
+  const clock = options.clock ?? systemClock;
+  const names = brokerNames(namespace);
+  const metrics = createMetrics();
+  const store = await createMongoNodeStore({ url: config.mongoUrl, historyPoints: config.historyPoints, serverSelectionTimeoutMs: 2000 });
+  await store.ensureIndexes();
+  const bus = await createRabbitBus({ url: config.rabbitmqUrl, log, name: `test-${namespace}`, initialMaxRetries: 3 });
+  await bus.declareTopology(topology(names));
+  const ingests: Ingest[] = [];
+  const sweepers: Array<{ stop(): Promise<void> }> = [];
+  const collectors: EventCollector[] = [];
+  let server: Server | null = null;
+  let url = '';
+
+  async function startIngest(): Promise<Ingest> {
+    const ingest = createIngest({ bus, store, log: log.child({ component: 'ingest' }), clock, metrics, config, afterStore: options.afterStore });
+    await ingest.start();
+    ingests.push(ingest);
+    return ingest;
+  }
+
+  async function startSweeper(sweeperOptions: { afterMark?: (nodeIds: string[]) => Promise<void> } = {}) {
+    const scheduler =
+      options.scheduler === 'memory'
+        ? createMemoryScheduler()
+        : await createBullmqScheduler({ redisUrl: config.redisUrl, prefix: config.redisPrefix, queueName: 'sweeper', log });
+    // Each sweeper gets its own connection, as separate processes would.
+    const sweeperBus = await createRabbitBus({ url: config.rabbitmqUrl, log, name: `test-sweeper-${namespace}`, initialMaxRetries: 3 });
+    const sweeper = createSweeper({ bus: sweeperBus, store, scheduler, log: log.child({ component: 'sweeper' }), clock, metrics, config, afterMark: sweeperOptions.afterMark ?? options.afterMark });
+    await sweeper.start();
+    const handle = {
+      async stop() {
+        await sweeper.stop();
+        await sweeperBus.close();
+      },
+    };
+    sweepers.push(handle);
+    return handle;
+  }
+
+  for (let i = 0; i < (options.ingests ?? 1); i++) await startIngest();
+  for (let i = 0; i < (options.sweepers ?? 1); i++) await startSweeper();
+  if (options.api ?? true) {
+    const app = createApp({ bus, store, names, log: log.child({ component: 'api' }), clock, metrics });
+    server = await new Promise<Server>((resolve) => {
+      const s = app.listen(0, '127.0.0.1', () => resolve(s));
+    });
+    url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  }
+
+  const harness: Harness = {
+    namespace,
+    database,
+    config,
+    names,
+    store,
+    bus,
+    metrics,
+    log,
+    url,
+    ingests,
+    startIngest,
+    async stopIngests() {
+      for (const i of ingests.splice(0)) await i.stop();
+    },
+    startSweeper,
+    async stopSweepers() {
+      for (const s of sweepers.splice(0)) await s.stop();
+    },
+    async subscribe(keys = [ROUTING.nodeRegistered, ROUTING.nodeOnline, ROUTING.nodeOffline]) {
+      const queue = `${namespace}.subscriber.${randomUUID().slice(0, 8)}`;
+      await bus.declareQueue({ name: queue, durable: true, bindings: keys.map((routingKey) => ({ exchange: names.exchanges.nodeEvents, routingKey })) });
+      const events: NodeEvent[] = [];
+      const consumer: Consumer = await bus.consume(
+        queue,
+        (d) => {
+          events.push(JSON.parse(d.body.toString()) as NodeEvent);
+          d.ack();
+        },
+        { prefetch: 100 },
+      );
+      const collector: EventCollector = {
+        events,
+        queue,
+        ofType: (type, nodeId) => events.filter((e) => e.type === type && (!nodeId || e.nodeId === nodeId)),
+        async close() {
+          await consumer.cancel();
+          await bus.deleteQueue(queue).catch(() => undefined);
+        },
+      };
+      collectors.push(collector);
+      return collector;
+    },
+    async publishAgent(type, nodeId, payload, overrides = {}) {
+      const id = randomUUID();
+      const message = { id, type, version: 1, sentAt: new Date().toISOString(), nodeId, payload, ...overrides };
+      const key = type === 'agent.register' ? ROUTING.register(nodeId) : type === 'agent.heartbeat' ? ROUTING.heartbeat(nodeId) : ROUTING.shutdown(nodeId);
+      await bus.publish(names.exchanges.agentInbound, key, message, { messageId: id });
+    },
+    async stop(stopOptions = {}) {
+      if (server) await new Promise<void>((resolve) => server!.close(() => resolve()));
+      server?.closeAllConnections?.();
+      for (const s of sweepers.splice(0)) await s.stop().catch(() => undefined);
+      for (const i of ingests.splice(0)) await i.stop().catch(() => undefined);
+      for (const c of collectors.splice(0)) await c.close().catch(() => undefined);
+      if (!stopOptions.keepData) {
+        for (const q of Object.values(names.queues)) await bus.deleteQueue(q).catch(() => undefined);
+        for (const e of Object.values(names.exchanges)) await bus.deleteExchange(e).catch(() => undefined);
+        await cleanupRedis(config.redisUrl, config.redisPrefix);
+        const db = (store as NodeStore & { connection?: { dropDatabase(): Promise<void> } }).connection;
+        await db?.dropDatabase().catch(() => undefined);
+      }
+      await bus.close();
+      await store.close();
+    },
+  };
+  return harness;
+}
+
+async function cleanupRedis(url: string, prefix: string): Promise<void> {
+  const { Redis } = await import('ioredis');
+  const redis = new Redis(url, { maxRetriesPerRequest: 1, lazyConnect: true });
+  try {
+    await redis.connect();
+    let cursor = '0';
+    do {
+      const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 500);
+      if (keys.length) await redis.del(...keys);
+      cursor = next;
+    } while (cursor !== '0');
+  } catch {
+    /* best effort */
+  } finally {
+    redis.disconnect();
+  }
+}
+
+export { MONGO_URL };

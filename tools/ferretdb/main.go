@@ -1,0 +1,218 @@
+// Command ferretdb-embedded runs FerretDB (https://www.ferretdb.com/) with the
+// SQLite backend as a local, MongoDB wire-compatible stand-in for development
+// and CI. It embeds github.com/FerretDB/FerretDB/ferretdb because
+// `go install github.com/FerretDB/FerretDB/cmd/ferretdb@v1.24.2` panics at
+// start (its generated build/version/version.txt is not part of the module).
+//
+// Usage:
+//
+//	ferretdb-embedded [-listen-addr 127.0.0.1:27017] [-state-dir DIR | -sqlite-url file:/DIR/] [-log-level info]
+//	ferretdb-embedded ping [-url mongodb://127.0.0.1:27017/] [-timeout 3s]
+//	ferretdb-embedded version
+//
+// Environment variables (used as flag defaults):
+//
+//	FERRETDB_LISTEN_ADDR, FERRETDB_STATE_DIR, FERRETDB_SQLITE_URL, FERRETDB_LOG_LEVEL,
+//	MONGO_URL (for ping).
+//
+// The server exits cleanly (status 0) on SIGINT or SIGTERM.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/FerretDB/FerretDB/ferretdb"
+	"go.mongodb.org/mongo-driver/bson"
+	"go.mongodb.org/mongo-driver/mongo"
+	"go.mongodb.org/mongo-driver/mongo/options"
+)
+
+// ferretDBVersion is the version of the embedded FerretDB module (see go.mod).
+const ferretDBVersion = "v1.24.2"
+
+func envOr(name, def string) string {
+	if v, ok := os.LookupEnv(name); ok && v != "" {
+		return v
+	}
+	return def
+}
+
+func main() {
+	args := os.Args[1:]
+	if len(args) > 0 {
+		switch args[0] {
+		case "ping":
+			os.Exit(runPing(args[1:]))
+		case "version", "-version", "--version":
+			fmt.Printf("ferretdb-embedded (FerretDB %s, SQLite backend)\n", ferretDBVersion)
+			return
+		case "serve":
+			args = args[1:]
+		}
+	}
+	os.Exit(runServe(args))
+}
+
+func parseLevel(s string) (slog.Level, error) {
+	var l slog.Level
+	err := l.UnmarshalText([]byte(s))
+	return l, err
+}
+
+func runServe(args []string) int {
+	fs := flag.NewFlagSet("ferretdb-embedded", flag.ContinueOnError)
+	listenAddr := fs.String("listen-addr", envOr("FERRETDB_LISTEN_ADDR", "127.0.0.1:27017"), "TCP listen address (env FERRETDB_LISTEN_ADDR)")
+	stateDir := fs.String("state-dir", envOr("FERRETDB_STATE_DIR", "data"), "directory for SQLite database files; created if missing (env FERRETDB_STATE_DIR)")
+	sqliteURL := fs.String("sqlite-url", envOr("FERRETDB_SQLITE_URL", ""), "SQLite URI (file:/dir/); overrides -state-dir (env FERRETDB_SQLITE_URL)")
+	logLevel := fs.String("log-level", envOr("FERRETDB_LOG_LEVEL", "warn"), "log level: debug, info, warn, error (env FERRETDB_LOG_LEVEL)")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+
+	level, err := parseLevel(*logLevel)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "ferretdb-embedded: invalid -log-level %q: %v\n", *logLevel, err)
+		return 2
+	}
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+
+	uri := *sqliteURL
+	if uri == "" {
+		dir, err := filepath.Abs(*stateDir)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "ferretdb-embedded: %v\n", err)
+			return 1
+		}
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			fmt.Fprintf(os.Stderr, "ferretdb-embedded: cannot create state dir: %v\n", err)
+			return 1
+		}
+		uri = (&url.URL{Scheme: "file", Path: dir + "/"}).String()
+	} else if u, err := url.Parse(uri); err == nil && u.Scheme == "file" {
+		// FerretDB requires the directory to exist; create it for convenience.
+		p := u.Path
+		if p == "" {
+			p = u.Opaque
+		}
+		if p != "" {
+			_ = os.MkdirAll(p, 0o755)
+		}
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	f, err := ferretdb.New(&ferretdb.Config{
+		Listener:  ferretdb.ListenerConfig{TCP: *listenAddr},
+		Logger:    logger,
+		Handler:   "sqlite",
+		SQLiteURL: uri,
+	})
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "ferretdb-embedded: %v\n", err)
+		return 1
+	}
+
+	// New has already bound the TCP listener (it fails there when the address
+	// is in use), so the URI below is accurate and connections are accepted
+	// as soon as Run starts.
+	fmt.Fprintf(os.Stderr, "ferretdb-embedded: FerretDB %s (sqlite %s) listening on %s (pid %d)\n",
+		ferretDBVersion, uri, f.MongoDBURI(), os.Getpid())
+
+	done := make(chan error, 1)
+	go func() { done <- f.Run(ctx) }()
+
+	select {
+	case err := <-done:
+		// Run returned without a signal: listener failed (e.g. address in use).
+		if ctx.Err() == nil {
+			if err == nil {
+				err = errors.New("listener stopped unexpectedly (address in use?)")
+			}
+			fmt.Fprintf(os.Stderr, "ferretdb-embedded: %v\n", err)
+			return 1
+		}
+	case <-ctx.Done():
+		fmt.Fprintln(os.Stderr, "ferretdb-embedded: signal received, shutting down")
+		select {
+		case <-done:
+		case <-time.After(15 * time.Second):
+			fmt.Fprintln(os.Stderr, "ferretdb-embedded: shutdown timed out")
+			return 1
+		}
+	}
+	fmt.Fprintln(os.Stderr, "ferretdb-embedded: stopped")
+	return 0
+}
+
+// runPing connects to a MongoDB-compatible server and runs {ping: 1}.
+// Exit status: 0 when it answered, 1 otherwise.
+func runPing(args []string) int {
+	fs := flag.NewFlagSet("ferretdb-embedded ping", flag.ContinueOnError)
+	uri := fs.String("url", envOr("MONGO_URL", "mongodb://127.0.0.1:27017/"), "MongoDB connection string (env MONGO_URL)")
+	timeout := fs.Duration("timeout", 3*time.Second, "overall timeout")
+	quiet := fs.Bool("q", false, "print nothing")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if fs.NArg() > 0 {
+		*uri = fs.Arg(0)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
+	defer cancel()
+
+	opts := options.Client().ApplyURI(*uri).
+		SetServerSelectionTimeout(*timeout).
+		SetConnectTimeout(*timeout)
+	client, err := mongo.Connect(ctx, opts)
+	if err != nil {
+		if !*quiet {
+			fmt.Fprintf(os.Stderr, "ping %s: %v\n", redact(*uri), err)
+		}
+		return 1
+	}
+	defer func() {
+		dctx, dcancel := context.WithTimeout(context.Background(), time.Second)
+		defer dcancel()
+		_ = client.Disconnect(dctx)
+	}()
+
+	var res bson.M
+	if err := client.Database("admin").RunCommand(ctx, bson.D{{Key: "ping", Value: 1}}).Decode(&res); err != nil {
+		if !*quiet {
+			fmt.Fprintf(os.Stderr, "ping %s: %v\n", redact(*uri), err)
+		}
+		return 1
+	}
+	if !*quiet {
+		fmt.Printf("ping %s: ok\n", redact(*uri))
+	}
+	return 0
+}
+
+// redact hides a password in a connection string.
+func redact(s string) string {
+	u, err := url.Parse(s)
+	if err != nil || u.User == nil {
+		return s
+	}
+	if _, ok := u.User.Password(); ok {
+		u.User = url.UserPassword(u.User.Username(), "xxxxx")
+	}
+	return strings.Replace(u.String(), "xxxxx", "***", 1)
+}
