@@ -126,8 +126,10 @@ export interface OrchestratorConfig {
     batchSize: number;
     massSilence: { enabled: boolean; share: number; minNodes: number; holdMs: number };
   };
-  /** Keep this many stats points per node for the dashboard's sparkline. */
+  /** Keep this many stats points per node for the dashboard's sparkline... */
   historyPoints: number;
+  /** ...at least this far apart (120 x 30 s = the last hour). */
+  historyResolutionMs: number;
   auth: { mode: 'off' | 'on'; joinToken?: string; operatorToken?: string; secret?: string };
   rateLimit: { perNodePerMinute: number };
   /** Embedded mode: save the in-memory store here (all-in-one only). */
@@ -176,6 +178,7 @@ export function loadOrchestratorConfig(env: Env = process.env): Readonly<Orchest
       },
     },
     historyPoints: r.number('HISTORY_POINTS', 120, { integer: true, min: 0, max: 10000 }),
+    historyResolutionMs: r.number('HISTORY_RESOLUTION_MS', 30000, { min: 0 }),
     auth: { mode: authMode, joinToken, operatorToken: r.optionalString('OPERATOR_TOKEN'), secret },
     rateLimit: { perNodePerMinute: r.number('RATE_LIMIT_PER_NODE_PER_MINUTE', 120, { positive: true, integer: true }) },
     stateFile: r.optionalString('STATE_FILE'),

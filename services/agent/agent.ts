@@ -51,6 +51,9 @@ export interface Agent {
   status(): AgentStatus;
 }
 
+/** At start, how long the first registration waits for the broker connection before it goes over HTTP. */
+export const BROKER_GRACE_MS = 2000;
+
 /** Shares of HEARTBEAT_TIMEOUT for stop(): announce the shutdown within the first, close connections within the second. */
 const ANNOUNCE_BUDGET = 0.7;
 const CLOSE_BUDGET = 0.9;
@@ -92,8 +95,28 @@ export function createAgent(deps: AgentDeps): Agent {
     },
   });
 
+  /** Resolves once the broker is connected, `ms` have passed, or the agent stops. */
+  function brokerConnected(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      if (!bus || bus.isConnected() || abort.signal.aborted) return resolve();
+      let done = false;
+      const finish = () => {
+        if (done) return;
+        done = true;
+        timers.clearTimeout(handle);
+        abort.signal.removeEventListener('abort', finish);
+        resolve();
+      };
+      const handle = timers.setTimeout(finish, ms);
+      bus.onConnectionChange((connected) => connected && finish());
+      abort.signal.addEventListener('abort', finish, { once: true });
+    });
+  }
+
   async function run(): Promise<void> {
     let first = true;
+    // The connection is opened in the background: give it a moment so that the first registration uses it.
+    await brokerConnected(Math.min(BROKER_GRACE_MS, config.heartbeatTimeoutMs));
     while (!abort.signal.aborted) {
       state = 'registering';
       try {

@@ -52,6 +52,7 @@ export async function buildAgent(config: Readonly<AgentConfig>, options: BuildAg
     broker: bus ? createBrokerTransport({ bus, names, timers }) : undefined,
     http: createHttpTransport({ baseUrl: config.orchestratorUrl, auth, fetch: options.fetch }),
     clock,
+    timers,
     log,
   });
   const stats = createStatsCollector({

@@ -1,6 +1,7 @@
 import type { Clock } from '../../shared/clock.js';
 import type { Logger } from '../../shared/logger.js';
 import type { BrokerTransport } from './broker-transport.js';
+import { withTimeout, type Timers } from './timers.js';
 import { reasonOf, TransportError, type OutboundMessage, type Transport, type TransportName } from './transport.js';
 
 export interface DeliverOptions {
@@ -17,8 +18,8 @@ export interface FailoverTransport {
   send(message: OutboundMessage, options: DeliverOptions): Promise<TransportName>;
 }
 
-export function createFailoverTransport(deps: { broker?: BrokerTransport; http: Transport; clock: Clock; log: Logger }): FailoverTransport {
-  const { broker, http, clock, log } = deps;
+export function createFailoverTransport(deps: { broker?: BrokerTransport; http: Transport; clock: Clock; timers: Timers; log: Logger }): FailoverTransport {
+  const { broker, http, clock, timers, log } = deps;
   let current: TransportName | undefined;
 
   // Logged when the path changes, not per message.
@@ -35,7 +36,7 @@ export function createFailoverTransport(deps: { broker?: BrokerTransport; http: 
       let brokerError: unknown;
       if (broker?.isAvailable()) {
         try {
-          await broker.send(message, { timeoutMs: Math.min(options.timeoutMs, left() / 2), signal: options.signal });
+          await broker.send(message, { timeoutMs: Math.floor(Math.min(options.timeoutMs, left() / 2)), signal: options.signal });
           note('amqp');
           return 'amqp';
         } catch (error) {
@@ -44,10 +45,11 @@ export function createFailoverTransport(deps: { broker?: BrokerTransport; http: 
       } else if (broker) {
         brokerError = new TransportError('UNAVAILABLE', 'broker not connected');
       }
-      const timeoutMs = Math.min(options.timeoutMs, left());
+      const timeoutMs = Math.floor(Math.min(options.timeoutMs, left()));
       try {
         if (timeoutMs <= 0) throw new TransportError('TIMEOUT', 'no time left for HTTP');
-        await http.send(message, { timeoutMs, signal: options.signal });
+        // The HTTP transport aborts its request itself; this bounds any transport on the agent's own timers.
+        await withTimeout(timers, http.send(message, { timeoutMs, signal: options.signal }), timeoutMs, () => new TransportError('TIMEOUT', `no HTTP answer within ${timeoutMs} ms`));
       } catch (error) {
         throw combine(error, brokerError);
       }

@@ -28,7 +28,8 @@ export function createHttpTransport(deps: HttpTransportDeps): Transport {
     name: 'http',
     async send(message: OutboundMessage, options: SendOptions): Promise<void> {
       const { path, body } = requestFor(message);
-      const timeout = AbortSignal.timeout(Math.max(1, options.timeoutMs));
+      const timeoutMs = Math.max(1, Math.ceil(options.timeoutMs)); // AbortSignal.timeout takes whole ms only
+      const timeout = AbortSignal.timeout(timeoutMs);
       const signal = options.signal ? AbortSignal.any([timeout, options.signal]) : timeout;
       let response: Response;
       let text: string;
@@ -41,7 +42,7 @@ export function createHttpTransport(deps: HttpTransportDeps): Transport {
         });
         text = await response.text();
       } catch (error) {
-        if (timeout.aborted) throw new TransportError('TIMEOUT', `HTTP request timed out after ${options.timeoutMs} ms`, { cause: error });
+        if (timeout.aborted) throw new TransportError('TIMEOUT', `HTTP request timed out after ${timeoutMs} ms`, { cause: error });
         if (options.signal?.aborted) throw new TransportError('UNAVAILABLE', 'HTTP request cancelled', { cause: error });
         throw new TransportError('UNAVAILABLE', `HTTP request failed: ${networkReason(error)}`, { cause: error });
       }
@@ -67,8 +68,9 @@ function summary(text: string): string {
   if (!text) return '';
   try {
     const parsed = JSON.parse(text) as { error?: unknown; message?: unknown };
-    const detail = parsed.error ?? parsed.message;
+    const detail = parsed?.error ?? parsed?.message;
     if (detail !== undefined) return `: ${typeof detail === 'string' ? detail : JSON.stringify(detail)}`.slice(0, 300);
+    return '';
   } catch {
     /* not JSON: show the start of it */
   }

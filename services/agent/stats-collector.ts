@@ -38,11 +38,15 @@ export function percent(value: number): number {
   return Math.round(Math.min(100, Math.max(0, value)) * 100) / 100;
 }
 
+/** A CPU window shorter than this (a beat right after a re-registration) is too noisy: the last value stands. */
+export const MIN_CPU_WINDOW_MS = 1000;
+
 export function createStatsCollector(deps: StatsCollectorDeps): StatsCollector {
-  const { sources, log } = deps;
+  const { sources, log, wallClock } = deps;
   // CPU % is the busy share of the time since the previous sample: no blocking one-second measurement per beat.
   let previousCpu = sources.cpuTimes();
-  let lastCpu = 0;
+  let previousCpuAt = wallClock.now();
+  let lastCpu: number | undefined;
   const last = { memory: 0, disk: 0 };
   const failing = new Set<string>();
 
@@ -60,12 +64,18 @@ export function createStatsCollector(deps: StatsCollectorDeps): StatsCollector {
   }
 
   function cpuUsage(): number {
+    const at = wallClock.now();
+    const window = at - previousCpuAt;
+    if (lastCpu !== undefined && window >= 0 && window < MIN_CPU_WINDOW_MS) return lastCpu;
     const now = sources.cpuTimes();
     const total = now.total - previousCpu.total;
     const idle = now.idle - previousCpu.idle;
-    previousCpu = now;
-    if (total > 0) lastCpu = percent(100 * (1 - idle / total));
-    return lastCpu;
+    if (total > 0) {
+      lastCpu = percent(100 * (1 - idle / total));
+      previousCpu = now;
+      previousCpuAt = at;
+    }
+    return lastCpu ?? 0;
   }
 
   return {
@@ -85,7 +95,7 @@ export function createStatsCollector(deps: StatsCollectorDeps): StatsCollector {
         memoryUsage: memory,
         diskUsage: disk,
         containerCount: Number.isInteger(containers) && containers >= 0 ? containers : 0,
-        timestamp: new Date(deps.wallClock.now()).toISOString(),
+        timestamp: new Date(wallClock.now()).toISOString(),
       };
     },
   };

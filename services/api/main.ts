@@ -6,6 +6,7 @@ import { createLogger } from '../../shared/logger.js';
 import { createMetrics } from '../../shared/metrics.js';
 import { brokerNames, topology } from '../../shared/topology.js';
 import { createApp } from './app.js';
+import { mountDashboard, type Dashboard } from './dashboard/dashboard-routes.js';
 
 async function main(): Promise<void> {
   const config = loadOrchestratorConfig(process.env);
@@ -15,10 +16,23 @@ async function main(): Promise<void> {
   const store = await connectStore(config, log);
   const bus = await connectBus(config, log, 'api');
   await bus.declareTopology(topology(names));
-  const app = createApp({ bus, store, names, log, clock: systemClock, metrics });
+  let dashboard: Dashboard | undefined;
+  const app = createApp({
+    bus,
+    store,
+    names,
+    log,
+    clock: systemClock,
+    metrics,
+    extend: (a) => {
+      dashboard = mountDashboard(a, { store, bus, names, log, clock: systemClock });
+    },
+  });
   const server = app.listen(config.port, () => log.info(`api listening on http://0.0.0.0:${config.port} (dashboard at /)`));
   server.keepAliveTimeout = 65_000;
   stopOnSignals(log, async () => {
+    // Open dashboard streams would keep server.close() waiting.
+    await dashboard?.close();
     await new Promise<void>((resolve) => server.close(() => resolve()));
     await bus.close();
     await store.close();

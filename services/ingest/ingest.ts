@@ -20,7 +20,7 @@ export interface IngestDeps {
   log: Logger;
   clock: Clock;
   metrics: Metrics;
-  config: Pick<OrchestratorConfig, 'timeoutMs' | 'brokerNamespace' | 'ingest' | 'log'>;
+  config: Pick<OrchestratorConfig, 'timeoutMs' | 'brokerNamespace' | 'ingest' | 'log' | 'historyPoints' | 'historyResolutionMs'>;
   authenticator?: Authenticator;
   instanceId?: string;
   /** Test hook, see process-batch.ts. */
@@ -46,6 +46,7 @@ export function createIngest(deps: IngestDeps) {
     clock,
     metrics,
     timeoutMs: config.timeoutMs,
+    history: { points: config.historyPoints, resolutionMs: config.historyResolutionMs },
     heartbeatLogLevel: config.log.heartbeatLevel,
     retry,
     authenticator: deps.authenticator,

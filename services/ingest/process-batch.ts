@@ -21,6 +21,7 @@ export interface BatchDeps {
   clock: Clock;
   metrics: Metrics;
   timeoutMs: number;
+  history: { points: number; resolutionMs: number };
   heartbeatLogLevel: LogLevel;
   /** Runs a store call until the store answers (see store-retry.ts). */
   retry: <T>(what: string, run: () => Promise<T>) => Promise<T>;
@@ -99,7 +100,7 @@ export function createBatchProcessor(deps: BatchDeps) {
         const draft = newDraft(current.get(nodeId) ?? null);
         for (const item of groups.get(nodeId)!) {
           const refusal = deps.authenticator?.check(draft, item.received.message);
-          const outcome: MessageOutcome = refusal ? { kind: 'refused', reason: refusal } : applyMessage(draft, item.received, { now, timeoutMs: deps.timeoutMs });
+          const outcome: MessageOutcome = refusal ? { kind: 'refused', reason: refusal } : applyMessage(draft, item.received, { now, timeoutMs: deps.timeoutMs, history: deps.history });
           if (outcome.kind === 'applied' && item.received.message.type === 'agent.register') deps.authenticator?.onRegistered(draft, item.received.message);
           outcomes.set(item.delivery, outcome);
         }

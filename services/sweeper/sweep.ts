@@ -97,7 +97,8 @@ export function createSweep(deps: SweepDeps) {
   return async function sweep(): Promise<SweepOutcome> {
     const started = performance.now();
     try {
-      await events.drain().catch((error: Error) => log.warn(`Outbox events not published yet: ${error.message}`));
+      // The injected clock, like occurredAt of the stored events: Date.now() would skip the grace period under a fake clock.
+      await events.drain(undefined, undefined, clock.now()).catch((error: Error) => log.warn(`Outbox events not published yet: ${error.message}`));
       const now = clock.now();
       const coverage = ingestCoverage(await store.ingestLiveness(), now, staleMs);
       if (!coverage.healthy || coverage.seenUntil === null || coverage.healthySince === null) {

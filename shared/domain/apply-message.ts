@@ -13,6 +13,8 @@ export interface ApplyContext {
   /** Orchestrator time now. */
   now: number;
   timeoutMs: number;
+  /** Sparkline history: at most `points` points, at least `resolutionMs` apart. */
+  history: { points: number; resolutionMs: number };
 }
 
 /** The result of applying one message to one node's working copy. */
@@ -28,13 +30,14 @@ export interface NodeDraft {
   original: NodeRecord | null;
   node: NodeRecord | null;
   events: NodeEvent[];
-  history: HistoryPoint[];
+  /** A history point was added (the write then carries the whole, already bounded, history). */
+  historyChanged: boolean;
   /** Set when the agent should be asked to re-register (unknown to the store, or its clock baseline is off). */
   askReregister: boolean;
 }
 
 export function newDraft(original: NodeRecord | null): NodeDraft {
-  return { original, node: original ? structuredClone(original) : null, events: [], history: [], askReregister: false };
+  return { original, node: original ? structuredClone(original) : null, events: [], historyChanged: false, askReregister: false };
 }
 
 /**
@@ -137,7 +140,7 @@ function applyHeartbeat(draft: NodeDraft, message: HeartbeatMessage, received: R
   const newer = stored === undefined || reportedAt > stored || (!late && reportedAt < stored - ctx.timeoutMs);
   if (newer) {
     node.stats = { cpuUsage, memoryUsage, diskUsage, containerCount, reportedAt: new Date(reportedAt) };
-    if (!late) draft.history.push({ t: new Date(at), cpu: cpuUsage, mem: memoryUsage });
+    if (!late) addHistoryPoint(draft, node, { t: new Date(at), cpu: cpuUsage, mem: memoryUsage }, ctx);
   }
   if (late) {
     // Either a backlog, or the agent's clock jumped back: a re-registration resets the baseline.
@@ -157,6 +160,19 @@ function applyShutdown(draft: NodeDraft, _message: ShutdownMessage, received: Re
   if (age > ctx.timeoutMs) return { kind: 'late', ageMs: age };
   if (node.status === 'ONLINE') transition(draft, node, 'OFFLINE', 'shutdown', ctx.now);
   return { kind: 'applied' };
+}
+
+/**
+ * Bounded history kept by the writer rather than by a $push/$slice, which the SQLite-backed test server
+ * ignores: the write is guarded by rev, so replacing the array is as safe, and happens only once per
+ * resolution step, not once per heartbeat.
+ */
+function addHistoryPoint(draft: NodeDraft, node: NodeRecord, point: HistoryPoint, ctx: ApplyContext): void {
+  if (ctx.history.points <= 0) return;
+  const last = node.history.at(-1);
+  if (last && point.t.getTime() - new Date(last.t).getTime() < ctx.history.resolutionMs) return;
+  node.history = [...node.history, point].slice(-ctx.history.points);
+  draft.historyChanged = true;
 }
 
 function transition(draft: NodeDraft, node: NodeRecord, to: NodeRecord['status'], reason: NodeEvent['reason'], now: number): void {

@@ -7,18 +7,16 @@ export function draftToWrite(draft: NodeDraft, extra: Partial<NodeRecord> = {}):
   const node = draft.node;
   if (!node) return null;
   if (!draft.original) {
-    return { kind: 'insert', record: { ...node, ...extra, rev: newRev(), outbox: [...draft.events], history: [...draft.history] } };
+    return { kind: 'insert', record: { ...node, ...extra, rev: newRev(), outbox: [...draft.events] } };
   }
   const { nodeId, rev, outbox, history, ...fields } = { ...node, ...extra };
   void outbox;
-  void history;
   return {
     kind: 'update',
     nodeId,
     expectedRev: rev,
     newRev: newRev(),
-    set: fields,
+    set: draft.historyChanged ? { ...fields, history } : fields,
     pushOutbox: [...draft.events],
-    pushHistory: [...draft.history],
   };
 }

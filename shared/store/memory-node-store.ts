@@ -62,7 +62,8 @@ export function createMemoryNodeStore(options: MemoryNodeStoreOptions): NodeStor
       trips++;
       return [...nodes.values()]
         .filter((n) => !filter.status || n.status === filter.status)
-        .sort((a, b) => a.nodeId.localeCompare(b.nodeId))
+        // Byte order, like MongoDB's sort on _id (localeCompare would interleave case and punctuation).
+        .sort((a, b) => (a.nodeId < b.nodeId ? -1 : a.nodeId > b.nodeId ? 1 : 0))
         .map(clone);
     },
     async write(writes: NodeWrite[]): Promise<WriteResult> {
@@ -71,7 +72,7 @@ export function createMemoryNodeStore(options: MemoryNodeStoreOptions): NodeStor
       for (const w of writes) {
         if (w.kind === 'insert') {
           if (nodes.has(w.record.nodeId)) conflicts.push(w.record.nodeId);
-          else nodes.set(w.record.nodeId, clone({ ...w.record, history: w.record.history.slice(-options.historyPoints) }));
+          else nodes.set(w.record.nodeId, clone(w.record));
           continue;
         }
         const current = nodes.get(w.nodeId);
@@ -81,7 +82,6 @@ export function createMemoryNodeStore(options: MemoryNodeStoreOptions): NodeStor
         }
         const next: NodeRecord = { ...current, ...clone(w.set), rev: w.newRev };
         next.outbox = [...current.outbox, ...clone(w.pushOutbox)];
-        next.history = options.historyPoints > 0 ? [...current.history, ...clone(w.pushHistory)].slice(-options.historyPoints) : [];
         nodes.set(w.nodeId, next);
       }
       scheduleSave();

@@ -120,6 +120,9 @@ async function guarded<T>(what: string, run: () => Promise<T>): Promise<T> {
     return await run();
   } catch (error) {
     if (error instanceof StoreUnavailableError) throw error;
+    // Duplicate keys only: the server answered and an insert lost a race, which write() reports as a conflict.
+    const writeErrors = (error as { writeErrors?: Array<{ code?: number }> })?.writeErrors;
+    if (Array.isArray(writeErrors) && writeErrors.length > 0 && writeErrors.every((e) => e.code === 11000)) throw error;
     const name = (error as Error)?.name ?? '';
     if (/Mongo|Mongoose|Disconnected|Timeout|Network|Pool/i.test(name) || /ECONNREFUSED|ECONNRESET|connection|topology|timed out/i.test(String((error as Error)?.message))) {
       throw new StoreUnavailableError(`store ${what} failed: ${(error as Error).message}`, { cause: error });
@@ -142,7 +145,6 @@ export async function createMongoNodeStore(options: MongoNodeStoreOptions): Prom
   await guarded('connect', () => connection.asPromise());
   const Nodes: Model<NodeDocument> = connection.model<NodeDocument>('Node', nodeSchema);
   const State: Model<LivenessDocument> = connection.model<LivenessDocument>('OrchestratorState', livenessSchema);
-  const historySlice = -Math.max(0, options.historyPoints);
 
   async function ensureIndexes(): Promise<void> {
     await guarded('createCollection', async () => {
@@ -158,13 +160,11 @@ export async function createMongoNodeStore(options: MongoNodeStoreOptions): Prom
 
   function toOp(w: NodeWrite) {
     if (w.kind === 'insert') {
-      const document = toDocument({ ...w.record, history: options.historyPoints > 0 ? w.record.history.slice(historySlice) : [] });
-      return { insertOne: { document } };
+      return { insertOne: { document: toDocument(w.record) } };
     }
     const update: Record<string, unknown> = { $set: { ...w.set, rev: w.newRev } };
     const push: Record<string, unknown> = {};
     if (w.pushOutbox.length) push.outbox = { $each: w.pushOutbox };
-    if (w.pushHistory.length && options.historyPoints > 0) push.history = { $each: w.pushHistory, $slice: historySlice };
     if (Object.keys(push).length) update.$push = push;
     return { updateOne: { filter: { _id: w.nodeId, rev: w.expectedRev }, update } };
   }

@@ -48,7 +48,7 @@ export interface NodeRecord {
 }
 
 /** Fields a write may set (never nodeId or rev, which the store manages). */
-export type NodeChanges = Partial<Omit<NodeRecord, 'nodeId' | 'rev' | 'outbox' | 'history'>>;
+export type NodeChanges = Partial<Omit<NodeRecord, 'nodeId' | 'rev' | 'outbox'>>;
 
 export type NodeWrite =
   | { kind: 'insert'; record: NodeRecord }
@@ -61,7 +61,6 @@ export type NodeWrite =
       newRev: string;
       set: NodeChanges;
       pushOutbox: NodeEvent[];
-      pushHistory: HistoryPoint[];
     };
 
 export interface IngestLiveness {

@@ -14,6 +14,7 @@ import { createMongoNodeStore } from '../../shared/store/mongo-node-store.js';
 import type { NodeStore } from '../../shared/store/node-store.js';
 import { brokerNames, ROUTING, topology, type BrokerNames } from '../../shared/topology.js';
 import { createApp } from '../../services/api/app.js';
+import { mountDashboard, type Dashboard } from '../../services/api/dashboard/dashboard-routes.js';
 import { createIngest, type Ingest } from '../../services/ingest/ingest.js';
 import { createSweeper } from '../../services/sweeper/sweeper.js';
 import { MONGO_URL, mongoUrlFor, RABBITMQ_URL, REDIS_URL, uniqueName } from './services.js';
@@ -100,6 +101,7 @@ export async function startOrchestrator(options: HarnessOptions = {}): Promise<H
   const sweepers: Array<{ stop(): Promise<void> }> = [];
   const collectors: EventCollector[] = [];
   let server: Server | null = null;
+  let dashboard: Dashboard | undefined;
   let url = '';
 
   async function startIngest(): Promise<Ingest> {
@@ -131,7 +133,18 @@ export async function startOrchestrator(options: HarnessOptions = {}): Promise<H
   for (let i = 0; i < (options.ingests ?? 1); i++) await startIngest();
   for (let i = 0; i < (options.sweepers ?? 1); i++) await startSweeper();
   if (options.api ?? true) {
-    const app = createApp({ bus, store, names, log: log.child({ component: 'api' }), clock, metrics });
+    const apiLog = log.child({ component: 'api' });
+    const app = createApp({
+      bus,
+      store,
+      names,
+      log: apiLog,
+      clock,
+      metrics,
+      extend: (a) => {
+        dashboard = mountDashboard(a, { store, bus, names, log: apiLog, clock });
+      },
+    });
     server = await new Promise<Server>((resolve) => {
       const s = app.listen(0, '127.0.0.1', () => resolve(s));
     });
@@ -188,6 +201,7 @@ export async function startOrchestrator(options: HarnessOptions = {}): Promise<H
       await bus.publish(names.exchanges.agentInbound, key, message, { messageId: id });
     },
     async stop(stopOptions = {}) {
+      await dashboard?.close();
       if (server) await new Promise<void>((resolve) => server!.close(() => resolve()));
       server?.closeAllConnections?.();
       for (const s of sweepers.splice(0)) await s.stop().catch(() => undefined);

@@ -1,0 +1,281 @@
+import { randomUUID } from 'node:crypto';
+import { expect } from 'chai';
+import type { Context } from 'mocha';
+import type { Bus, Consumer, Delivery } from '../../shared/bus/bus.js';
+import { brokerNames, HEADERS, ROUTING, topology, type BrokerNames } from '../../shared/topology.js';
+import { eventually, uniqueName } from '../support/services.js';
+
+export interface BusFactory {
+  open(): Promise<Bus>;
+  close(bus: Bus): Promise<void>;
+  /**
+   * Takes the bus's connection away the way a broker restart would and lets it come back; resolves once the
+   * connection is gone. Returns false when the environment cannot do that (the case is then skipped).
+   */
+  dropConnection?(bus: Bus): Promise<boolean>;
+}
+
+interface Received {
+  deliveries: Delivery[];
+  bodies(): unknown[];
+}
+
+/** Polls while the bus works in the background (the memory bus delivers on setImmediate, RabbitMQ over the wire). */
+const within = <T>(check: () => T | Promise<T>, timeoutMs = 5000) => eventually(check, timeoutMs, 10);
+
+/** Gives the broker a moment to deliver anything it wrongly would (for "no more than" assertions). */
+const quiet = (ms = 150) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/**
+ * The bus port's contract: the topology, confirmed publishes, prefetch, requeue, topic routing and dead
+ * letters that ingest, sweeper, api and agent rely on. Each test works in a namespace of its own, deleted after.
+ */
+export function busContract(adapter: string, factory: BusFactory): void {
+  describe(`Bus contract: ${adapter}`, function () {
+    let bus: Bus;
+    let names: BrokerNames;
+    let consumers: Consumer[];
+    let extraQueues: string[];
+
+    before(async () => {
+      bus = await factory.open();
+    });
+    after(async () => {
+      if (bus) await factory.close(bus);
+    });
+    beforeEach(async () => {
+      names = brokerNames(uniqueName('c'));
+      consumers = [];
+      extraQueues = [];
+      await bus.declareTopology(topology(names));
+    });
+    afterEach(async () => {
+      for (const c of consumers) await c.cancel().catch(() => undefined);
+      for (const q of [...extraQueues, ...Object.values(names.queues)]) await bus.deleteQueue(q).catch(() => undefined);
+      for (const e of Object.values(names.exchanges)) await bus.deleteExchange(e).catch(() => undefined);
+    });
+
+    /** Consumes `queue`, keeping every delivery; acks at once unless told not to. */
+    async function collect(queue: string, options: { prefetch?: number; ack?: boolean } = {}): Promise<Received> {
+      const deliveries: Delivery[] = [];
+      consumers.push(
+        await bus.consume(
+          queue,
+          (d) => {
+            deliveries.push(d);
+            if (options.ack ?? true) d.ack();
+          },
+          { prefetch: options.prefetch ?? 100 },
+        ),
+      );
+      return { deliveries, bodies: () => deliveries.map((d) => JSON.parse(d.body.toString()) as unknown) };
+    }
+
+    const heartbeat = (nodeId: string, n = 0) => ({ type: 'agent.heartbeat', nodeId, n });
+
+    it('declares the topology again without error and without losing queued messages', async () => {
+      await bus.publish(names.exchanges.agentInbound, ROUTING.heartbeat('node-1'), heartbeat('node-1'));
+
+      await bus.declareTopology(topology(names));
+      await bus.declareTopology(topology(names));
+
+      await within(async () => (await bus.queueDepth(names.queues.ingest)) === 1);
+    });
+
+    it('routes a confirmed publish to the ingest queue, keeping body, routing key, message id and headers, also for node ids with dots', async () => {
+      const ids = ['node-1', 'host.example.com', 'a.b.c.d'];
+      for (const nodeId of ids) {
+        await bus.publish(names.exchanges.agentInbound, ROUTING.heartbeat(nodeId), heartbeat(nodeId), { messageId: `m-${nodeId}`, headers: { 'x-trace': nodeId } });
+      }
+      await bus.publish(names.exchanges.agentInbound, ROUTING.register('host.example.com'), { type: 'agent.register' });
+      await bus.publish(names.exchanges.agentInbound, ROUTING.shutdown('a.b'), { type: 'agent.shutdown' });
+
+      const got = await collect(names.queues.ingest);
+
+      await within(() => got.deliveries.length === 5);
+      const [first, second, third] = got.deliveries;
+      expect(got.deliveries.map((d) => d.routingKey)).to.deep.equal([...ids.map(ROUTING.heartbeat), ROUTING.register('host.example.com'), ROUTING.shutdown('a.b')]);
+      expect(JSON.parse(second!.body.toString())).to.deep.equal(heartbeat('host.example.com'));
+      expect(third).to.deep.include({ messageId: 'm-a.b.c.d', exchange: names.exchanges.agentInbound, redelivered: false });
+      expect(third!.headers).to.include({ 'x-trace': 'a.b.c.d' });
+      expect(first!.deliveredAt).to.be.a('number');
+    });
+
+    it('accepts a Buffer body as is', async () => {
+      const raw = Buffer.from('not json {');
+      await bus.publish(names.exchanges.agentInbound, ROUTING.heartbeat('node-1'), raw);
+
+      const got = await collect(names.queues.ingest);
+
+      await within(() => got.deliveries.length === 1);
+      expect(got.deliveries[0]!.body.equals(raw)).to.equal(true);
+    });
+
+    it('hands a consumer no more unacknowledged deliveries than its prefetch', async () => {
+      for (let i = 0; i < 10; i++) await bus.publish(names.exchanges.agentInbound, ROUTING.heartbeat('node-1'), heartbeat('node-1', i));
+
+      const got = await collect(names.queues.ingest, { prefetch: 3, ack: false });
+      await within(() => got.deliveries.length === 3);
+      await quiet();
+      expect(got.deliveries, 'before any ack').to.have.length(3);
+
+      got.deliveries[0]!.ack();
+      await within(() => got.deliveries.length === 4);
+      await quiet();
+      expect(got.deliveries, 'after one ack').to.have.length(4);
+      expect(got.bodies().map((b) => (b as { n: number }).n)).to.deep.equal([0, 1, 2, 3]);
+    });
+
+    it('redelivers a requeued message, marked redelivered, with the same body and message id', async () => {
+      await bus.publish(names.exchanges.agentInbound, ROUTING.heartbeat('node-1'), heartbeat('node-1', 7), { messageId: 'm-7' });
+      const got = await collect(names.queues.ingest, { ack: false });
+      await within(() => got.deliveries.length === 1);
+
+      got.deliveries[0]!.requeue();
+
+      await within(() => got.deliveries.length === 2);
+      const again = got.deliveries[1]!;
+      again.ack();
+      expect(again).to.deep.include({ redelivered: true, messageId: 'm-7', routingKey: ROUTING.heartbeat('node-1') });
+      expect(JSON.parse(again.body.toString())).to.deep.equal(heartbeat('node-1', 7));
+    });
+
+    it('ignores a second settlement of the same delivery', async () => {
+      await bus.publish(names.exchanges.agentInbound, ROUTING.heartbeat('node-1'), heartbeat('node-1'));
+      const got = await collect(names.queues.ingest, { ack: false });
+      await within(() => got.deliveries.length === 1);
+
+      got.deliveries[0]!.ack();
+      got.deliveries[0]!.requeue();
+      got.deliveries[0]!.ack();
+
+      await quiet();
+      expect(got.deliveries).to.have.length(1);
+      expect(await bus.queueDepth(names.queues.ingest)).to.equal(0);
+    });
+
+    it('routes to a queue only what its topic patterns match', async () => {
+      const offlineOnly = `${names.exchanges.nodeEvents}.offline-${randomUUID().slice(0, 6)}`;
+      const patterns = `${names.exchanges.nodeEvents}.patterns-${randomUUID().slice(0, 6)}`;
+      extraQueues.push(offlineOnly, patterns);
+      await bus.declareQueue({ name: offlineOnly, durable: true, bindings: [{ exchange: names.exchanges.nodeEvents, routingKey: ROUTING.nodeOffline }] });
+      await bus.declareQueue({
+        name: patterns,
+        durable: true,
+        bindings: [
+          { exchange: names.exchanges.nodeEvents, routingKey: '*.online' },
+          { exchange: names.exchanges.nodeEvents, routingKey: 'cluster.#' },
+        ],
+      });
+      const keys = [ROUTING.nodeRegistered, ROUTING.nodeOnline, ROUTING.nodeOffline, ROUTING.clusterDegraded, 'cluster.degraded.detail', 'node.online.extra'];
+
+      for (const key of keys) await bus.publish(names.exchanges.nodeEvents, key, { key });
+      const a = await collect(offlineOnly);
+      const b = await collect(patterns);
+
+      await within(() => a.deliveries.length === 1 && b.deliveries.length === 3);
+      await quiet();
+      expect(a.deliveries.map((d) => d.routingKey)).to.deep.equal([ROUTING.nodeOffline]);
+      expect(b.deliveries.map((d) => d.routingKey)).to.deep.equal([ROUTING.nodeOnline, ROUTING.clusterDegraded, 'cluster.degraded.detail']);
+    });
+
+    it('delivers what is published to the dead-letter exchange to the dead-letter queue, headers included', async () => {
+      const headers = { [HEADERS.refusalReason]: 'malformed JSON', [HEADERS.refusedBy]: 'ingest', [HEADERS.originalRoutingKey]: ROUTING.heartbeat('node.1') };
+      await bus.publish(names.exchanges.deadLetter, ROUTING.heartbeat('node.1'), Buffer.from('{oops'), { headers, messageId: 'bad-1', contentType: 'application/octet-stream' });
+
+      const got = await collect(names.queues.deadLetter);
+
+      await within(() => got.deliveries.length === 1);
+      const dead = got.deliveries[0]!;
+      expect(dead.headers).to.include(headers);
+      expect(dead.body.toString()).to.equal('{oops');
+      expect(dead).to.deep.include({ messageId: 'bad-1', routingKey: ROUTING.heartbeat('node.1') });
+      expect(await bus.queueDepth(names.queues.ingest), 'nothing reaches the ingest queue').to.equal(0);
+    });
+
+    it('reports the messages waiting in a queue, not counting unacknowledged ones', async () => {
+      expect(await bus.queueDepth(names.queues.ingest)).to.equal(0);
+      for (let i = 0; i < 3; i++) await bus.publish(names.exchanges.agentInbound, ROUTING.heartbeat('node-1'), heartbeat('node-1', i));
+      await within(async () => (await bus.queueDepth(names.queues.ingest)) === 3);
+
+      const got = await collect(names.queues.ingest, { prefetch: 1, ack: false });
+      await within(() => got.deliveries.length === 1);
+
+      await within(async () => (await bus.queueDepth(names.queues.ingest)) === 2);
+      for (let i = 0; i < 3; i++) {
+        await within(() => got.deliveries.length > i);
+        got.deliveries[i]!.ack();
+      }
+      await within(async () => (await bus.queueDepth(names.queues.ingest)) === 0);
+    });
+
+    it('declares a server-named queue with its bindings and returns the name', async () => {
+      const first = await bus.declareQueue({ exclusive: true, autoDelete: true, bindings: [{ exchange: names.exchanges.nodeEvents, routingKey: '#' }] });
+      const second = await bus.declareQueue({ exclusive: true, autoDelete: true, bindings: [{ exchange: names.exchanges.nodeEvents, routingKey: ROUTING.nodeOffline }] });
+      extraQueues.push(first, second);
+      expect(first).to.be.a('string').and.match(/^amq\.gen-/);
+      expect(second).to.not.equal(first);
+
+      await bus.publish(names.exchanges.nodeEvents, ROUTING.nodeRegistered, { n: 1 });
+      const got = await collect(first);
+
+      await within(() => got.deliveries.length === 1);
+      expect(got.deliveries[0]!.routingKey).to.equal(ROUTING.nodeRegistered);
+      expect(await bus.queueDepth(second)).to.equal(0);
+    });
+
+    it('declares a named queue again without error and keeps its messages', async () => {
+      const name = `${names.exchanges.nodeEvents}.sub-${randomUUID().slice(0, 6)}`;
+      extraQueues.push(name);
+      const options = { name, durable: true, bindings: [{ exchange: names.exchanges.nodeEvents, routingKey: ROUTING.nodeOffline }] };
+      expect(await bus.declareQueue(options)).to.equal(name);
+      await bus.publish(names.exchanges.nodeEvents, ROUTING.nodeOffline, { n: 1 });
+
+      expect(await bus.declareQueue(options)).to.equal(name);
+
+      await within(async () => (await bus.queueDepth(name)) === 1);
+    });
+
+    it('stops delivering to a cancelled consumer', async () => {
+      const got = await collect(names.queues.ingest);
+      await bus.publish(names.exchanges.agentInbound, ROUTING.heartbeat('node-1'), heartbeat('node-1', 1));
+      await within(() => got.deliveries.length === 1);
+
+      await consumers[0]!.cancel();
+      await bus.publish(names.exchanges.agentInbound, ROUTING.heartbeat('node-1'), heartbeat('node-1', 2));
+
+      await within(async () => (await bus.queueDepth(names.queues.ingest)) === 1);
+      expect(got.deliveries).to.have.length(1);
+    });
+
+    it('after losing its connection, reconnects, declares its queues again and its consumer receives again', async function (this: Context) {
+      if (!factory.dropConnection) return this.skip();
+      this.timeout(30_000);
+      // Exclusive: the broker deletes it with the connection, so only a re-declaration brings it back.
+      const control = await bus.declareQueue({
+        name: `${names.exchanges.agentControl}.node-1`,
+        exclusive: true,
+        autoDelete: true,
+        bindings: [{ exchange: names.exchanges.agentControl, routingKey: ROUTING.control('node-1') }],
+      });
+      extraQueues.push(control);
+      const ingest = await collect(names.queues.ingest);
+      const controlled = await collect(control);
+      const changes: boolean[] = [];
+      bus.onConnectionChange((connected) => changes.push(connected));
+      await bus.publish(names.exchanges.agentInbound, ROUTING.heartbeat('node-1'), heartbeat('node-1', 1));
+      await within(() => ingest.deliveries.length === 1);
+
+      if (!(await factory.dropConnection(bus))) return this.skip();
+
+      await eventually(() => bus.isConnected(), 15_000, 50);
+      // Publishing may still be refused for a moment while channels reopen: retry until confirmed.
+      await eventually(() => bus.publish(names.exchanges.agentInbound, ROUTING.heartbeat('node-1'), heartbeat('node-1', 2)).then(() => true), 10_000, 100);
+      await eventually(() => bus.publish(names.exchanges.agentControl, ROUTING.control('node-1'), { type: 'control.reregister' }).then(() => true), 10_000, 100);
+
+      await eventually(() => ingest.deliveries.some((d) => (JSON.parse(d.body.toString()) as { n: number }).n === 2), 10_000);
+      await eventually(() => controlled.deliveries.length === 1, 10_000);
+      expect(changes.slice(0, 2)).to.deep.equal([false, true]);
+    });
+  });
+}

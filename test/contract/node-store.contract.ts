@@ -1,0 +1,365 @@
+import { expect } from 'chai';
+import type { NodeRecord } from '../../shared/store/node-record.js';
+import type { NodeStore } from '../../shared/store/node-store.js';
+import { at, insert, nodeEventFor, nodeRecord, update } from './node-fixtures.js';
+
+export interface NodeStoreFactory {
+  /** Opens the adapter on an empty store of the suite's own. */
+  open(): Promise<NodeStore>;
+  /** Removes everything the suite created (database, files) and closes the store. */
+  destroy(store: NodeStore): Promise<void>;
+}
+
+/** Asserts every Date-typed field of a record is a real Date (not a string or a number). */
+function expectDates(record: NodeRecord): void {
+  expect(record.registeredAt, 'registeredAt').to.be.instanceOf(Date);
+  expect(record.statusChangedAt, 'statusChangedAt').to.be.instanceOf(Date);
+  if (record.lastHeartbeat !== null) expect(record.lastHeartbeat, 'lastHeartbeat').to.be.instanceOf(Date);
+  if (record.reregisterRequestedAt !== null) expect(record.reregisterRequestedAt, 'reregisterRequestedAt').to.be.instanceOf(Date);
+  if (record.stats) expect(record.stats.reportedAt, 'stats.reportedAt').to.be.instanceOf(Date);
+  for (const point of record.history) expect(point.t, 'history[].t').to.be.instanceOf(Date);
+}
+
+/**
+ * The node store port's contract (STYLE.md habit 12): what ingest, sweeper and api rely on. Every adapter
+ * runs it, so the embedded mode cannot behave differently from MongoDB.
+ */
+export function nodeStoreContract(adapter: string, factory: NodeStoreFactory): void {
+  describe(`NodeStore contract: ${adapter}`, function () {
+    let store: NodeStore;
+
+    before(async () => {
+      store = await factory.open();
+    });
+    beforeEach(async () => {
+      await store.deleteAll();
+    });
+    after(async () => {
+      if (store) await factory.destroy(store);
+    });
+
+    describe('reading', () => {
+      it('returns an inserted node field for field, with every time as a Date', async () => {
+        const record = nodeRecord('node-1', { credentialHash: 'abc', outbox: [nodeEventFor('node-1', 2)] });
+        await store.write([insert(record)]);
+
+        const found = await store.get('node-1');
+
+        expect(found).to.deep.equal(record);
+        expectDates(found!);
+      });
+
+      it('returns null for a node it does not hold', async () => {
+        expect(await store.get('nobody')).to.equal(null);
+      });
+
+      it('keeps null times and null stats as null', async () => {
+        await store.write([insert(nodeRecord('bare', { lastHeartbeat: null, stats: null, history: [], clockSkewMs: null, reregisterRequestedAt: null }))]);
+
+        const found = await store.get('bare');
+
+        expect(found).to.deep.include({ lastHeartbeat: null, stats: null, history: [], clockSkewMs: null, reregisterRequestedAt: null });
+      });
+
+      it('returns the nodes it holds from a list of ids, keyed by id', async () => {
+        await store.write([insert(nodeRecord('a')), insert(nodeRecord('b')), insert(nodeRecord('c'))]);
+
+        const found = await store.getMany(['a', 'c', 'missing']);
+
+        expect([...found.keys()].sort()).to.deep.equal(['a', 'c']);
+        expect(found.get('c')!.nodeId).to.equal('c');
+        for (const record of found.values()) expectDates(record);
+        expect((await store.getMany([])).size).to.equal(0);
+      });
+
+      it('lists every node sorted by id in byte order, or only those of one status', async () => {
+        // Mixed case and the three punctuation marks of the id alphabet: MongoDB sorts _id by bytes.
+        const ids = ['b', 'a_1', 'B', 'a.1', 'a-1', 'A', 'a', 'node-10', 'node-9'];
+        await store.write(ids.map((id, i) => insert(nodeRecord(id, { status: i % 2 ? 'OFFLINE' : 'ONLINE' }))));
+
+        const all = await store.list();
+        const offline = await store.list({ status: 'OFFLINE' });
+
+        expect(all.map((n) => n.nodeId)).to.deep.equal(['A', 'B', 'a', 'a-1', 'a.1', 'a_1', 'b', 'node-10', 'node-9']);
+        expect(offline.map((n) => n.nodeId)).to.deep.equal(['A', 'a.1', 'a_1', 'node-10']);
+        for (const record of all) expectDates(record);
+      });
+
+      it('hands out copies: changing a returned record changes nothing stored', async () => {
+        await store.write([insert(nodeRecord('node-1'))]);
+        const first = (await store.get('node-1'))!;
+
+        first.status = 'OFFLINE';
+        first.history.push({ t: at(1), cpu: 1, mem: 1 });
+        first.stats!.cpuUsage = 99;
+
+        expect(await store.get('node-1')).to.deep.include({ status: 'ONLINE', history: nodeRecord('x').history });
+        expect((await store.get('node-1'))!.stats!.cpuUsage).to.equal(12.5);
+      });
+    });
+
+    describe('writing', () => {
+      it('applies an update whose expectedRev is current, once, and gives the node the new rev', async () => {
+        const record = nodeRecord('node-1');
+        await store.write([insert(record)]);
+        const change = update('node-1', record.rev, { status: 'OFFLINE', statusVersion: 2, statusChangedAt: at(5000) });
+
+        const first = await store.write([change]);
+        const again = await store.write([{ ...change, newRev: 'another' }]);
+
+        expect(first.conflicts).to.deep.equal([]);
+        expect(again.conflicts, 'the same expectedRev a second time').to.deep.equal(['node-1']);
+        const stored = (await store.get('node-1'))!;
+        expect(stored).to.deep.include({ status: 'OFFLINE', statusVersion: 2, rev: change.newRev });
+        expect(stored.statusChangedAt).to.deep.equal(at(5000));
+        expect(stored.hostname, 'fields not in the update are kept').to.equal('node-1.example');
+      });
+
+      it('refuses an update computed from a stale rev as a conflict and leaves the node as it was', async () => {
+        const record = nodeRecord('node-1');
+        await store.write([insert(record)]);
+        await store.write([update('node-1', record.rev, { lastHeartbeat: at(10_000) })]);
+
+        const result = await store.write([update('node-1', record.rev, { status: 'OFFLINE' })]);
+
+        expect(result.conflicts).to.deep.equal(['node-1']);
+        expect(await store.get('node-1')).to.deep.include({ status: 'ONLINE', lastHeartbeat: at(10_000) });
+      });
+
+      it('treats an update of a node it does not hold as a conflict', async () => {
+        const result = await store.write([update('ghost', 'any', { status: 'OFFLINE' })]);
+
+        expect(result.conflicts).to.deep.equal(['ghost']);
+        expect(await store.get('ghost')).to.equal(null);
+      });
+
+      it('reports an insert over an existing id as a conflict without throwing, keeping the stored node', async () => {
+        const original = nodeRecord('node-1', { hostname: 'first' });
+        await store.write([insert(original)]);
+
+        const result = await store.write([insert(nodeRecord('node-1', { hostname: 'second' }))]);
+
+        expect(result.conflicts).to.deep.equal(['node-1']);
+        expect(await store.get('node-1')).to.deep.equal(original);
+      });
+
+      it('applies the writes of a mixed batch that can apply and names only the ones that conflicted', async () => {
+        const [a, b, d] = [nodeRecord('a'), nodeRecord('b'), nodeRecord('d')];
+        await store.write([insert(a), insert(b), insert(d)]);
+        const applyA = update('a', a.rev, { maxServers: 1 });
+        const staleB = update('b', 'stale-rev', { maxServers: 2 });
+        const insertC = nodeRecord('c');
+        const duplicateD = nodeRecord('d', { hostname: 'duplicate' });
+
+        const result = await store.write([applyA, staleB, insert(insertC), insert(duplicateD)]);
+
+        expect(result.conflicts).to.have.members(['b', 'd']);
+        expect(result.conflicts).to.have.length(2);
+        expect(result.roundTrips).to.be.at.least(1);
+        const stored = await store.getMany(['a', 'b', 'c', 'd']);
+        expect(stored.get('a')).to.deep.include({ maxServers: 1, rev: applyA.newRev });
+        expect(stored.get('b')).to.deep.include({ maxServers: 20, rev: b.rev });
+        expect(stored.get('c')).to.deep.equal(insertC);
+        expect(stored.get('d')).to.deep.include({ hostname: 'd.example', rev: d.rev });
+      });
+
+      it('answers an empty batch with no conflicts', async () => {
+        expect((await store.write([])).conflicts).to.deep.equal([]);
+      });
+
+      it('replaces the history array on update instead of appending, so a bounded history stays bounded', async () => {
+        const record = nodeRecord('node-1', { history: [] });
+        await store.write([insert(record)]);
+        const bound = 5;
+        let rev = record.rev;
+        for (let i = 0; i < 12; i++) {
+          const previous = (await store.get('node-1'))!.history;
+          const history = [...previous, { t: at(i * 30_000), cpu: i, mem: 50 + i }].slice(-bound);
+          const change = update('node-1', rev, { history });
+          expect((await store.write([change])).conflicts).to.deep.equal([]);
+          rev = change.newRev;
+        }
+
+        const stored = (await store.get('node-1'))!;
+
+        expect(stored.history).to.have.length(bound);
+        expect(stored.history.map((p) => p.cpu)).to.deep.equal([7, 8, 9, 10, 11]);
+        expectDates(stored);
+      });
+
+      it('keeps the history when an update does not name it', async () => {
+        const record = nodeRecord('node-1');
+        await store.write([insert(record)]);
+
+        await store.write([update('node-1', record.rev, { lastHeartbeat: at(1000) })]);
+
+        expect((await store.get('node-1'))!.history).to.deep.equal(record.history);
+      });
+
+      it('deletes one node, saying whether it was there', async () => {
+        await store.write([insert(nodeRecord('a')), insert(nodeRecord('b'))]);
+
+        expect(await store.delete('a')).to.equal(true);
+        expect(await store.delete('a')).to.equal(false);
+        expect((await store.list()).map((n) => n.nodeId)).to.deep.equal(['b']);
+      });
+
+      it('deletes every node, liveness record and guard state at once', async () => {
+        await store.write([insert(nodeRecord('a')), insert(nodeRecord('b'))]);
+        await store.recordIngestLiveness({ instanceId: 'i-1', healthySince: at(0), lastSeenAt: at(1000) });
+        await store.setGuardState({ heldSince: at(0), eventId: 'e-1' });
+
+        await store.deleteAll();
+
+        expect(await store.list()).to.deep.equal([]);
+        expect(await store.ingestLiveness()).to.deep.equal([]);
+        expect(await store.guardState()).to.deep.equal({ heldSince: null, eventId: null });
+      });
+    });
+
+    describe('outbox', () => {
+      it('appends events pushed with updates, keeping the ones already there', async () => {
+        const record = nodeRecord('node-1');
+        const [e2, e3, e4] = [nodeEventFor('node-1', 2), nodeEventFor('node-1', 3, { type: 'node.online', status: 'ONLINE', previousStatus: 'OFFLINE', reason: 'heartbeat' }), nodeEventFor('node-1', 4)];
+        await store.write([insert(record)]);
+        const first = update('node-1', record.rev, { statusVersion: 2 }, [e2]);
+        await store.write([first]);
+
+        await store.write([update('node-1', first.newRev, { statusVersion: 4 }, [e3, e4])]);
+
+        expect((await store.get('node-1'))!.outbox).to.deep.equal([e2, e3, e4]);
+      });
+
+      it('does not push the events of an update that conflicted', async () => {
+        const record = nodeRecord('node-1');
+        await store.write([insert(record)]);
+
+        await store.write([update('node-1', 'stale', { statusVersion: 2 }, [nodeEventFor('node-1', 2)])]);
+
+        expect((await store.get('node-1'))!.outbox).to.deep.equal([]);
+      });
+
+      it('removes published events exactly as stored and keeps the others, without changing the rev', async () => {
+        const [e2, e3] = [nodeEventFor('node-1', 2), nodeEventFor('node-1', 3, { previousStatus: null, lastHeartbeat: null })];
+        const record = nodeRecord('node-1', { outbox: [e2, e3] });
+        await store.write([insert(record)]);
+        const asRead = (await store.get('node-1'))!.outbox;
+
+        await store.removeFromOutbox('node-1', [asRead[1]!]);
+        const afterFirst = (await store.get('node-1'))!;
+        await store.removeFromOutbox('node-1', [e2]);
+        const afterSecond = (await store.get('node-1'))!;
+
+        expect(afterFirst.outbox).to.deep.equal([e2]);
+        expect(afterSecond.outbox).to.deep.equal([]);
+        expect(afterSecond.rev, 'a transition computed before the removal must still apply').to.equal(record.rev);
+      });
+
+      it('ignores removal of events that are not in the outbox, or of a node it does not hold', async () => {
+        const e2 = nodeEventFor('node-1', 2);
+        await store.write([insert(nodeRecord('node-1', { outbox: [e2] }))]);
+
+        await store.removeFromOutbox('node-1', [nodeEventFor('node-1', 2)]);
+        await store.removeFromOutbox('ghost', [e2]);
+        await store.removeFromOutbox('node-1', []);
+
+        expect((await store.get('node-1'))!.outbox).to.deep.equal([e2]);
+      });
+
+      it('finds only the nodes with unpublished events, at most the limit', async () => {
+        await store.write([
+          insert(nodeRecord('a', { outbox: [nodeEventFor('a', 2)] })),
+          insert(nodeRecord('b')),
+          insert(nodeRecord('c', { outbox: [nodeEventFor('c', 2), nodeEventFor('c', 3)] })),
+          insert(nodeRecord('d', { outbox: [nodeEventFor('d', 2)] })),
+        ]);
+
+        const all = await store.findWithOutbox(10);
+        const limited = await store.findWithOutbox(2);
+
+        expect(all.map((n) => n.nodeId).sort()).to.deep.equal(['a', 'c', 'd']);
+        expect(all.find((n) => n.nodeId === 'c')!.outbox).to.have.length(2);
+        expect(limited).to.have.length(2);
+        for (const record of all) expectDates(record);
+      });
+    });
+
+    describe('expiry queries', () => {
+      const cutoff = at(0);
+      beforeEach(async () => {
+        await store.write([
+          insert(nodeRecord('fresh', { lastHeartbeat: at(5000) })),
+          insert(nodeRecord('at-cutoff', { lastHeartbeat: at(0) })),
+          insert(nodeRecord('old', { lastHeartbeat: at(-60_000) })),
+          insert(nodeRecord('oldest', { lastHeartbeat: at(-600_000) })),
+          insert(nodeRecord('older', { lastHeartbeat: at(-120_000) })),
+          insert(nodeRecord('offline-old', { status: 'OFFLINE', lastHeartbeat: at(-900_000) })),
+          insert(nodeRecord('never', { lastHeartbeat: null })),
+        ]);
+      });
+
+      it('finds the ONLINE nodes whose last heartbeat is before the cutoff, oldest first', async () => {
+        const expired = await store.findExpired(cutoff, 100);
+
+        expect(expired.map((n) => n.nodeId)).to.deep.equal(['oldest', 'older', 'old']);
+        for (const record of expired) expectDates(record);
+      });
+
+      it('returns at most `limit` expired nodes, the oldest ones', async () => {
+        expect((await store.findExpired(cutoff, 2)).map((n) => n.nodeId)).to.deep.equal(['oldest', 'older']);
+      });
+
+      it('counts the same nodes it would find', async () => {
+        expect(await store.countExpired(cutoff)).to.equal(3);
+        expect(await store.countExpired(at(-100_000))).to.equal(2);
+        expect(await store.countExpired(at(-10_000_000))).to.equal(0);
+      });
+
+      it('counts nodes by status', async () => {
+        expect(await store.countByStatus()).to.deep.equal({ ONLINE: 6, OFFLINE: 1 });
+      });
+    });
+
+    describe('orchestrator state', () => {
+      it('records, lists, refreshes and removes ingest liveness per instance', async () => {
+        await store.recordIngestLiveness({ instanceId: 'i-1', healthySince: at(0), lastSeenAt: at(1000) });
+        await store.recordIngestLiveness({ instanceId: 'i-2', healthySince: null, lastSeenAt: at(2000) });
+        await store.recordIngestLiveness({ instanceId: 'i-1', healthySince: at(0), lastSeenAt: at(3000) });
+
+        const listed = (await store.ingestLiveness()).sort((a, b) => a.instanceId.localeCompare(b.instanceId));
+
+        expect(listed).to.deep.equal([
+          { instanceId: 'i-1', healthySince: at(0), lastSeenAt: at(3000) },
+          { instanceId: 'i-2', healthySince: null, lastSeenAt: at(2000) },
+        ]);
+        expect(listed[0]!.lastSeenAt).to.be.instanceOf(Date);
+
+        await store.removeIngestLiveness('i-1');
+        expect((await store.ingestLiveness()).map((l) => l.instanceId)).to.deep.equal(['i-2']);
+      });
+
+      it('keeps ingest liveness apart from the nodes', async () => {
+        await store.recordIngestLiveness({ instanceId: 'i-1', healthySince: at(0), lastSeenAt: at(1000) });
+
+        expect(await store.list()).to.deep.equal([]);
+        expect(await store.countByStatus()).to.deep.equal({ ONLINE: 0, OFFLINE: 0 });
+      });
+
+      it('starts with an empty mass-silence guard, then keeps and clears the state it is given', async () => {
+        expect(await store.guardState()).to.deep.equal({ heldSince: null, eventId: null });
+
+        await store.setGuardState({ heldSince: at(42), eventId: 'e-1' });
+        const held = await store.guardState();
+        await store.setGuardState({ heldSince: null, eventId: null });
+
+        expect(held).to.deep.equal({ heldSince: at(42), eventId: 'e-1' });
+        expect(held.heldSince).to.be.instanceOf(Date);
+        expect(await store.guardState()).to.deep.equal({ heldSince: null, eventId: null });
+      });
+
+      it('answers a ping while it is reachable', async () => {
+        await store.ping();
+      });
+    });
+  });
+}

@@ -1,0 +1,230 @@
+import { randomUUID } from 'node:crypto';
+import { expect } from 'chai';
+import sinon from 'sinon';
+import type { Bus, Delivery } from '../../shared/bus/bus.js';
+import { createMemoryBus } from '../../shared/bus/memory-bus.js';
+import { loadOrchestratorConfig } from '../../shared/config.js';
+import { createMemoryLogger } from '../../shared/logger.js';
+import { createMetrics, type Metrics } from '../../shared/metrics.js';
+import { createMemoryNodeStore } from '../../shared/store/memory-node-store.js';
+import { StoreUnavailableError, type NodeStore } from '../../shared/store/node-store.js';
+import { brokerNames, HEADERS, ROUTING } from '../../shared/topology.js';
+import { createIngest, type Ingest } from '../../services/ingest/ingest.js';
+
+const T0 = Date.UTC(2026, 0, 1, 12, 0, 0);
+const FLUSH_MS = 20;
+const config = loadOrchestratorConfig({
+  TIMEOUT_MINUTES: '1',
+  INGEST_BATCH_SIZE: '500',
+  INGEST_FLUSH_MS: String(FLUSH_MS),
+  INGEST_PREFETCH: '2000',
+  INGEST_LIVENESS_MS: '1000',
+  BROKER_NAMESPACE: 'ingest-test',
+});
+const broker = brokerNames(config.brokerNamespace);
+const names = { inbound: broker.exchanges.agentInbound, ingestQueue: broker.queues.ingest, deadLetterQueue: broker.queues.deadLetter };
+
+type MessageType = 'agent.register' | 'agent.heartbeat' | 'agent.shutdown';
+const routeOf = { 'agent.register': ROUTING.register, 'agent.heartbeat': ROUTING.heartbeat, 'agent.shutdown': ROUTING.shutdown };
+
+const registration = (nodeId: string) => ({ nodeId, hostname: `${nodeId}.example`, ipAddress: '10.0.0.7', maxServers: 20 });
+const stats = (cpuUsage: number, timestamp = Date.now()) => ({ cpuUsage, memoryUsage: 40, diskUsage: 50, containerCount: 2, timestamp: new Date(timestamp).toISOString() });
+
+/** Counts how the ingest settles its deliveries (the memory bus itself does not say). */
+function settlementCountingBus(bus: Bus) {
+  const settled = { acked: 0, requeued: 0 };
+  const counting: Bus = {
+    ...bus,
+    consume: (queue, onDelivery, options) =>
+      bus.consume(
+        queue,
+        (d: Delivery) =>
+          onDelivery({
+            ...d,
+            ack: () => {
+              settled.acked++;
+              d.ack();
+            },
+            requeue: () => {
+              settled.requeued++;
+              d.requeue();
+            },
+          }),
+        options,
+      ),
+  };
+  return { bus: counting, settled };
+}
+
+/** A store that refuses every call with StoreUnavailableError while `down` is set, like MongoDB during a restart. */
+function switchableStore(store: NodeStore) {
+  const state = { down: false };
+  const guard =
+    <A extends unknown[], R>(fn: (...args: A) => Promise<R>) =>
+    async (...args: A): Promise<R> => {
+      if (state.down) throw new StoreUnavailableError('store unavailable (test)');
+      return fn(...args);
+    };
+  const wrapped: NodeStore = {
+    ...store,
+    get: guard(store.get),
+    getMany: guard(store.getMany),
+    write: guard(store.write),
+    removeFromOutbox: guard(store.removeFromOutbox),
+    recordIngestLiveness: guard(store.recordIngestLiveness),
+  };
+  return { store: wrapped, state };
+}
+
+const counterValue = async (counter: Metrics['nodeWrites']) => (await counter.get()).values[0]?.value ?? 0;
+
+describe('ingest batches', () => {
+  let fake: sinon.SinonFakeTimers;
+  let bus: ReturnType<typeof createMemoryBus>;
+  let memoryStore: ReturnType<typeof createMemoryNodeStore>;
+  let metrics: Metrics;
+  let ingest: Ingest;
+  let settled: { acked: number; requeued: number };
+  let storeState: { down: boolean };
+  let deadLetters: Delivery[];
+
+  beforeEach(async () => {
+    // setImmediate stays real: the memory bus delivers with it.
+    fake = sinon.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'setInterval', 'clearInterval', 'Date'], now: T0 });
+    bus = createMemoryBus();
+    memoryStore = createMemoryNodeStore({ historyPoints: 10 });
+    metrics = createMetrics();
+    const counting = settlementCountingBus(bus);
+    settled = counting.settled;
+    const switchable = switchableStore(memoryStore);
+    storeState = switchable.state;
+    ingest = createIngest({ bus: counting.bus, store: switchable.store, log: createMemoryLogger('warn'), clock: { now: () => Date.now() }, metrics, config });
+    await ingest.start();
+    deadLetters = [];
+    await bus.consume(
+      names.deadLetterQueue,
+      (d) => {
+        deadLetters.push(d);
+        d.ack();
+      },
+      { prefetch: 100 },
+    );
+  });
+
+  afterEach(async () => {
+    storeState.down = false;
+    const stopped = ingest.stop();
+    await fake.tickAsync(10_000);
+    await stopped;
+    fake.restore();
+  });
+
+  /** Lets deliveries arrive (setImmediate) and flushes (fake timers) until the bus and the batcher are idle. */
+  async function settle(rounds = 5, stepMs = FLUSH_MS): Promise<void> {
+    for (let i = 0; i < rounds; i++) {
+      await new Promise<void>((resolve) => setImmediate(resolve));
+      await fake.tickAsync(stepMs);
+    }
+  }
+
+  async function publish(type: MessageType, nodeId: string, payload: object, options: { routingKey?: string; raw?: Buffer } = {}): Promise<void> {
+    const message = { id: randomUUID(), type, version: 1, sentAt: new Date(Date.now()).toISOString(), nodeId, payload };
+    await bus.publish(names.inbound, options.routingKey ?? routeOf[type](nodeId), options.raw ?? message, { messageId: message.id });
+  }
+
+  describe('batching', () => {
+    it('collapses many heartbeats of one node into one node write', async () => {
+      await publish('agent.register', 'node-1', registration('node-1'));
+      await settle();
+      const [nodeWritesBefore, storeWritesBefore, tripsBefore] = [await counterValue(metrics.nodeWrites), await counterValue(metrics.storeWrites), memoryStore.roundTrips()];
+
+      for (let i = 1; i <= 50; i++) await publish('agent.heartbeat', 'node-1', stats(i, T0 + i));
+      await settle();
+
+      expect((await counterValue(metrics.nodeWrites)) - nodeWritesBefore).to.equal(1);
+      expect((await counterValue(metrics.storeWrites)) - storeWritesBefore).to.equal(1);
+      expect(memoryStore.roundTrips() - tripsBefore, 'one read and one bulk write').to.equal(2);
+      expect(settled.acked).to.equal(51);
+      expect((await memoryStore.get('node-1'))!.stats).to.deep.include({ cpuUsage: 50, reportedAt: new Date(T0 + 50) });
+    });
+
+    it('writes the heartbeats of many nodes with one bulk write, one node write each', async () => {
+      const nodes = Array.from({ length: 10 }, (_, i) => `node-${i}`);
+      for (const nodeId of nodes) await publish('agent.register', nodeId, registration(nodeId));
+      await settle();
+      const [nodeWritesBefore, storeWritesBefore] = [await counterValue(metrics.nodeWrites), await counterValue(metrics.storeWrites)];
+
+      for (let beat = 1; beat <= 20; beat++) for (const nodeId of nodes) await publish('agent.heartbeat', nodeId, stats(beat, T0 + beat));
+      await settle();
+
+      expect((await counterValue(metrics.nodeWrites)) - nodeWritesBefore).to.equal(10);
+      expect((await counterValue(metrics.storeWrites)) - storeWritesBefore).to.equal(1);
+      expect(settled.acked).to.equal(10 + 200);
+      for (const node of await memoryStore.list()) expect(node.stats!.cpuUsage, node.nodeId).to.equal(20);
+    });
+  });
+
+  describe('refusals', () => {
+    const reasonOf = (d: Delivery) => String(d.headers[HEADERS.refusalReason]);
+
+    it('dead-letters malformed JSON, schema violations, routing-key mismatches and unknown nodes with the reason, and keeps serving', async () => {
+      await publish('agent.register', 'node-1', registration('node-1'));
+      await settle();
+      const before = (await memoryStore.get('node-1'))!;
+
+      await publish('agent.heartbeat', 'node-1', {}, { raw: Buffer.from('{"type": "agent.heartbeat", oops') });
+      await publish('agent.heartbeat', 'node-1', stats(150));
+      await publish('agent.heartbeat', 'node-2', stats(10), { routingKey: ROUTING.heartbeat('node-1') });
+      await publish('agent.heartbeat', { $gt: '' } as unknown as string, stats(10), { routingKey: ROUTING.heartbeat('node-1') });
+      await publish('agent.heartbeat', 'ghost', stats(10));
+      await publish('agent.heartbeat', 'node-1', stats(33, T0 + 5));
+      await settle();
+
+      const reasons = deadLetters.map(reasonOf);
+      expect(reasons).to.have.length(5);
+      expect(reasons.find((r) => r === 'malformed JSON'), 'malformed JSON').to.not.equal(undefined);
+      expect(reasons.find((r) => r.startsWith('invalid message') && r.includes('cpuUsage')), 'schema').to.not.equal(undefined);
+      expect(reasons.find((r) => r.startsWith('invalid message') && r.includes('nodeId')), 'operator injection').to.not.equal(undefined);
+      expect(reasons.find((r) => r.startsWith('routing key')), 'routing key mismatch').to.not.equal(undefined);
+      expect(reasons.find((r) => r.startsWith('unknown node')), 'unknown node').to.not.equal(undefined);
+      const malformed = deadLetters.find((d) => reasonOf(d) === 'malformed JSON')!;
+      expect(malformed.body.toString()).to.equal('{"type": "agent.heartbeat", oops');
+      expect(malformed.headers[HEADERS.originalRoutingKey]).to.equal(ROUTING.heartbeat('node-1'));
+
+      const after = (await memoryStore.get('node-1'))!;
+      expect(after.stats!.cpuUsage, 'only the valid heartbeat changed the node').to.equal(33);
+      expect(after).to.deep.include({ status: before.status, statusVersion: before.statusVersion, hostname: before.hostname });
+      expect(await memoryStore.get('ghost')).to.equal(null);
+      expect(await bus.queueDepth(names.ingestQueue)).to.equal(0);
+      expect(settled).to.deep.equal({ acked: 7, requeued: 0 });
+    });
+  });
+
+  describe('store outage', () => {
+    it('acknowledges nothing while the store is unavailable and stores everything once it is back', async () => {
+      await publish('agent.register', 'node-1', registration('node-1'));
+      await settle();
+      const ackedBefore = settled.acked;
+
+      storeState.down = true;
+      await publish('agent.register', 'node-2', registration('node-2'));
+      for (let i = 1; i <= 5; i++) await publish('agent.heartbeat', 'node-1', stats(i * 10, T0 + 100 + i));
+      await settle(20, 500);
+
+      expect(settled.acked - ackedBefore, 'acked during the outage').to.equal(0);
+      expect(settled.requeued).to.equal(0);
+      expect(deadLetters).to.deep.equal([]);
+      expect(ingest.isHealthy()).to.equal(false);
+      expect(await memoryStore.get('node-2')).to.equal(null);
+
+      storeState.down = false;
+      await settle(10, 1000);
+
+      expect(settled.acked - ackedBefore).to.equal(6);
+      expect(deadLetters).to.deep.equal([]);
+      expect(ingest.isHealthy()).to.equal(true);
+      expect((await memoryStore.get('node-2'))!.status).to.equal('ONLINE');
+      expect((await memoryStore.get('node-1'))!.stats!.cpuUsage).to.equal(50);
+    });
+  });
+});

@@ -1,0 +1,317 @@
+import { expect } from 'chai';
+import { createMemoryBus } from '../../shared/bus/memory-bus.js';
+import { manualClock } from '../../shared/clock.js';
+import { createEventPublisher } from '../../shared/events/event-publisher.js';
+import { createMemoryLogger } from '../../shared/logger.js';
+import type { ClusterEvent, NodeEvent } from '../../shared/messages/index.js';
+import { createMetrics } from '../../shared/metrics.js';
+import { createMemoryNodeStore } from '../../shared/store/memory-node-store.js';
+import type { NodeStore } from '../../shared/store/node-store.js';
+import { brokerNames, ROUTING, topology } from '../../shared/topology.js';
+import { createSweep, type SweepDeps } from '../../services/sweeper/sweep.js';
+import { insert, nodeRecord, update } from '../contract/node-fixtures.js';
+
+const SECOND = 1000;
+const TIMEOUT = 60 * SECOND;
+const HOLD = 2 * TIMEOUT;
+const T0 = Date.UTC(2026, 0, 1, 12, 0, 0);
+
+/** Lets the memory bus deliver (it pumps on setImmediate). */
+const delivered = () => new Promise<void>((resolve) => setImmediate(resolve));
+
+interface WorldOptions {
+  /** Wraps the store the sweep sees (the test keeps the real one). */
+  storeSeenBySweep?: (store: NodeStore) => NodeStore;
+  afterMark?: SweepDeps['afterMark'];
+  batchSize?: number;
+}
+
+/** A sweeper against the in-memory store and bus, a manual clock, and a subscriber bound to every node event. */
+async function world(options: WorldOptions = {}) {
+  const clock = manualClock(T0);
+  const store = createMemoryNodeStore({ historyPoints: 10 });
+  const bus = createMemoryBus();
+  const names = brokerNames('sweep-test');
+  await bus.declareTopology(topology(names));
+  const subscriber = await bus.declareQueue({ name: 'subscriber', bindings: [{ exchange: names.exchanges.nodeEvents, routingKey: '#' }] });
+  const received: Array<{ routingKey: string; messageId?: string; body: unknown }> = [];
+  await bus.consume(
+    subscriber,
+    (d) => {
+      received.push({ routingKey: d.routingKey, messageId: d.messageId, body: JSON.parse(d.body.toString()) as unknown });
+      d.ack();
+    },
+    { prefetch: 100 },
+  );
+  const log = createMemoryLogger('debug');
+  const metrics = createMetrics();
+  const seen = options.storeSeenBySweep?.(store) ?? store;
+  const events = createEventPublisher({ bus, store: seen, exchange: names.exchanges.nodeEvents, log, metrics });
+  const sweepOnce = createSweep({
+    store: seen,
+    bus,
+    events,
+    nodeEventsExchange: names.exchanges.nodeEvents,
+    log,
+    clock,
+    metrics,
+    config: {
+      timeoutMs: TIMEOUT,
+      sweep: { batchSize: options.batchSize ?? 500, massSilence: { enabled: true, share: 0.5, minNodes: 4, holdMs: HOLD } },
+      ingestLivenessMs: 5 * SECOND,
+    },
+    afterMark: options.afterMark,
+  });
+
+  const w = {
+    clock,
+    store,
+    log,
+    received,
+    /** An ingest that has been healthy since `since` and refreshed its record just now. */
+    async ingestHealthySince(since: number) {
+      await store.recordIngestLiveness({ instanceId: 'ingest-1', healthySince: new Date(since), lastSeenAt: new Date(clock.now()) });
+    },
+    /** Nodes whose last heartbeat was `silentForMs` ago. */
+    async nodes(ids: string[], silentForMs: number, status: 'ONLINE' | 'OFFLINE' = 'ONLINE') {
+      await store.write(ids.map((id) => insert(nodeRecord(id, { status, statusVersion: 1, lastHeartbeat: new Date(clock.now() - silentForMs), outbox: [] }))));
+    },
+    /** Moves time on; the ingest keeps refreshing its record meanwhile, as a live one does. */
+    async advance(ms: number) {
+      clock.advance(ms);
+      const [record] = await store.ingestLiveness();
+      if (record?.healthySince) await w.ingestHealthySince(record.healthySince.getTime());
+    },
+    async sweep() {
+      const outcome = await sweepOnce();
+      await delivered();
+      return outcome;
+    },
+    offlineEvents: () => received.filter((r) => r.routingKey === ROUTING.nodeOffline).map((r) => r.body as NodeEvent),
+    clusterEvents: () => received.filter((r) => r.routingKey === ROUTING.clusterDegraded).map((r) => r.body as ClusterEvent),
+  };
+  return w;
+}
+
+const ids = (prefix: string, n: number) => Array.from({ length: n }, (_, i) => `${prefix}-${i}`);
+
+describe('sweep', () => {
+  describe('timeouts', () => {
+    it('marks a node OFFLINE once its last heartbeat is older than the timeout, with one node.offline event, reason timeout', async () => {
+      const w = await world();
+      await w.ingestHealthySince(T0 - 10 * TIMEOUT);
+      await w.nodes(['silent'], TIMEOUT + SECOND);
+      await w.nodes(['fresh'], 10 * SECOND);
+      await w.nodes(['at-the-timeout'], TIMEOUT);
+      await w.nodes(['gone'], 10 * TIMEOUT, 'OFFLINE');
+
+      const outcome = await w.sweep();
+
+      expect(outcome).to.deep.equal({ kind: 'marked', nodeIds: ['silent'] });
+      const silent = (await w.store.get('silent'))!;
+      expect(silent).to.deep.include({ status: 'OFFLINE', statusVersion: 2, outbox: [] });
+      expect(silent.statusChangedAt).to.deep.equal(new Date(T0));
+      expect((await w.store.list({ status: 'ONLINE' })).map((n) => n.nodeId)).to.deep.equal(['at-the-timeout', 'fresh']);
+      const events = w.offlineEvents();
+      expect(events).to.have.length(1);
+      expect(events[0]).to.deep.include({ type: 'node.offline', nodeId: 'silent', status: 'OFFLINE', previousStatus: 'ONLINE', statusVersion: 2, reason: 'timeout' });
+      expect(w.received[0]!.messageId, 'the broker message id is the eventId').to.equal(events[0]!.eventId);
+      expect(w.log.lines.filter((l) => l.includes('Node silent missed heartbeat, marking as OFFLINE'))).to.have.length(1);
+    });
+
+    it('does nothing to a node it already marked: a second sweep publishes no second event', async () => {
+      const w = await world();
+      await w.ingestHealthySince(T0 - 10 * TIMEOUT);
+      await w.nodes(['silent'], TIMEOUT + SECOND);
+      await w.sweep();
+
+      await w.advance(10 * SECOND);
+      const second = await w.sweep();
+
+      expect(second).to.deep.equal({ kind: 'marked', nodeIds: [] });
+      expect(w.offlineEvents()).to.have.length(1);
+      expect((await w.store.get('silent'))!.statusVersion).to.equal(2);
+    });
+
+    it('marks every expired node when there are more than one batch of them', async () => {
+      const w = await world({ batchSize: 2 });
+      await w.ingestHealthySince(T0 - 10 * TIMEOUT);
+      await w.nodes(ids('silent', 5), 2 * TIMEOUT);
+      await w.nodes(ids('fresh', 10), SECOND);
+
+      const outcome = await w.sweep();
+
+      expect(outcome.kind === 'marked' && [...outcome.nodeIds].sort()).to.deep.equal(ids('silent', 5));
+      expect(w.offlineEvents()).to.have.length(5);
+    });
+
+    it('lets a heartbeat stored between its read and its write win', async () => {
+      let raced = false;
+      const w = await world({
+        storeSeenBySweep: (store) => ({
+          ...store,
+          async write(writes) {
+            if (!raced) {
+              // The ingest stores a heartbeat for the node the sweep has just read as expired.
+              raced = true;
+              const current = (await store.get('node-1'))!;
+              await store.write([update('node-1', current.rev, { lastHeartbeat: new Date(T0) })]);
+            }
+            return store.write(writes);
+          },
+        }),
+      });
+      await w.ingestHealthySince(T0 - 10 * TIMEOUT);
+      await w.nodes(['node-1'], TIMEOUT + SECOND);
+
+      const outcome = await w.sweep();
+
+      expect(outcome).to.deep.equal({ kind: 'marked', nodeIds: [] });
+      expect(await w.store.get('node-1')).to.deep.include({ status: 'ONLINE', statusVersion: 1, outbox: [] });
+      expect(w.offlineEvents()).to.deep.equal([]);
+    });
+  });
+
+  describe('ingest coverage (semantics §5.4)', () => {
+    it('marks nobody while no ingest records liveness', async () => {
+      const w = await world();
+      await w.nodes(['node-1'], 10 * TIMEOUT);
+
+      const outcome = await w.sweep();
+
+      expect(outcome).to.deep.include({ kind: 'held', reason: 'ingest-down' });
+      expect((await w.store.get('node-1'))!.status).to.equal('ONLINE');
+      expect(w.offlineEvents()).to.deep.equal([]);
+    });
+
+    it('marks nobody while the only ingest record is stale or says it cannot store', async () => {
+      const w = await world();
+      await w.nodes(['node-1'], 10 * TIMEOUT);
+      await w.store.recordIngestLiveness({ instanceId: 'stale', healthySince: new Date(T0 - 10 * TIMEOUT), lastSeenAt: new Date(T0 - 20 * SECOND) });
+      await w.store.recordIngestLiveness({ instanceId: 'stuck', healthySince: null, lastSeenAt: new Date(T0) });
+
+      expect(await w.sweep()).to.deep.include({ kind: 'held', reason: 'ingest-down' });
+      expect((await w.store.get('node-1'))!.status).to.equal('ONLINE');
+    });
+
+    it('gives every node a full timeout after the ingest recovers before marking it', async () => {
+      const w = await world();
+      await w.nodes(['node-1'], 10 * TIMEOUT);
+      await w.ingestHealthySince(T0 - 10 * SECOND);
+
+      const justRecovered = await w.sweep();
+      await w.advance(TIMEOUT - 20 * SECOND);
+      const almostATimeout = await w.sweep();
+      await w.advance(11 * SECOND);
+      const afterATimeout = await w.sweep();
+
+      expect(justRecovered).to.deep.include({ kind: 'held', reason: 'ingest-recovering' });
+      expect(almostATimeout).to.deep.include({ kind: 'held', reason: 'ingest-recovering' });
+      expect(afterATimeout).to.deep.equal({ kind: 'marked', nodeIds: ['node-1'] });
+      expect(w.offlineEvents()).to.have.length(1);
+    });
+  });
+
+  describe('outbox', () => {
+    it('publishes an event left in the outbox at the next sweep, with the same eventId, once', async () => {
+      let failures = 1;
+      const w = await world({
+        afterMark: async () => {
+          if (failures-- > 0) throw new Error('sweeper killed between marking and publishing');
+        },
+      });
+      await w.ingestHealthySince(T0 - 10 * TIMEOUT);
+      await w.nodes(['node-1'], TIMEOUT + SECOND);
+
+      const error = await w.sweep().then(
+        () => null,
+        (e: Error) => e,
+      );
+      const stored = (await w.store.get('node-1'))!;
+      expect(error?.message).to.include('killed');
+      expect(stored.status).to.equal('OFFLINE');
+      expect(stored.outbox).to.have.length(1);
+      expect(w.received).to.deep.equal([]);
+
+      await w.advance(5 * SECOND);
+      const next = await w.sweep();
+
+      expect(next).to.deep.equal({ kind: 'marked', nodeIds: [] });
+      expect(w.offlineEvents()).to.have.length(1);
+      expect(w.offlineEvents()[0]!.eventId).to.equal(stored.outbox[0]!.eventId);
+      expect((await w.store.get('node-1'))!.outbox).to.deep.equal([]);
+
+      await w.advance(5 * SECOND);
+      await w.sweep();
+      expect(w.offlineEvents(), 'published once').to.have.length(1);
+    });
+
+    it('leaves an event younger than a second to the process that stored it', async () => {
+      const w = await world();
+      await w.ingestHealthySince(T0 - 10 * TIMEOUT);
+      const young = { eventId: 'e-young', type: 'node.online', version: 1, nodeId: 'node-1', status: 'ONLINE', previousStatus: 'OFFLINE', statusVersion: 2, lastHeartbeat: new Date(T0).toISOString(), occurredAt: new Date(T0 - 200).toISOString(), reason: 'heartbeat' } as const;
+      await w.store.write([insert(nodeRecord('node-1', { statusVersion: 2, lastHeartbeat: new Date(T0), outbox: [young] }))]);
+
+      await w.sweep();
+      const atOnce = w.received.length;
+      await w.advance(SECOND);
+      await w.sweep();
+
+      expect(atOnce).to.equal(0);
+      expect(w.received.map((r) => (r.body as NodeEvent).eventId)).to.deep.equal(['e-young']);
+    });
+  });
+
+  describe('mass-silence guard', () => {
+    it('marks nobody when all 10 nodes go silent at once, and publishes one cluster.degraded event', async () => {
+      const w = await world();
+      await w.ingestHealthySince(T0 - 10 * TIMEOUT);
+      await w.nodes(ids('node', 10), TIMEOUT + SECOND);
+
+      const first = await w.sweep();
+      await w.advance(10 * SECOND);
+      const second = await w.sweep();
+
+      expect(first).to.deep.equal({ kind: 'held', reason: 'mass-silence', silent: 10 });
+      expect(second).to.deep.equal({ kind: 'held', reason: 'mass-silence', silent: 10 });
+      expect(await w.store.countByStatus()).to.deep.equal({ ONLINE: 10, OFFLINE: 0 });
+      expect(w.offlineEvents()).to.deep.equal([]);
+      const degraded = w.clusterEvents();
+      expect(degraded).to.have.length(1);
+      expect(degraded[0]).to.deep.include({ type: 'cluster.degraded', silentNodes: 10, onlineNodes: 10 });
+    });
+
+    it('marks the silent nodes when only 2 of 10 go silent', async () => {
+      const w = await world();
+      await w.ingestHealthySince(T0 - 10 * TIMEOUT);
+      await w.nodes(ids('silent', 2), TIMEOUT + SECOND);
+      await w.nodes(ids('alive', 8), SECOND);
+
+      const outcome = await w.sweep();
+
+      expect(outcome.kind === 'marked' && [...outcome.nodeIds].sort()).to.deep.equal(ids('silent', 2));
+      expect(w.offlineEvents()).to.have.length(2);
+      expect(w.clusterEvents()).to.deep.equal([]);
+    });
+
+    it('marks them after all once the silence outlasts the hold, then releases the guard', async () => {
+      const w = await world();
+      await w.ingestHealthySince(T0 - 10 * TIMEOUT);
+      await w.nodes(ids('node', 10), TIMEOUT + SECOND);
+      await w.sweep();
+
+      await w.advance(HOLD - SECOND);
+      const stillHeld = await w.sweep();
+      await w.advance(SECOND);
+      const released = await w.sweep();
+      await w.advance(10 * SECOND);
+      await w.sweep();
+
+      expect(stillHeld).to.deep.include({ kind: 'held', reason: 'mass-silence' });
+      expect(released.kind === 'marked' && released.nodeIds).to.have.length(10);
+      expect(w.offlineEvents()).to.have.length(10);
+      expect(w.clusterEvents()).to.have.length(1);
+      expect(await w.store.guardState()).to.deep.equal({ heldSince: null, eventId: null });
+    });
+  });
+});
