@@ -34,7 +34,18 @@ export function createIngest(deps: IngestDeps) {
   const instanceId = deps.instanceId ?? randomUUID();
   let stopping = false;
   let consumer: Consumer | null = null;
-  const liveness = createLivenessReporter({ store, clock, instanceId, intervalMs: config.ingest.livenessIntervalMs });
+  const inFlight = new Set<Delivery>();
+  const liveness = createLivenessReporter({
+    store,
+    clock,
+    instanceId,
+    intervalMs: config.ingest.livenessIntervalMs,
+    oldestInFlight: () => {
+      let oldest: number | null = null;
+      for (const d of inFlight) if (oldest === null || d.deliveredAt < oldest) oldest = d.deliveredAt;
+      return oldest;
+    },
+  });
   const retry = createStoreRetry({ log, onHealthChange: (healthy) => liveness.setStoreHealthy(healthy), isStopping: () => stopping });
   const events = createEventPublisher({ bus, store, exchange: names.exchanges.nodeEvents, log, metrics });
   const processBatch = createBatchProcessor({
@@ -51,6 +62,7 @@ export function createIngest(deps: IngestDeps) {
     retry,
     authenticator: deps.authenticator,
     afterStore: deps.afterStore,
+    noteLag: (ms) => liveness.noteLag(ms),
   });
   const failures = createFailureTracker({ log, deadLetterAfter: 5 });
   const batcher = createBatcher<Delivery>({
@@ -73,6 +85,20 @@ export function createIngest(deps: IngestDeps) {
     onError: (error) => log.error(`Ingest batch error: ${(error as Error).message}`),
   });
 
+  /** Keeps a delivery in `inFlight` until it is settled, for the lag the liveness record reports. */
+  function track(delivery: Delivery): Delivery {
+    inFlight.add(delivery);
+    const settle = (fn: () => void) => () => {
+      inFlight.delete(delivery);
+      fn();
+    };
+    return { ...delivery, ack: settle(delivery.ack), requeue: settle(delivery.requeue) };
+  }
+  bus.onConnectionChange((connected) => {
+    // A lost channel takes its unacknowledged deliveries with it: the broker redelivers them.
+    if (!connected) inFlight.clear();
+  });
+
   bus.onConnectionChange((connected) => liveness.setConsuming(connected && consumer !== null));
 
   return {
@@ -80,7 +106,7 @@ export function createIngest(deps: IngestDeps) {
     isHealthy: () => liveness.isHealthy(),
     async start(): Promise<void> {
       await bus.declareTopology(topology(names));
-      consumer = await bus.consume(names.queues.ingest, (delivery) => batcher.add(delivery), { prefetch: config.ingest.prefetch });
+      consumer = await bus.consume(names.queues.ingest, (delivery) => batcher.add(track(delivery)), { prefetch: config.ingest.prefetch });
       liveness.setConsuming(bus.isConnected());
       liveness.start();
       log.info(`Ingest ${instanceId} consuming ${names.queues.ingest} (batch ${config.ingest.batchSize}, flush ${config.ingest.flushIntervalMs} ms, prefetch ${config.ingest.prefetch})`);

@@ -28,6 +28,8 @@ export interface BatchDeps {
   authenticator?: Authenticator;
   /** Test hook: called after the batch is stored and before anything is acknowledged. */
   afterStore?: () => Promise<void>;
+  /** Told the age of each stored message (see liveness.ts). */
+  noteLag?: (ms: number) => void;
 }
 
 interface Item {
@@ -132,7 +134,10 @@ export function createBatchProcessor(deps: BatchDeps) {
         metrics.messagesIngested.inc({ type, outcome: outcome.kind });
         if (outcome.kind === 'applied' || outcome.kind === 'late') {
           delivery.ack();
-          metrics.ingestLag.observe(Math.max(0, storedAt - delivery.deliveredAt) / 1000);
+          const age = outcome.kind === 'late' ? outcome.ageMs : (outcome.ageMs ?? 0);
+          const waited = Math.max(storedAt - delivery.deliveredAt, age);
+          metrics.ingestLag.observe(waited / 1000);
+          deps.noteLag?.(waited);
           if (type === 'agent.heartbeat' && outcome.kind === 'applied') log.log(deps.heartbeatLogLevel, `Node stats updated successfully for ${nodeId}`);
           if (outcome.kind === 'late') log.debug(`Late ${type} for ${nodeId} (${Math.round(outcome.ageMs / 1000)} s old): stored stats only, liveness unchanged`);
         } else if (outcome.kind === 'unknown-node') {

@@ -17,12 +17,15 @@ export interface Coverage {
 export function ingestCoverage(records: IngestLiveness[], now: number, staleMs: number): Coverage {
   let healthySince: number | null = null;
   let seenUntil: number | null = null;
+  let lag = 0;
   for (const r of records) {
     const seen = r.lastSeenAt.getTime();
     if (now - seen > staleMs || r.healthySince === null) continue;
     const since = r.healthySince.getTime();
     healthySince = healthySince === null ? since : Math.min(healthySince, since);
     seenUntil = seenUntil === null ? seen : Math.max(seenUntil, seen);
+    lag = Math.max(lag, r.lagMs ?? 0);
   }
-  return { healthy: healthySince !== null, healthySince, seenUntil: seenUntil === null ? null : Math.min(seenUntil, now) };
+  // A lagging ingest has recorded heartbeats only up to (report time - lag).
+  return { healthy: healthySince !== null, healthySince, seenUntil: seenUntil === null ? null : Math.min(seenUntil, now) - lag };
 }

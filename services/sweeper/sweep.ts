@@ -27,6 +27,9 @@ export interface SweepDeps {
   afterMark?: (nodeIds: string[]) => Promise<void>;
 }
 
+/** Outbox events younger than this are still being published by the process that stored them. */
+const OUTBOX_GRACE_MS = 5000;
+
 export type SweepOutcome =
   | { kind: 'marked'; nodeIds: string[] }
   | { kind: 'held'; reason: 'ingest-down' | 'ingest-recovering' | 'mass-silence'; silent?: number };
@@ -98,7 +101,7 @@ export function createSweep(deps: SweepDeps) {
     const started = performance.now();
     try {
       // The injected clock, like occurredAt of the stored events: Date.now() would skip the grace period under a fake clock.
-      await events.drain(undefined, undefined, clock.now()).catch((error: Error) => log.warn(`Outbox events not published yet: ${error.message}`));
+      await events.drain(1000, OUTBOX_GRACE_MS, clock.now()).catch((error: Error) => log.warn(`Outbox events not published yet: ${error.message}`));
       const now = clock.now();
       const coverage = ingestCoverage(await store.ingestLiveness(), now, staleMs);
       if (!coverage.healthy || coverage.seenUntil === null || coverage.healthySince === null) {
@@ -126,7 +129,9 @@ export function createSweep(deps: SweepDeps) {
           n.statusVersion += 1;
           n.statusChangedAt = new Date(now);
           draft.events.push(nodeEvent(n, 'ONLINE', 'timeout', now));
-          writes.push(draftToWrite(draft)!);
+          const write = draftToWrite(draft)!;
+          // Still ONLINE and still silent when the write lands: a heartbeat stored meanwhile wins.
+          writes.push(write.kind === 'update' ? { ...write, silentBefore: new Date(cutoff) } : write);
           return draft;
         });
         const { conflicts } = await store.write(writes);

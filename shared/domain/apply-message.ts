@@ -19,7 +19,8 @@ export interface ApplyContext {
 
 /** The result of applying one message to one node's working copy. */
 export type MessageOutcome =
-  | { kind: 'applied' }
+  /** `ageMs`: how long the message waited before it was processed (the ingest's lag). */
+  | { kind: 'applied'; ageMs?: number }
   /** Accepted, but too old to change liveness (semantics §5.3). */
   | { kind: 'late'; ageMs: number }
   | { kind: 'unknown-node' }
@@ -149,7 +150,7 @@ function applyHeartbeat(draft: NodeDraft, message: HeartbeatMessage, received: R
   }
   if (!node.lastHeartbeat || at > node.lastHeartbeat.getTime()) node.lastHeartbeat = new Date(at);
   if (node.status === 'OFFLINE') transition(draft, node, 'ONLINE', 'heartbeat', ctx.now);
-  return { kind: 'applied' };
+  return { kind: 'applied', ageMs: age };
 }
 
 function applyShutdown(draft: NodeDraft, _message: ShutdownMessage, received: ReceivedMessage, ctx: ApplyContext): MessageOutcome {

@@ -76,11 +76,22 @@ export function createMemoryNodeStore(options: MemoryNodeStoreOptions): NodeStor
           continue;
         }
         const current = nodes.get(w.nodeId);
-        if (!current || current.rev !== w.expectedRev) {
+        if (w.kind === 'refresh') {
+          if (!current) {
+            conflicts.push(w.nodeId);
+            continue;
+          }
+          nodes.set(w.nodeId, { ...current, ...clone(w.set), lastHeartbeat: maxDate(current.lastHeartbeat, w.lastHeartbeat), stats: maxStats(current.stats, w.stats) });
+          continue;
+        }
+        const silent = !w.silentBefore || (current?.status === 'ONLINE' && current.lastHeartbeat !== null && current.lastHeartbeat < w.silentBefore);
+        if (!current || current.rev !== w.expectedRev || !silent) {
           conflicts.push(w.nodeId);
           continue;
         }
-        const next: NodeRecord = { ...current, ...clone(w.set), rev: w.newRev };
+        const next: NodeRecord = { ...current, ...clone(w.set), rev: w.newRev, prevRev: w.expectedRev };
+        next.lastHeartbeat = maxDate(current.lastHeartbeat, w.set.lastHeartbeat ?? null);
+        next.stats = maxStats(current.stats, w.set.stats ?? null);
         next.outbox = [...current.outbox, ...clone(w.pushOutbox)];
         nodes.set(w.nodeId, next);
       }
@@ -158,6 +169,23 @@ export function createMemoryNodeStore(options: MemoryNodeStoreOptions): NodeStor
       saveNow();
     },
   };
+}
+
+/** MongoDB's $max on a date. */
+function maxDate(a: Date | null, b: Date | null): Date | null {
+  if (!a) return b ? new Date(b) : null;
+  if (!b) return a;
+  return b > a ? new Date(b) : a;
+}
+
+/** MongoDB's $max on the stats document: field by field in stored order, reportedAt first. */
+function maxStats(a: NodeRecord['stats'], b: NodeRecord['stats']): NodeRecord['stats'] {
+  if (!a) return b ? clone(b) : null;
+  if (!b) return a;
+  const key = (s: NonNullable<NodeRecord['stats']>) => [new Date(s.reportedAt).getTime(), s.cpuUsage, s.memoryUsage, s.diskUsage, s.containerCount];
+  const [ka, kb] = [key(a), key(b)];
+  for (let i = 0; i < ka.length; i++) if (ka[i] !== kb[i]) return kb[i]! > ka[i]! ? clone(b) : a;
+  return a;
 }
 
 function revive(raw: NodeRecord): NodeRecord {

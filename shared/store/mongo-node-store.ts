@@ -19,6 +19,7 @@ export interface NodeDocument {
   statusChangedAt: Date;
   statusVersion: number;
   rev: string;
+  prevRev?: string | null;
   stats: NodeRecord['stats'];
   history: NodeRecord['history'];
   outbox: NodeEvent[];
@@ -28,7 +29,7 @@ export interface NodeDocument {
 }
 
 const statsSchema = new mongoose.Schema(
-  { cpuUsage: Number, memoryUsage: Number, diskUsage: Number, containerCount: Number, reportedAt: Date },
+  { reportedAt: Date, cpuUsage: Number, memoryUsage: Number, diskUsage: Number, containerCount: Number },
   { _id: false },
 );
 const historySchema = new mongoose.Schema({ t: Date, cpu: Number, mem: Number }, { _id: false });
@@ -45,6 +46,7 @@ export const nodeSchema = new mongoose.Schema<NodeDocument>(
     statusChangedAt: { type: Date, required: true },
     statusVersion: { type: Number, required: true },
     rev: { type: String, required: true },
+    prevRev: { type: String, default: null },
     stats: { type: statsSchema, default: null },
     history: { type: [historySchema], default: [] },
     outbox: { type: [mongoose.Schema.Types.Mixed] as never, default: [] },
@@ -64,6 +66,7 @@ interface LivenessDocument {
   kind: 'ingest' | 'guard';
   healthySince?: Date | null;
   lastSeenAt?: Date;
+  lagMs?: number;
   heldSince?: Date | null;
   eventId?: string | null;
 }
@@ -73,6 +76,7 @@ const livenessSchema = new mongoose.Schema<LivenessDocument>(
     kind: { type: String, required: true },
     healthySince: { type: Date, default: null },
     lastSeenAt: Date,
+    lagMs: { type: Number, default: 0 },
     heldSince: { type: Date, default: null },
     eventId: { type: String, default: null },
   },
@@ -82,6 +86,8 @@ const livenessSchema = new mongoose.Schema<LivenessDocument>(
 export interface MongoNodeStoreOptions {
   url: string;
   historyPoints: number;
+  /** Read batches with one lookup per id (default: only on FerretDB, see below). */
+  perIdReads?: boolean;
   /** Fail an operation after this long without a server (default 5 s). */
   serverSelectionTimeoutMs?: number;
 }
@@ -100,6 +106,7 @@ function toRecord(doc: NodeDocument): NodeRecord {
     statusChangedAt: doc.statusChangedAt,
     statusVersion: doc.statusVersion,
     rev: doc.rev,
+    prevRev: doc.prevRev ?? null,
     stats: doc.stats ?? null,
     history: doc.history ?? [],
     outbox: doc.outbox ?? [],
@@ -110,8 +117,19 @@ function toRecord(doc: NodeDocument): NodeRecord {
 }
 
 function toDocument(record: NodeRecord): NodeDocument {
-  const { nodeId, ...rest } = record;
-  return { _id: nodeId, ...rest };
+  const { nodeId, stats, ...rest } = record;
+  return { _id: nodeId, ...rest, stats: stats ? statsDocument(stats) : null };
+}
+
+/** Field order matters: $max compares embedded documents field by field, so reportedAt goes first. */
+function statsDocument(stats: NonNullable<NodeRecord['stats']>) {
+  return {
+    reportedAt: stats.reportedAt,
+    cpuUsage: stats.cpuUsage,
+    memoryUsage: stats.memoryUsage,
+    diskUsage: stats.diskUsage,
+    containerCount: stats.containerCount,
+  };
 }
 
 /** Turns driver failures into StoreUnavailableError; anything else is a bug and is rethrown. */
@@ -144,6 +162,10 @@ export async function createMongoNodeStore(options: MongoNodeStoreOptions): Prom
   });
   await guarded('connect', () => connection.asPromise());
   const Nodes: Model<NodeDocument> = connection.model<NodeDocument>('Node', nodeSchema);
+  // FerretDB on SQLite answers only a bare {_id: value} filter from its index ($in scans the collection),
+  // so against it a batch is read with one indexed lookup per node instead of one $in query.
+  const buildInfo = await guarded('buildInfo', () => connection.db!.admin().command({ buildInfo: 1 }));
+  const perIdReads = options.perIdReads ?? 'ferretdbVersion' in buildInfo;
   const State: Model<LivenessDocument> = connection.model<LivenessDocument>('OrchestratorState', livenessSchema);
 
   async function ensureIndexes(): Promise<void> {
@@ -158,15 +180,33 @@ export async function createMongoNodeStore(options: MongoNodeStoreOptions): Prom
     await guarded('createIndexes', () => Nodes.createIndexes());
   }
 
+  /** lastHeartbeat and stats only move forward: $max, with stats stored reportedAt first so it compares by time. */
+  function forwardOnly(lastHeartbeat: Date | null | undefined, stats: NodeRecord['stats'] | undefined): Record<string, unknown> {
+    const max: Record<string, unknown> = {};
+    if (lastHeartbeat) max.lastHeartbeat = lastHeartbeat;
+    if (stats) max.stats = statsDocument(stats);
+    return max;
+  }
+
   function toOp(w: NodeWrite) {
     if (w.kind === 'insert') {
       return { insertOne: { document: toDocument(w.record) } };
     }
-    const update: Record<string, unknown> = { $set: { ...w.set, rev: w.newRev } };
-    const push: Record<string, unknown> = {};
-    if (w.pushOutbox.length) push.outbox = { $each: w.pushOutbox };
-    if (Object.keys(push).length) update.$push = push;
-    return { updateOne: { filter: { _id: w.nodeId, rev: w.expectedRev }, update } };
+    if (w.kind === 'refresh') {
+      const update: Record<string, unknown> = { $set: w.set };
+      const max = forwardOnly(w.lastHeartbeat, w.stats);
+      if (Object.keys(max).length) update.$max = max;
+      return { updateOne: { filter: { _id: w.nodeId }, update } };
+    }
+    const { lastHeartbeat, stats, ...rest } = w.set;
+    // prevRev lets a writer that lost sight of its write (read back after a later writer) recognise it.
+    const update: Record<string, unknown> = { $set: { ...rest, rev: w.newRev, prevRev: w.expectedRev } };
+    const max = forwardOnly(lastHeartbeat, stats);
+    if (Object.keys(max).length) update.$max = max;
+    if (w.pushOutbox.length) update.$push = { outbox: { $each: w.pushOutbox } };
+    const filter: Record<string, unknown> = { _id: w.nodeId, rev: w.expectedRev };
+    if (w.silentBefore) Object.assign(filter, { status: 'ONLINE', lastHeartbeat: { $lt: w.silentBefore } });
+    return { updateOne: { filter, update } };
   }
 
   const store = {
@@ -177,8 +217,11 @@ export async function createMongoNodeStore(options: MongoNodeStoreOptions): Prom
       return doc ? toRecord(doc) : null;
     },
     async getMany(nodeIds: string[]) {
-      const docs = nodeIds.length ? await guarded('getMany', () => Nodes.find({ _id: { $in: nodeIds } }).lean<NodeDocument[]>().exec()) : [];
-      return new Map(docs.map((d) => [d._id, toRecord(d)]));
+      if (!nodeIds.length) return new Map<string, NodeRecord>();
+      const docs = perIdReads
+        ? (await guarded('getMany', () => Promise.all(nodeIds.map((id) => Nodes.collection.findOne({ _id: id } as never))))).filter(Boolean)
+        : await guarded('getMany', () => Nodes.collection.find({ _id: { $in: nodeIds } } as never).toArray());
+      return new Map((docs as unknown as NodeDocument[]).map((d) => [d._id, toRecord(d)]));
     },
     async list(filter: { status?: NodeStatus } = {}) {
       const query = filter.status ? { status: filter.status } : {};
@@ -191,7 +234,8 @@ export async function createMongoNodeStore(options: MongoNodeStoreOptions): Prom
       let applied = 0;
       let duplicate = false;
       try {
-        const result = await guarded('write', () => Nodes.bulkWrite(ops as never, { ordered: false }));
+        // The driver's bulkWrite (update commands) without mongoose casting: field order as built here.
+        const result = await guarded('write', () => Nodes.collection.bulkWrite(ops as never, { ordered: false }));
         applied = (result.insertedCount ?? 0) + (result.matchedCount ?? 0);
       } catch (error) {
         const writeErrors = (error as { writeErrors?: Array<{ code?: number; err?: { code?: number } }> }).writeErrors;
@@ -207,8 +251,10 @@ export async function createMongoNodeStore(options: MongoNodeStoreOptions): Prom
       const conflicts = writes
         .filter((w) => {
           const id = w.kind === 'insert' ? w.record.nodeId : w.nodeId;
+          const found = current.get(id);
+          if (w.kind === 'refresh') return !found; // matched by _id alone: it applied unless the node is gone
           const expected = w.kind === 'insert' ? w.record.rev : w.newRev;
-          return current.get(id)?.rev !== expected;
+          return found?.rev !== expected && found?.prevRev !== expected;
         })
         .map((w) => (w.kind === 'insert' ? w.record.nodeId : w.nodeId));
       return { conflicts, roundTrips: 2 };
@@ -259,14 +305,14 @@ export async function createMongoNodeStore(options: MongoNodeStoreOptions): Prom
       await guarded('recordIngestLiveness', () =>
         State.updateOne(
           { _id: `ingest:${entry.instanceId}` },
-          { $set: { kind: 'ingest', healthySince: entry.healthySince, lastSeenAt: entry.lastSeenAt } },
+          { $set: { kind: 'ingest', healthySince: entry.healthySince, lastSeenAt: entry.lastSeenAt, lagMs: entry.lagMs } },
           { upsert: true },
         ).exec(),
       );
     },
     async ingestLiveness() {
       const docs = await guarded('ingestLiveness', () => State.find({ kind: 'ingest' }).lean<LivenessDocument[]>().exec());
-      return docs.map((d) => ({ instanceId: d._id.slice('ingest:'.length), healthySince: d.healthySince ?? null, lastSeenAt: d.lastSeenAt ?? new Date(0) }));
+      return docs.map((d) => ({ instanceId: d._id.slice('ingest:'.length), healthySince: d.healthySince ?? null, lastSeenAt: d.lastSeenAt ?? new Date(0), lagMs: d.lagMs ?? 0 }));
     },
     async removeIngestLiveness(instanceId: string) {
       await guarded('removeIngestLiveness', () => State.deleteOne({ _id: `ingest:${instanceId}` }).exec());

@@ -31,6 +31,8 @@ export interface NodeRecord {
   statusVersion: number;
   /** Optimistic-concurrency token: every write replaces it, and a write names the token it read. */
   rev: string;
+  /** The rev before the last guarded write (see NodeStore.write). */
+  prevRev?: string | null;
   stats: NodeStats | null;
   /** Bounded stats history for the dashboard's sparkline. */
   history: HistoryPoint[];
@@ -50,17 +52,36 @@ export interface NodeRecord {
 /** Fields a write may set (never nodeId or rev, which the store manages). */
 export type NodeChanges = Partial<Omit<NodeRecord, 'nodeId' | 'rev' | 'outbox'>>;
 
+/**
+ * The three kinds of write. In all of them `lastHeartbeat` and `stats` only ever move forward (MongoDB's
+ * $max: stats compare by reportedAt first), so a write computed from an older read never turns them back.
+ */
 export type NodeWrite =
   | { kind: 'insert'; record: NodeRecord }
+  /**
+   * A status change or any change that must not race: applies only if the node still has `expectedRev`
+   * (and, for the sweeper, is still ONLINE and silent since before `silentBefore`). Gets `newRev`.
+   */
   | {
       kind: 'update';
       nodeId: string;
-      /** The rev this change was computed from; the write applies only if it is still current. */
       expectedRev: string;
-      /** The rev the document gets. */
       newRev: string;
       set: NodeChanges;
       pushOutbox: NodeEvent[];
+      silentBefore?: Date;
+    }
+  /**
+   * A heartbeat of an ONLINE node: no status change, no event, so no compare-and-set. Matched by `_id`
+   * alone (the only filter the SQLite-backed test server answers from an index) and leaves `rev` as it is;
+   * the sweeper's silentBefore guard is what a concurrent transition checks against.
+   */
+  | {
+      kind: 'refresh';
+      nodeId: string;
+      lastHeartbeat: Date | null;
+      stats: NodeStats | null;
+      set: Partial<Pick<NodeRecord, 'hostname' | 'ipAddress' | 'maxServers' | 'clockSkewMs' | 'history' | 'reregisterRequestedAt'>>;
     };
 
 export interface IngestLiveness {
@@ -68,6 +89,11 @@ export interface IngestLiveness {
   /** Start of the instance's current unbroken period of consuming and storing; null while it cannot. */
   healthySince: Date | null;
   lastSeenAt: Date;
+  /**
+   * How far behind the instance is: the age of the oldest message it stored since its last report.
+   * The sweeper marks nobody OFFLINE for time the ingest has not caught up with yet.
+   */
+  lagMs?: number;
 }
 
 export interface ClusterGuardState {

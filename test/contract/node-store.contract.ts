@@ -322,15 +322,15 @@ export function nodeStoreContract(adapter: string, factory: NodeStoreFactory): v
 
     describe('orchestrator state', () => {
       it('records, lists, refreshes and removes ingest liveness per instance', async () => {
-        await store.recordIngestLiveness({ instanceId: 'i-1', healthySince: at(0), lastSeenAt: at(1000) });
-        await store.recordIngestLiveness({ instanceId: 'i-2', healthySince: null, lastSeenAt: at(2000) });
-        await store.recordIngestLiveness({ instanceId: 'i-1', healthySince: at(0), lastSeenAt: at(3000) });
+        await store.recordIngestLiveness({ instanceId: 'i-1', healthySince: at(0), lastSeenAt: at(1000), lagMs: 5 });
+        await store.recordIngestLiveness({ instanceId: 'i-2', healthySince: null, lastSeenAt: at(2000), lagMs: 0 });
+        await store.recordIngestLiveness({ instanceId: 'i-1', healthySince: at(0), lastSeenAt: at(3000), lagMs: 40 });
 
         const listed = (await store.ingestLiveness()).sort((a, b) => a.instanceId.localeCompare(b.instanceId));
 
         expect(listed).to.deep.equal([
-          { instanceId: 'i-1', healthySince: at(0), lastSeenAt: at(3000) },
-          { instanceId: 'i-2', healthySince: null, lastSeenAt: at(2000) },
+          { instanceId: 'i-1', healthySince: at(0), lastSeenAt: at(3000), lagMs: 40 },
+          { instanceId: 'i-2', healthySince: null, lastSeenAt: at(2000), lagMs: 0 },
         ]);
         expect(listed[0]!.lastSeenAt).to.be.instanceOf(Date);
 

@@ -246,7 +246,7 @@ describe('sweep', () => {
       expect(w.offlineEvents(), 'published once').to.have.length(1);
     });
 
-    it('leaves an event younger than a second to the process that stored it', async () => {
+    it('leaves an event younger than the outbox grace (5 s) to the process that stored it', async () => {
       const w = await world();
       await w.ingestHealthySince(T0 - 10 * TIMEOUT);
       const young = { eventId: 'e-young', type: 'node.online', version: 1, nodeId: 'node-1', status: 'ONLINE', previousStatus: 'OFFLINE', statusVersion: 2, lastHeartbeat: new Date(T0).toISOString(), occurredAt: new Date(T0 - 200).toISOString(), reason: 'heartbeat' } as const;
@@ -254,7 +254,7 @@ describe('sweep', () => {
 
       await w.sweep();
       const atOnce = w.received.length;
-      await w.advance(SECOND);
+      await w.advance(5 * SECOND);
       await w.sweep();
 
       expect(atOnce).to.equal(0);
