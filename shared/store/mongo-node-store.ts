@@ -86,6 +86,8 @@ const livenessSchema = new mongoose.Schema<LivenessDocument>(
 export interface MongoNodeStoreOptions {
   url: string;
   historyPoints: number;
+  /** Most operations in one bulk write command (default: 50 on FerretDB, 1000 elsewhere). */
+  opsPerCommand?: number;
   /** Read batches with one lookup per id (default: only on FerretDB, see below). */
   perIdReads?: boolean;
   /** Fail an operation after this long without a server (default 5 s). */
@@ -165,7 +167,11 @@ export async function createMongoNodeStore(options: MongoNodeStoreOptions): Prom
   // FerretDB on SQLite answers only a bare {_id: value} filter from its index ($in scans the collection),
   // so against it a batch is read with one indexed lookup per node instead of one $in query.
   const buildInfo = await guarded('buildInfo', () => connection.db!.admin().command({ buildInfo: 1 }));
-  const perIdReads = options.perIdReads ?? 'ferretdbVersion' in buildInfo;
+  const isFerret = 'ferretdbVersion' in buildInfo;
+  const perIdReads = options.perIdReads ?? isFerret;
+  // FerretDB 1.24 stalls on an update command of 100 or more statements (seen here: 80 take 0.2 s, 100
+  // never finish), so there a bulk write is sent as several commands of at most 50.
+  const opsPerCommand = options.opsPerCommand ?? (isFerret ? 50 : 1000);
   const State: Model<LivenessDocument> = connection.model<LivenessDocument>('OrchestratorState', livenessSchema);
 
   async function ensureIndexes(): Promise<void> {
@@ -233,15 +239,18 @@ export async function createMongoNodeStore(options: MongoNodeStoreOptions): Prom
       const ops = writes.map(toOp);
       let applied = 0;
       let duplicate = false;
-      try {
-        // The driver's bulkWrite (update commands) without mongoose casting: field order as built here.
-        const result = await guarded('write', () => Nodes.collection.bulkWrite(ops as never, { ordered: false }));
-        applied = (result.insertedCount ?? 0) + (result.matchedCount ?? 0);
-      } catch (error) {
-        const writeErrors = (error as { writeErrors?: Array<{ code?: number; err?: { code?: number } }> }).writeErrors;
-        const codes = Array.isArray(writeErrors) ? writeErrors.map((e) => e.code ?? e.err?.code) : [(error as { code?: number }).code];
-        if (!codes.length || codes.some((code) => code !== 11000)) throw error;
-        duplicate = true; // an insert raced another writer's insert: resolved below like any conflict
+      // The driver's bulkWrite (update commands) without mongoose casting: field order as built here.
+      for (let i = 0; i < ops.length; i += opsPerCommand) {
+          const chunk = ops.slice(i, i + opsPerCommand);
+          try {
+            const result = await guarded('write', () => Nodes.collection.bulkWrite(chunk as never, { ordered: false }));
+            applied += (result.insertedCount ?? 0) + (result.matchedCount ?? 0);
+          } catch (error) {
+            const writeErrors = (error as { writeErrors?: Array<{ code?: number; err?: { code?: number } }> }).writeErrors;
+            const codes = Array.isArray(writeErrors) ? writeErrors.map((e) => e.code ?? e.err?.code) : [(error as { code?: number }).code];
+            if (!codes.length || codes.some((code) => code !== 11000)) throw error;
+            duplicate = true; // an insert raced another writer's insert: resolved below like any conflict
+          }
       }
       if (!duplicate && applied === writes.length) return { conflicts: [], roundTrips: 1 };
       // Some writes lost a race. The bulk result has no per-operation counts, so read back which
