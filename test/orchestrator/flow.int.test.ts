@@ -64,4 +64,26 @@ describe('orchestrator flow @int', function () {
     expect(offline).to.include({ reason: 'timeout', status: 'OFFLINE', previousStatus: 'ONLINE' });
     expect(online).to.include({ reason: 'heartbeat', status: 'ONLINE', previousStatus: 'OFFLINE' });
   });
+
+  it('serves health, readiness and Prometheus metrics with the ingest, sweep and node figures', async () => {
+    await h.publishAgent('agent.register', 'node-m', registerBody('node-m'));
+    await h.publishAgent('agent.heartbeat', 'node-m', statsBody());
+    await eventually(async () => (await h.store.get('node-m'))?.stats);
+    expect((await fetch(`${h.url}/healthz`)).status).to.equal(200);
+    const ready = await fetch(`${h.url}/readyz`);
+    expect(ready.status).to.equal(200);
+    expect(await ready.json()).to.deep.include({ ready: true, clusterDegraded: false });
+    const text = await (await fetch(`${h.url}/metrics`)).text();
+    for (const name of [
+      'orchestrator_ingest_messages_total',
+      'orchestrator_ingest_batch_size',
+      'orchestrator_ingest_lag_seconds',
+      'orchestrator_sweep_duration_seconds',
+      'orchestrator_nodes{status="ONLINE"} 1',
+      'orchestrator_events_published_total{type="node.registered"}',
+      'orchestrator_dead_lettered_total',
+    ]) {
+      expect(text, name).to.include(name);
+    }
+  });
 });
