@@ -15,6 +15,9 @@ COPY . .
 # Set after the install: with NODE_ENV=production `npm ci` would skip dev dependencies (tsx).
 ENV NODE_ENV=production
 
+# The agent keeps its credential here (a volume in compose); owned by the unprivileged user that runs it.
+RUN mkdir -p /var/lib/host-agent && chown node:node /var/lib/host-agent && chmod 700 /var/lib/host-agent
+
 # The image's unprivileged user; the agent gains access to the Docker socket through group_add in compose.
 USER node
 

@@ -2,9 +2,12 @@ import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { parseEnv } from 'node:util';
 import { expect } from 'chai';
-import { ConfigError, loadAgentConfig, loadOrchestratorConfig } from './config.js';
+import { ConfigError, loadAgentConfig, loadOrchestratorConfig as loadConfig } from './config.js';
 
 type Env = Record<string, string | undefined>;
+
+/** These tests are about other settings; agent authentication (on by default) is tested in test/security/auth-config.test.ts. */
+const loadOrchestratorConfig = (env: Env) => loadConfig({ AUTH_MODE: 'off', ...env });
 
 /** Runs `load` expecting a ConfigError and returns it, so a test can read every problem at once. */
 function configError(load: () => unknown): ConfigError {

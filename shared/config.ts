@@ -144,10 +144,13 @@ export function loadOrchestratorConfig(env: Env = process.env): Readonly<Orchest
   const timeoutMinutes = r.number('TIMEOUT_MINUTES', 3, { positive: true });
   const timeoutMs = Math.round(timeoutMinutes * 60000);
   const level = r.oneOf('LOG_LEVEL', LOG_LEVELS, 'info');
-  const authMode = r.oneOf('AUTH_MODE', ['off', 'on'] as const, 'off');
+  // Secure by default (docs/security.md): production runs with agent authentication; .env.development turns it off.
+  const authMode = r.oneOf('AUTH_MODE', ['off', 'on'] as const, 'on');
   const joinToken = r.optionalString('AGENT_JOIN_TOKEN');
   const secret = r.optionalString('AUTH_SECRET');
-  if (authMode === 'on' && !joinToken) r.problems.push('AGENT_JOIN_TOKEN must be set when AUTH_MODE=on (set AUTH_MODE=off to run without agent authentication)');
+  if (authMode === 'on' && !joinToken) r.problems.push('AGENT_JOIN_TOKEN must be set when AUTH_MODE=on (the default; set AUTH_MODE=off to run without agent authentication)');
+  checkSecret(r, 'AGENT_JOIN_TOKEN', joinToken);
+  checkSecret(r, 'OPERATOR_TOKEN', r.optionalString('OPERATOR_TOKEN'));
   const config: OrchestratorConfig = {
     rabbitmqUrl: r.url('RABBITMQ_URL', 'amqp://guest:guest@127.0.0.1:5672', ['amqp:', 'amqps:']),
     mongoUrl: r.url('MONGO_URL', 'mongodb://127.0.0.1:27017/orchestrator', ['mongodb:', 'mongodb+srv:']),
@@ -186,6 +189,13 @@ export function loadOrchestratorConfig(env: Env = process.env): Readonly<Orchest
   return r.done(config);
 }
 
+/** Secrets: long enough not to be guessed, short enough for a header; the message never shows the value. */
+function checkSecret(r: Reader, name: string, value: string | undefined): void {
+  if (value === undefined) return;
+  if (value.length < 16) r.problems.push(`${name} must be at least 16 characters (got ${value.length})`);
+  else if (value.length > 256) r.problems.push(`${name} must be at most 256 characters (got ${value.length})`);
+}
+
 export interface AgentConfig {
   nodeId: string;
   orchestratorUrl: string;
@@ -218,6 +228,7 @@ export function loadAgentConfig(env: Env = process.env): Readonly<AgentConfig> {
   const nodeId = r.string('NODE_ID', hostname());
   if (!/^[A-Za-z0-9._-]{1,64}$/.test(nodeId)) r.problems.push(`NODE_ID must be 1-64 characters of A-Z a-z 0-9 . _ - (got "${nodeId}")`);
   const rabbit = r.optionalString('RABBITMQ_URL');
+  checkSecret(r, 'AGENT_JOIN_TOKEN', r.optionalString('AGENT_JOIN_TOKEN'));
   const config: AgentConfig = {
     nodeId,
     orchestratorUrl: r.url('ORCHESTRATOR_URL', 'http://127.0.0.1:8080', ['http:', 'https:']).replace(/\/+$/, ''),

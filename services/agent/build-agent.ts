@@ -11,7 +11,8 @@ import { createFailoverTransport } from './failover-transport.js';
 import { hostIdentity } from './host-identity.js';
 import { createHttpTransport } from './http-transport.js';
 import { createMessageFactory } from './outbound-messages.js';
-import { noAuth, type RequestAuth } from './request-auth.js';
+import { loadOrCreateCredential } from './credential-store.js';
+import { credentialAuth, noAuth, type RequestAuth } from './request-auth.js';
 import { createStatsCollector, type StatsSources } from './stats-collector.js';
 import { systemStatsSources } from './system-stats-sources.js';
 import { realTimers, type Timers } from './timers.js';
@@ -42,7 +43,7 @@ export async function buildAgent(config: Readonly<AgentConfig>, options: BuildAg
   const clock = options.clock ?? monotonicClock;
   const timers = options.timers ?? realTimers;
   const names = brokerNames(config.brokerNamespace);
-  const auth = options.auth ?? noAuth;
+  const auth = options.auth ?? (await agentAuth(config, log));
   const bus =
     options.bus ??
     (config.rabbitmqUrl
@@ -75,4 +76,13 @@ export async function buildAgent(config: Readonly<AgentConfig>, options: BuildAg
     random: options.random ?? Math.random,
     log,
   });
+}
+
+/** With AGENT_JOIN_TOKEN the agent authenticates (docs/security.md); without it, it sends no credentials. */
+async function agentAuth(config: Readonly<AgentConfig>, log: Logger): Promise<RequestAuth> {
+  if (!config.joinToken) return noAuth;
+  const { credential, created, persisted } = await loadOrCreateCredential(config.credentialFile);
+  if (!persisted) log.warn('AGENT_CREDENTIAL_FILE is not set: this node\'s credential is lost on restart, and registering this node id again will then need an operator reset');
+  else if (created) log.info(`Created this node's credential in ${config.credentialFile}`);
+  return credentialAuth({ nodeId: config.nodeId, joinToken: config.joinToken, credential });
 }

@@ -36,7 +36,7 @@ export function createHttpTransport(deps: HttpTransportDeps): Transport {
       try {
         response = await fetchImpl(`${deps.baseUrl}${path}`, {
           method: 'POST',
-          headers: { 'content-type': 'application/json', accept: 'application/json', ...deps.auth.httpHeaders() },
+          headers: { 'content-type': 'application/json', accept: 'application/json', ...deps.auth.httpHeaders(message.type) },
           body: JSON.stringify(body),
           signal,
         });

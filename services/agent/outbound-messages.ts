@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { Clock } from '../../shared/clock.js';
-import type { HeartbeatBody, HeartbeatMessage, RegisterBody, RegisterMessage, ShutdownMessage } from '../../shared/messages/index.js';
+import type { AgentMessageType, HeartbeatBody, HeartbeatMessage, RegisterBody, RegisterMessage, ShutdownMessage } from '../../shared/messages/index.js';
 import type { RequestAuth } from './request-auth.js';
 
 export interface MessageFactory {
@@ -12,8 +12,8 @@ export interface MessageFactory {
 /** Builds the envelopes (id, version, sentAt on the agent's wall clock, auth) in one place. */
 export function createMessageFactory(deps: { nodeId: string; wallClock: Clock; auth: RequestAuth; newId?: () => string }): MessageFactory {
   const newId = deps.newId ?? randomUUID;
-  const envelope = () => {
-    const auth = deps.auth.envelopeAuth();
+  const envelope = (type: AgentMessageType) => {
+    const auth = deps.auth.envelopeAuth(type);
     return {
       id: newId(),
       version: 1 as const,
@@ -23,8 +23,8 @@ export function createMessageFactory(deps: { nodeId: string; wallClock: Clock; a
     };
   };
   return {
-    register: (body) => ({ ...envelope(), type: 'agent.register', payload: body }),
-    heartbeat: (body) => ({ ...envelope(), type: 'agent.heartbeat', payload: body }),
-    shutdown: () => ({ ...envelope(), type: 'agent.shutdown', payload: {} }),
+    register: (body) => ({ ...envelope('agent.register'), type: 'agent.register', payload: body }),
+    heartbeat: (body) => ({ ...envelope('agent.heartbeat'), type: 'agent.heartbeat', payload: body }),
+    shutdown: () => ({ ...envelope('agent.shutdown'), type: 'agent.shutdown', payload: {} }),
   };
 }

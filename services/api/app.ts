@@ -35,7 +35,10 @@ export interface ApiDeps {
 export interface ApiGuard {
   /** Returns the message auth to forward, or throws an HttpError (401/403/429). */
   agent(req: Request, nodeId: string, action: 'register' | 'heartbeat' | 'shutdown'): Promise<string | undefined>;
-  operator(req: Request): Promise<void>;
+  /** Reads and the dashboard stream ('read'), or an operator's reset of a node ('reset'); throws an HttpError (401/403). */
+  operator(req: Request, access?: 'read' | 'reset'): Promise<void>;
+  /** Drops what the guard cached about a node (after a reset). */
+  forget?(nodeId: string): void;
 }
 
 const BODY_LIMIT = '16kb';
@@ -116,6 +119,18 @@ export function createApp(deps: ApiDeps): express.Express {
     const node = await storeCall(() => store.get(nodeId));
     if (!node) throw new HttpError(404, 'NODE_NOT_FOUND', `node ${nodeId} not found`);
     res.json(toNodeView(node));
+  });
+
+  // Operator reset (docs/security.md): forgets the node and its credential, so its id can register anew.
+  app.delete('/api/nodes/:nodeId', async (req, res) => {
+    await guard?.operator(req, 'reset');
+    const nodeId = nodeIdParam(req);
+    const deleted = await storeCall(() => store.delete(nodeId));
+    knownNodes.forget(nodeId);
+    guard?.forget?.(nodeId);
+    if (!deleted) throw new HttpError(404, 'NODE_NOT_FOUND', `node ${nodeId} not found`);
+    log.info(`Node ${nodeId} reset by an operator (record and credential removed)`);
+    res.status(204).end();
   });
 
   app.get('/healthz', (_req, res) => {

@@ -6,6 +6,7 @@ import { createLogger } from '../../shared/logger.js';
 import { createMetrics } from '../../shared/metrics.js';
 import { brokerNames, topology } from '../../shared/topology.js';
 import { createApp } from './app.js';
+import { createApiGuard } from './auth/api-guard.js';
 import { mountDashboard, type Dashboard } from './dashboard/dashboard-routes.js';
 
 async function main(): Promise<void> {
@@ -17,6 +18,7 @@ async function main(): Promise<void> {
   const bus = await connectBus(config, log, 'api');
   await bus.declareTopology(topology(names));
   let dashboard: Dashboard | undefined;
+  const guard = createApiGuard({ config, store, clock: systemClock, log });
   const app = createApp({
     bus,
     store,
@@ -24,11 +26,17 @@ async function main(): Promise<void> {
     log,
     clock: systemClock,
     metrics,
+    guard,
     extend: (a) => {
-      dashboard = mountDashboard(a, { store, bus, names, log, clock: systemClock });
+      dashboard = mountDashboard(a, { store, bus, names, log, clock: systemClock, authorize: (req) => guard.operator(req) });
     },
   });
-  const server = app.listen(config.port, () => log.info(`api listening on http://0.0.0.0:${config.port} (dashboard at /)`));
+  const server = app.listen(config.port, () =>
+    log.info(
+      `api listening on http://0.0.0.0:${config.port} (dashboard at /); agent authentication ${config.auth.mode}, ` +
+        `operator token ${config.auth.operatorToken ? 'required' : 'not set'}, at most ${config.rateLimit.perNodePerMinute} agent requests per node per minute`,
+    ),
+  );
   server.keepAliveTimeout = 65_000;
   stopOnSignals(log, async () => {
     // Open dashboard streams would keep server.close() waiting.

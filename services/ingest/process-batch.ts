@@ -100,14 +100,17 @@ export function createBatchProcessor(deps: BatchDeps) {
       const writes: NodeWrite[] = [];
       for (const nodeId of pending) {
         const draft = newDraft(current.get(nodeId) ?? null);
+        let accepted = false;
         for (const item of groups.get(nodeId)!) {
           const refusal = deps.authenticator?.check(draft, item.received.message);
           const outcome: MessageOutcome = refusal ? { kind: 'refused', reason: refusal } : applyMessage(draft, item.received, { now, timeoutMs: deps.timeoutMs, history: deps.history });
           if (outcome.kind === 'applied' && item.received.message.type === 'agent.register') deps.authenticator?.onRegistered(draft, item.received.message);
           outcomes.set(item.delivery, outcome);
+          if (outcome.kind === 'applied' || outcome.kind === 'late') accepted = true;
         }
         drafts.set(nodeId, draft);
-        const write = draftToWrite(draft);
+        // Only refused messages: nothing to store (a flood of forged messages causes no writes).
+        const write = accepted ? draftToWrite(draft) : null;
         if (write) writes.push(write);
       }
       const result = await deps.retry('write', () => store.write(writes));
@@ -126,6 +129,9 @@ export function createBatchProcessor(deps: BatchDeps) {
       drafts.delete(nodeId);
     }
     const unresolved = new Set(pending);
+    // Dead-letters are confirmed concurrently: one at a time, a flood of bad messages would drain at the
+    // pace of the broker's disk syncs and hold up the good ones behind it.
+    const deadLetters: Array<Promise<void>> = [];
     for (const [nodeId, items] of groups) {
       if (unresolved.has(nodeId)) continue;
       for (const { delivery, received } of items) {
@@ -141,9 +147,9 @@ export function createBatchProcessor(deps: BatchDeps) {
           if (type === 'agent.heartbeat' && outcome.kind === 'applied') log.log(deps.heartbeatLogLevel, `Node stats updated successfully for ${nodeId}`);
           if (outcome.kind === 'late') log.debug(`Late ${type} for ${nodeId} (${Math.round(outcome.ageMs / 1000)} s old): stored stats only, liveness unchanged`);
         } else if (outcome.kind === 'unknown-node') {
-          await deadLetter(delivery, `unknown node: ${nodeId} is not registered`);
+          deadLetters.push(deadLetter(delivery, `unknown node: ${nodeId} is not registered`));
         } else {
-          await deadLetter(delivery, outcome.reason);
+          deadLetters.push(deadLetter(delivery, outcome.reason));
         }
       }
       const draft = drafts.get(nodeId);
@@ -152,8 +158,9 @@ export function createBatchProcessor(deps: BatchDeps) {
     for (const { delivery, reason } of refusals) {
       metrics.messagesIngested.inc({ type: 'invalid', outcome: 'refused' });
       log.warn(`Refused agent message on ${delivery.routingKey.slice(0, 120)}: ${reason.slice(0, 300)}`);
-      await deadLetter(delivery, reason);
+      deadLetters.push(deadLetter(delivery, reason));
     }
+    await Promise.all(deadLetters);
 
     for (const [nodeId, draft] of drafts) {
       for (const e of draft.events) {

@@ -26,14 +26,27 @@ export async function createBullmqScheduler(options: BullmqSchedulerOptions): Pr
       log.warn(`Redis unavailable, BullMQ will reconnect: ${error.message}`);
     }
   });
-  connection.on('ready', () => {
-    if (reportedDown) log.info('Redis connection restored');
-    reportedDown = false;
-  });
   const queue = new Queue(options.queueName, { connection, prefix: options.prefix });
   queue.on('error', () => undefined);
   const workers: Worker[] = [];
   const handlers = new Map<string, () => Promise<void>>();
+  const schedules = new Map<string, number>();
+  let readyCount = 0;
+  connection.on('ready', () => {
+    if (reportedDown) log.info('Redis connection restored');
+    reportedDown = false;
+    // A Redis that restarted without its data has lost the job schedulers and the concurrency limit: declare them again.
+    if (readyCount++ > 0) void declareSchedules().catch((error: Error) => log.warn(`Job schedulers not declared again yet: ${error.message}`));
+  });
+
+  async function declareSchedules(): Promise<void> {
+    await queue.setGlobalConcurrency(1);
+    for (const [name, intervalMs] of schedules) await upsert(name, intervalMs);
+  }
+
+  function upsert(name: string, intervalMs: number) {
+    return queue.upsertJobScheduler(name, { every: intervalMs }, { name, opts: { removeOnComplete: 100, removeOnFail: 100, attempts: 1 } });
+  }
 
   await queue.setGlobalConcurrency(1);
 
@@ -55,7 +68,8 @@ export async function createBullmqScheduler(options: BullmqSchedulerOptions): Pr
         worker.on('failed', (job, error) => log.error(`Scheduled job ${job?.name ?? '?'} failed: ${error.message}`));
         workers.push(worker);
       }
-      await queue.upsertJobScheduler(name, { every: intervalMs }, { name, opts: { removeOnComplete: 100, removeOnFail: 100, attempts: 1 } });
+      schedules.set(name, intervalMs);
+      await upsert(name, intervalMs);
     },
     async isReady() {
       try {

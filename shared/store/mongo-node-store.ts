@@ -135,9 +135,16 @@ function statsDocument(stats: NonNullable<NodeRecord['stats']>) {
 }
 
 /** Turns driver failures into StoreUnavailableError; anything else is a bug and is rethrown. */
+/** No store call may hang: a server that accepted a request and then died would otherwise hold it forever. */
+const OPERATION_DEADLINE_MS = 20_000;
+
 async function guarded<T>(what: string, run: () => Promise<T>): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
   try {
-    return await run();
+    const deadline = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new StoreUnavailableError(`store ${what} did not answer within ${OPERATION_DEADLINE_MS / 1000} s`)), OPERATION_DEADLINE_MS);
+    });
+    return await Promise.race([run(), deadline]);
   } catch (error) {
     if (error instanceof StoreUnavailableError) throw error;
     // Duplicate keys only: the server answered and an insert lost a race, which write() reports as a conflict.
@@ -148,6 +155,8 @@ async function guarded<T>(what: string, run: () => Promise<T>): Promise<T> {
       throw new StoreUnavailableError(`store ${what} failed: ${(error as Error).message}`, { cause: error });
     }
     throw error;
+  } finally {
+    clearTimeout(timer);
   }
 }
 
@@ -155,6 +164,8 @@ async function guarded<T>(what: string, run: () => Promise<T>): Promise<T> {
 export async function createMongoNodeStore(options: MongoNodeStoreOptions): Promise<NodeStore & { connection: Connection; ensureIndexes(): Promise<void> }> {
   const connection = mongoose.createConnection(options.url, {
     serverSelectionTimeoutMS: options.serverSelectionTimeoutMs ?? 5000,
+    // A socket that stops answering is closed (and the operation fails, to be retried) instead of waiting forever.
+    socketTimeoutMS: 15_000,
     // Fail fast instead of queueing every operation in memory while the store is down.
     bufferCommands: false,
     maxPoolSize: 20,

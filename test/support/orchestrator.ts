@@ -14,7 +14,9 @@ import { createMongoNodeStore } from '../../shared/store/mongo-node-store.js';
 import type { NodeStore } from '../../shared/store/node-store.js';
 import { brokerNames, ROUTING, topology, type BrokerNames } from '../../shared/topology.js';
 import { createApp } from '../../services/api/app.js';
+import { createApiGuard } from '../../services/api/auth/api-guard.js';
 import { mountDashboard, type Dashboard } from '../../services/api/dashboard/dashboard-routes.js';
+import { createCredentialAuthenticator } from '../../services/ingest/auth/credential-authenticator.js';
 import { createIngest, type Ingest } from '../../services/ingest/ingest.js';
 import { createSweeper } from '../../services/sweeper/sweeper.js';
 import { MONGO_URL, mongoUrlFor, RABBITMQ_URL, REDIS_URL, uniqueName } from './services.js';
@@ -32,6 +34,11 @@ export interface HarnessOptions {
   /** Reuse another harness's namespace, database and prefix (to restart components over the same state). */
   shareWith?: Harness;
   log?: Logger;
+  /**
+   * Agent authentication and the operator token (docs/security.md). Off by default: the harness sets
+   * AUTH_MODE=off and a rate limit no test reaches, unless this or `env` says otherwise.
+   */
+  auth?: { joinToken: string; operatorToken?: string };
 }
 
 export interface Harness {
@@ -87,8 +94,13 @@ export async function startOrchestrator(options: HarnessOptions = {}): Promise<H
     REDIS_PREFIX: `test:${namespace}`,
     LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'warn',
     MASS_SILENCE_GUARD: 'false',
+    AUTH_MODE: options.auth ? 'on' : 'off',
+    ...(options.auth ? { AGENT_JOIN_TOKEN: options.auth.joinToken } : {}),
+    ...(options.auth?.operatorToken ? { OPERATOR_TOKEN: options.auth.operatorToken } : {}),
+    RATE_LIMIT_PER_NODE_PER_MINUTE: '1000000',
     ...options.env,
   });
+  const authenticator = config.auth.mode === 'on' ? createCredentialAuthenticator({ joinToken: config.auth.joinToken! }) : undefined;
   const log = options.log ?? (process.env.TEST_LOG_LEVEL ? createLogger({ level: config.log.level, format: 'text' }) : createMemoryLogger('info'));
   const clock = options.clock ?? systemClock;
   const names = brokerNames(namespace);
@@ -105,7 +117,7 @@ export async function startOrchestrator(options: HarnessOptions = {}): Promise<H
   let url = '';
 
   async function startIngest(): Promise<Ingest> {
-    const ingest = createIngest({ bus, store, log: log.child({ component: 'ingest' }), clock, metrics, config, afterStore: options.afterStore });
+    const ingest = createIngest({ bus, store, log: log.child({ component: 'ingest' }), clock, metrics, config, authenticator, afterStore: options.afterStore });
     await ingest.start();
     ingests.push(ingest);
     return ingest;
@@ -134,6 +146,7 @@ export async function startOrchestrator(options: HarnessOptions = {}): Promise<H
   for (let i = 0; i < (options.sweepers ?? 1); i++) await startSweeper();
   if (options.api ?? true) {
     const apiLog = log.child({ component: 'api' });
+    const guard = createApiGuard({ config, store, clock, log: apiLog });
     const app = createApp({
       bus,
       store,
@@ -141,8 +154,9 @@ export async function startOrchestrator(options: HarnessOptions = {}): Promise<H
       log: apiLog,
       clock,
       metrics,
+      guard,
       extend: (a) => {
-        dashboard = mountDashboard(a, { store, bus, names, log: apiLog, clock });
+        dashboard = mountDashboard(a, { store, bus, names, log: apiLog, clock, authorize: (req) => guard.operator(req) });
       },
     });
     server = await new Promise<Server>((resolve) => {

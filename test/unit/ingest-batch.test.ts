@@ -14,6 +14,7 @@ import { createIngest, type Ingest } from '../../services/ingest/ingest.js';
 const T0 = Date.UTC(2026, 0, 1, 12, 0, 0);
 const FLUSH_MS = 20;
 const config = loadOrchestratorConfig({
+  AUTH_MODE: 'off',
   TIMEOUT_MINUTES: '1',
   INGEST_BATCH_SIZE: '500',
   INGEST_FLUSH_MS: String(FLUSH_MS),

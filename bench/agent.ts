@@ -1,0 +1,4 @@
+import type { BenchResult } from './lib/report.js';
+export async function runAgent(_options: { long: boolean }): Promise<BenchResult> {
+  throw new Error('not yet');
+}

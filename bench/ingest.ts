@@ -1,0 +1,181 @@
+import amqp, { type ConsumeMessage } from 'amqplib';
+import { MongoClient } from 'mongodb';
+import { systemClock } from '../shared/clock.js';
+import { createMetrics } from '../shared/metrics.js';
+import type { HeartbeatMessage } from '../shared/messages/index.js';
+import { createIngest } from '../services/ingest/ingest.js';
+import { RABBITMQ_URL } from '../test/support/services.js';
+import { heartbeatMessage, nodeIds, openEnv, publishHeartbeats, seedNodes, sleep, type BenchEnv } from './lib/env.js';
+import type { BenchResult } from './lib/report.js';
+
+interface Options {
+  long: boolean;
+}
+
+async function counterTotal(counter: { get(): Promise<{ values: Array<{ value: number }> }> }): Promise<number> {
+  return (await counter.get()).values.reduce((sum, v) => sum + v.value, 0);
+}
+
+/** Heartbeats as a backlog of live agents leaves them: node 0..N-1, then again, `perNode` rounds. */
+function backlog(ids: string[], total: number, start: number): HeartbeatMessage[] {
+  return Array.from({ length: total }, (_, i) => heartbeatMessage(ids[i % ids.length]!, start + i));
+}
+
+/** (a) The broker's ceiling: raw amqplib consume with the same prefetch, acknowledging in groups, no store. */
+async function brokerCeiling(env: BenchEnv, total: number, prefetch: number, group: number): Promise<{ rate: number; seconds: number }> {
+  const connection = await amqp.connect(RABBITMQ_URL);
+  const channel = await connection.createChannel();
+  await channel.prefetch(prefetch);
+  let count = 0;
+  let last: ConsumeMessage | null = null;
+  const started = performance.now();
+  let finished = 0;
+  await new Promise<void>((resolve) => {
+    void channel.consume(env.names.queues.ingest, (msg) => {
+      if (!msg) return;
+      count++;
+      last = msg;
+      if (count % group === 0 || count === total) {
+        channel.ack(msg, true);
+        last = null;
+      }
+      if (count === total) {
+        finished = performance.now();
+        resolve();
+      }
+    });
+  });
+  if (last) channel.ack(last, true);
+  await channel.close();
+  await connection.close();
+  const seconds = (finished - started) / 1000;
+  return { rate: total / seconds, seconds };
+}
+
+/** (b) The naive design: one findOneAndUpdate upsert per message, acknowledged one by one. */
+async function naive(env: BenchEnv, total: number, capMs: number, prefetch: number): Promise<{ rate: number; processed: number; seconds: number }> {
+  const client = await MongoClient.connect(env.config.mongoUrl);
+  const nodes = client.db().collection<{ _id: string }>('nodes');
+  const connection = await amqp.connect(RABBITMQ_URL);
+  const channel = await connection.createChannel();
+  await channel.prefetch(prefetch);
+  let processed = 0;
+  let chain = Promise.resolve();
+  let stop = false;
+  const started = performance.now();
+  let lastDone = started;
+  let drained = false;
+  const { consumerTag } = await channel.consume(env.names.queues.ingest, (msg) => {
+    if (!msg) return;
+    chain = chain.then(async () => {
+      if (stop) return;
+      const m = JSON.parse(msg.content.toString()) as HeartbeatMessage;
+      await nodes.findOneAndUpdate(
+        { _id: m.nodeId },
+        { $set: { lastHeartbeat: new Date(), stats: { reportedAt: new Date(m.payload.timestamp), cpuUsage: m.payload.cpuUsage, memoryUsage: m.payload.memoryUsage, diskUsage: m.payload.diskUsage, containerCount: m.payload.containerCount }, status: 'ONLINE' } },
+        { upsert: true },
+      );
+      channel.ack(msg);
+      processed++;
+      lastDone = performance.now();
+    });
+  });
+  while (performance.now() - started < capMs && !drained) {
+    await sleep(100);
+    drained = processed >= total;
+  }
+  stop = true;
+  const stoppedAt = performance.now();
+  await channel.cancel(consumerTag);
+  await chain;
+  await channel.close().catch(() => undefined);
+  await connection.close();
+  await client.close();
+  const seconds = ((drained ? lastDone : stoppedAt) - started) / 1000;
+  return { rate: processed / seconds, processed, seconds };
+}
+
+/** The project's ingest (createIngest on the RabbitMQ bus and the MongoDB store) draining the backlog. */
+async function system(env: BenchEnv, total: number, capMs: number) {
+  const metrics = createMetrics();
+  const ingest = createIngest({ bus: env.bus, store: env.store, log: env.log, clock: systemClock, metrics, config: env.config });
+  const started = performance.now();
+  await ingest.start();
+  let done = 0;
+  let lastChange = started;
+  while (performance.now() - started < capMs) {
+    await sleep(200);
+    const now = await counterTotal(metrics.messagesIngested);
+    if (now !== done) {
+      done = now;
+      lastChange = performance.now();
+    }
+    if (done >= total) break;
+  }
+  const drained = done >= total;
+  const stoppedAt = performance.now();
+  await ingest.stop();
+  const stored = await counterTotal(metrics.messagesIngested);
+  // Drained: up to the last stored message. Cut off by the cap: the whole time it ran.
+  const seconds = ((drained ? lastChange : stoppedAt) - started) / 1000;
+  const storeWrites = await counterTotal(metrics.storeWrites);
+  const nodeWrites = await counterTotal(metrics.nodeWrites);
+  const batches = (await metrics.batchSize.get()).values.find((v) => v.metricName?.endsWith('_count'))?.value ?? 0;
+  return { rate: stored / seconds, stored, seconds, drained, storeWrites, nodeWrites, batches };
+}
+
+async function purge(env: BenchEnv): Promise<void> {
+  const connection = await amqp.connect(RABBITMQ_URL);
+  const channel = await connection.createChannel();
+  await channel.purgeQueue(env.names.queues.ingest);
+  await connection.close();
+}
+
+export async function runIngest(options: Options): Promise<BenchResult> {
+  const scale = options.long
+    ? { nodes: 10_000, heartbeats: 200_000, systemCapS: 900, naiveCapS: 300 }
+    : { nodes: 1_000, heartbeats: 10_000, systemCapS: 60, naiveCapS: 20 };
+  const env = await openEnv('ingest', { TIMEOUT_MINUTES: '30' });
+  try {
+    const ids = nodeIds(scale.nodes);
+    const t0 = Date.now();
+    await seedNodes(env.store, ids, () => t0);
+    const prefetch = env.config.ingest.prefetch;
+    const batchSize = env.config.ingest.batchSize;
+
+    // (a) broker ceiling
+    await publishHeartbeats(env.bus, env.names, backlog(ids, scale.heartbeats, Date.now()));
+    const ceiling = await brokerCeiling(env, scale.heartbeats, prefetch, batchSize);
+
+    // this system
+    await publishHeartbeats(env.bus, env.names, backlog(ids, scale.heartbeats, Date.now()));
+    const sys = await system(env, scale.heartbeats, scale.systemCapS * 1000);
+    await purge(env);
+
+    // (b) naive: only as many messages as it can take in its time cap (it is the slow one)
+    const naiveCount = Math.min(scale.heartbeats, Math.max(1000, Math.ceil(sys.rate * scale.naiveCapS)));
+    await publishHeartbeats(env.bus, env.names, backlog(ids, naiveCount, Date.now()));
+    const slow = await naive(env, naiveCount, scale.naiveCapS * 1000, prefetch);
+    await purge(env);
+
+    const writesPerMessage = sys.nodeWrites / Math.max(1, sys.stored);
+    const roundTripsPerMessage = sys.storeWrites / Math.max(1, sys.stored);
+    return {
+      name: 'ingest',
+      scale: { ...scale, prefetch, batchSize, order: 'round-robin over node ids (a live fleet backlog)' },
+      rows: [
+        { figure: 'drain rate vs broker ceiling (a)', system: sys.rate, baseline: ceiling.rate, unit: 'msg/s', baselineName: 'raw amqplib', target: '>= 0.5x' },
+        { figure: 'drain rate vs naive (b)', system: sys.rate, baseline: slow.rate, unit: 'msg/s', baselineName: 'findOneAndUpdate each', target: '>= 10x' },
+        { figure: 'node writes per message', system: writesPerMessage, baseline: 1, baselineName: 'naive', target: '< 1', met: writesPerMessage < 1 },
+        { figure: 'store round trips per message', system: roundTripsPerMessage, baseline: 1, baselineName: 'naive', target: '< 1', met: roundTripsPerMessage < 1 },
+      ],
+      notes: [
+        `this system stored ${sys.stored} of ${scale.heartbeats} heartbeats in ${sys.seconds.toFixed(1)} s${sys.drained ? '' : ' (time cap reached)'} (${sys.batches} batches, ${sys.storeWrites} bulk writes, ${sys.nodeWrites} node documents written)`,
+        `broker ceiling drained ${scale.heartbeats} in ${ceiling.seconds.toFixed(2)} s; naive stored ${slow.processed} in ${slow.seconds.toFixed(1)} s`,
+      ],
+      details: { ceiling, system: sys, naive: slow },
+    };
+  } finally {
+    await env.cleanup();
+  }
+}

@@ -1,0 +1,86 @@
+import { MongoClient, type AnyBulkWriteOperation } from 'mongodb';
+import { applyMessage, newDraft } from '../shared/domain/apply-message.js';
+import { draftToWrite } from '../shared/domain/draft-write.js';
+import type { NodeWrite } from '../shared/store/node-record.js';
+import { heartbeatMessage, nodeIds, openEnv, seedNodes } from './lib/env.js';
+import { median, type BenchResult, type Row } from './lib/report.js';
+
+type Refresh = Extract<NodeWrite, { kind: 'refresh' }>;
+
+/** The same operation the adapter sends for a refresh, written against the raw driver. */
+function rawOp(w: Refresh): AnyBulkWriteOperation<{ _id: string }> {
+  const max: Record<string, unknown> = {};
+  if (w.lastHeartbeat) max.lastHeartbeat = w.lastHeartbeat;
+  if (w.stats) {
+    const s = w.stats;
+    max.stats = { reportedAt: s.reportedAt, cpuUsage: s.cpuUsage, memoryUsage: s.memoryUsage, diskUsage: s.diskUsage, containerCount: s.containerCount };
+  }
+  return { updateOne: { filter: { _id: w.nodeId }, update: { $set: w.set, ...(Object.keys(max).length ? { $max: max } : {}) } as never } };
+}
+
+export async function runStore(options: { long: boolean }): Promise<BenchResult> {
+  const scale = options.long
+    ? { nodeCounts: [5_000, 10_000], upserts: 100_000, budgetS: 1800 }
+    : { nodeCounts: [250, 1_000], upserts: 100_000, budgetS: 35 };
+  const rows: Row[] = [];
+  const notes: string[] = [];
+  const details: Record<string, unknown> = {};
+  for (const count of scale.nodeCounts) {
+    const env = await openEnv('store');
+    const client = await MongoClient.connect(env.config.mongoUrl);
+    try {
+      const batchSize = env.config.ingest.batchSize;
+      const ids = nodeIds(count);
+      const t0 = Date.now() - 1000;
+      await seedNodes(env.store, ids, () => t0);
+      const records = await env.store.getMany(ids);
+      const raw = process.env.BENCH_SAME_CLIENT ? env.store.connection.db!.collection<{ _id: string }>('nodes') : client.db().collection<{ _id: string }>('nodes');
+      // One batch = the next `batchSize` nodes, each with one heartbeat applied by the domain: a refresh write.
+      let cursor = 0;
+      const nextBatch = (): Refresh[] => {
+        const now = Date.now();
+        const batch: Refresh[] = [];
+        for (let i = 0; i < batchSize; i++) {
+          const id = ids[cursor++ % ids.length]!;
+          const draft = newDraft(records.get(id)!);
+          applyMessage(draft, { message: heartbeatMessage(id, now), deliveredAt: now }, { now, timeoutMs: 180_000, history: { points: 120, resolutionMs: 30_000 } });
+          const write = draftToWrite(draft);
+          if (write?.kind !== 'refresh') throw new Error(`expected a refresh write, got ${write?.kind}`);
+          batch.push(write);
+        }
+        return batch;
+      };
+      const adapter: number[] = [];
+      const driver: number[] = [];
+      let roundTrips = 0;
+      let adapterOps = 0;
+      const started = performance.now();
+      // Alternate the two so that the machine's noise falls on both alike.
+      while ((adapter.length === 0 || performance.now() - started < scale.budgetS * 1000) && adapterOps < scale.upserts) {
+        const a = nextBatch();
+        let t = performance.now();
+        const result = await env.store.write(a);
+        if (process.env.BENCH_DEBUG) console.log("adapter batch", a.length, performance.now() - t);
+        adapter.push((a.length / (performance.now() - t)) * 1000);
+        roundTrips += result.roundTrips;
+        adapterOps += a.length;
+        const b = nextBatch().map(rawOp);
+        t = performance.now();
+        if (process.env.BENCH_DEBUG) console.log("raw start", JSON.stringify(b[0]));
+        await raw.bulkWrite(b, { ordered: false });
+        if (process.env.BENCH_DEBUG) console.log("raw batch", b.length, performance.now() - t);
+        driver.push((b.length / (performance.now() - t)) * 1000);
+      }
+      const sys = median(adapter);
+      const base = median(driver);
+      rows.push({ figure: `upserts/s, ${count} nodes, batch ${batchSize}`, system: sys, baseline: base, unit: 'upserts/s', baselineName: 'raw bulkWrite', target: '>= 0.8x' });
+      rows.push({ figure: `round trips per upsert, ${count} nodes`, system: roundTrips / adapterOps, baseline: 1 / batchSize, baselineName: 'raw bulkWrite', target: '<= 1x' });
+      notes.push(`${count} nodes: ${adapter.length} batches each (median of per-batch rates); ${(1000 / (base ?? 1)).toFixed(1)} ms per update statement on the raw driver`);
+      details[`nodes${count}`] = { adapterRates: adapter, driverRates: driver, roundTrips, adapterOps };
+    } finally {
+      await client.close();
+      await env.cleanup();
+    }
+  }
+  return { name: 'store', scale: { ...scale, batchSize: 500, write: "refresh (updateOne by _id, $set + $max), built by the domain" }, rows, notes, details };
+}

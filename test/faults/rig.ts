@@ -1,0 +1,240 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { resolve } from 'node:path';
+import { createRabbitBus } from '../../shared/bus/rabbit-bus.js';
+import type { Bus } from '../../shared/bus/bus.js';
+import { createMemoryLogger } from '../../shared/logger.js';
+import type { NodeEvent } from '../../shared/messages/index.js';
+import { createMongoNodeStore } from '../../shared/store/mongo-node-store.js';
+import type { NodeStore } from '../../shared/store/node-store.js';
+import { brokerNames, ROUTING, topology } from '../../shared/topology.js';
+
+export const ROOT = resolve(import.meta.dirname, '../..');
+export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+/** One service process started as the README starts it (`npm run <script>`), in a process group of its own. */
+export class ServiceProcess {
+  child: ChildProcess | null = null;
+  /** Every stdout/stderr line with its arrival time, across restarts. */
+  readonly lines: Array<{ at: number; text: string }> = [];
+  starts = 0;
+
+  constructor(
+    readonly name: string,
+    private readonly script: string,
+    private readonly env: Record<string, string>,
+  ) {}
+
+  start(): this {
+    this.starts++;
+    const child = spawn('npm', ['run', '--silent', this.script], { cwd: ROOT, env: { ...process.env, ...this.env }, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+    for (const stream of [child.stdout!, child.stderr!]) {
+      let rest = '';
+      stream.on('data', (chunk: Buffer) => {
+        const parts = (rest + chunk.toString()).split('\n');
+        rest = parts.pop() ?? '';
+        for (const text of parts) if (text.trim()) this.lines.push({ at: Date.now(), text });
+      });
+    }
+    this.child = child;
+    return this;
+  }
+
+  running(): boolean {
+    return !!this.child && this.child.exitCode === null && this.child.signalCode === null;
+  }
+
+  /** Signals the whole group (npm, tsx, node) and waits until the npm process is gone. */
+  async kill(signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
+    const child = this.child;
+    if (!child || !this.running()) return;
+    const exited = new Promise<void>((r) => child.once('exit', () => r()));
+    try {
+      process.kill(-child.pid!, signal);
+    } catch {
+      /* gone */
+    }
+    await Promise.race([exited, sleep(15_000)]);
+    if (signal !== 'SIGKILL') {
+      try {
+        process.kill(-child.pid!, 'SIGKILL');
+      } catch {
+        /* gone */
+      }
+    }
+  }
+
+  /** Most lines logged in any one-second bucket within [from, to]. */
+  maxLinesPerSecond(from: number, to: number): number {
+    const buckets = new Map<number, number>();
+    for (const l of this.lines) {
+      if (l.at < from || l.at > to) continue;
+      const b = Math.floor(l.at / 1000);
+      buckets.set(b, (buckets.get(b) ?? 0) + 1);
+    }
+    return Math.max(0, ...buckets.values());
+  }
+}
+
+interface SimNode {
+  nodeId: string;
+  transport: 'amqp' | 'http';
+  registered: boolean;
+  /** Agent timestamp (ms) of the newest heartbeat the broker confirmed / the api answered 2xx for. */
+  newestConfirmed: number;
+  lastSentTs: number;
+  inFlight: Promise<void> | null;
+}
+
+/**
+ * Simulated agents: each beats every `intervalMs` over AMQP (publisher confirms, one shared connection)
+ * or HTTP (the api), and records the newest heartbeat that was confirmed to it.
+ */
+export class SimFleet {
+  readonly nodes: SimNode[] = [];
+  confirmed = 0;
+  private timer: NodeJS.Timeout | null = null;
+  private frozen = false;
+  private bus!: Bus;
+
+  constructor(
+    private readonly options: { rabbitUrl: string; apiUrl: string; namespace: string; amqp: number; http: number; intervalMs: number },
+  ) {
+    for (let i = 0; i < options.amqp; i++) this.nodes.push(this.node(`sim-amqp-${i}`, 'amqp'));
+    for (let i = 0; i < options.http; i++) this.nodes.push(this.node(`sim-http-${i}`, 'http'));
+  }
+
+  private node(nodeId: string, transport: 'amqp' | 'http'): SimNode {
+    return { nodeId, transport, registered: false, newestConfirmed: 0, lastSentTs: 0, inFlight: null };
+  }
+
+  async start(): Promise<void> {
+    this.bus = await createRabbitBus({ url: this.options.rabbitUrl, log: createMemoryLogger('error'), name: 'simulated agents', confirmTimeoutMs: 2000, maxReconnectDelayMs: 1000, initialMaxRetries: 20 });
+    // Spread the fleet over the interval, as real agents drift apart.
+    const step = this.options.intervalMs / this.nodes.length;
+    let k = 0;
+    this.timer = setInterval(() => {
+      if (this.frozen) return;
+      const slice = Math.max(1, Math.round(this.nodes.length / (this.options.intervalMs / 50)));
+      for (let i = 0; i < slice; i++) {
+        const node = this.nodes[k++ % this.nodes.length]!;
+        if (!node.inFlight) node.inFlight = this.beat(node).finally(() => (node.inFlight = null));
+      }
+    }, Math.max(10, Math.min(50, step)));
+  }
+
+  private async beat(node: SimNode): Promise<void> {
+    const names = brokerNames(this.options.namespace);
+    if (!node.registered) {
+      const body = { nodeId: node.nodeId, hostname: `${node.nodeId}.faults`, ipAddress: '10.9.0.1', maxServers: 10 };
+      node.registered = await this.send(node, 'agent.register', body, ROUTING.register(node.nodeId), '/api/nodes/register', names.exchanges.agentInbound).then(
+        (s) => s === 'ok',
+      );
+      return;
+    }
+    // Strictly increasing agent timestamps, so "newest confirmed" is exact.
+    const ts = Math.max(Date.now(), node.lastSentTs + 1);
+    node.lastSentTs = ts;
+    const body = { cpuUsage: 10, memoryUsage: 20, diskUsage: 30, containerCount: 1, timestamp: new Date(ts).toISOString() };
+    const outcome = await this.send(node, 'agent.heartbeat', body, ROUTING.heartbeat(node.nodeId), `/api/nodes/${node.nodeId}/stats`, names.exchanges.agentInbound);
+    if (outcome === 'ok') {
+      this.confirmed++;
+      node.newestConfirmed = Math.max(node.newestConfirmed, ts);
+    } else if (outcome === 'unknown') node.registered = false;
+  }
+
+  private async send(node: SimNode, type: string, payload: object, routingKey: string, path: string, exchange: string): Promise<'ok' | 'failed' | 'unknown'> {
+    if (node.transport === 'amqp') {
+      const id = randomUUID();
+      const sentAt = new Date().toISOString();
+      try {
+        await this.bus.publish(exchange, routingKey, { id, type, version: 1, sentAt, nodeId: node.nodeId, payload }, { messageId: id });
+        return 'ok';
+      } catch {
+        return 'failed';
+      }
+    }
+    try {
+      const res = await fetch(`${this.options.apiUrl}${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(payload), signal: AbortSignal.timeout(2000) });
+      await res.arrayBuffer();
+      if (res.ok) return 'ok';
+      return res.status === 404 ? 'unknown' : 'failed';
+    } catch {
+      return 'failed';
+    }
+  }
+
+  /** Stops sending new beats and waits for those in flight: from then on "newest confirmed" is final. */
+  async freeze(): Promise<void> {
+    this.frozen = true;
+    await Promise.all(this.nodes.map((n) => n.inFlight));
+  }
+
+  resume(): void {
+    this.frozen = false;
+  }
+
+  async stop(): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    await this.freeze();
+    await this.bus.close();
+  }
+}
+
+/** A subscriber's own durable queue on node.events (all keys), with each event's arrival time. */
+export async function subscribeEvents(rabbitUrl: string, namespace: string) {
+  const bus = await createRabbitBus({ url: rabbitUrl, log: createMemoryLogger('error'), name: 'faults subscriber', maxReconnectDelayMs: 1000, initialMaxRetries: 20 });
+  const names = brokerNames(namespace);
+  await bus.declareTopology(topology(names));
+  const queue = `${namespace}.faults-subscriber`;
+  await bus.declareQueue({ name: queue, durable: true, bindings: [{ exchange: names.exchanges.nodeEvents, routingKey: '#' }] });
+  const events: Array<NodeEvent & { arrivedAt: number }> = [];
+  await bus.consume(
+    queue,
+    (d) => {
+      events.push({ ...(JSON.parse(d.body.toString()) as NodeEvent), arrivedAt: Date.now() });
+      d.ack();
+    },
+    { prefetch: 200 },
+  );
+  return {
+    events,
+    /** Node events grouped by nodeId + statusVersion that carry more than one distinct eventId. */
+    duplicateTransitions(): number {
+      const groups = new Map<string, Set<string>>();
+      for (const e of events) {
+        if (!e.nodeId) continue; // cluster.degraded
+        const key = `${e.nodeId}#${e.statusVersion}`;
+        if (!groups.has(key)) groups.set(key, new Set());
+        groups.get(key)!.add(e.eventId);
+      }
+      return [...groups.values()].filter((ids) => ids.size > 1).length;
+    },
+    close: () => bus.close(),
+  };
+}
+
+export async function openStore(url: string): Promise<NodeStore> {
+  for (let i = 0; ; i++) {
+    try {
+      return await createMongoNodeStore({ url, historyPoints: 0, serverSelectionTimeoutMs: 2000 });
+    } catch (error) {
+      if (i > 30) throw error;
+      await sleep(500);
+    }
+  }
+}
+
+/** Polls `check` until it is truthy; returns the time it took, or null on timeout. */
+export async function until(check: () => Promise<unknown> | unknown, timeoutMs: number, everyMs = 200): Promise<number | null> {
+  const start = Date.now();
+  while (Date.now() - start < timeoutMs) {
+    try {
+      if (await check()) return Date.now() - start;
+    } catch {
+      /* not yet */
+    }
+    await sleep(everyMs);
+  }
+  return null;
+}
