@@ -29,7 +29,7 @@ export async function runStore(options: { long: boolean }): Promise<BenchResult>
     const env = await openEnv('store');
     const client = await MongoClient.connect(env.config.mongoUrl);
     try {
-      const batchSize = env.config.ingest.batchSize;
+      const batchSize = Number(process.env.BENCH_STORE_BATCH ?? env.config.ingest.batchSize);
       const ids = nodeIds(count);
       const t0 = Date.now() - 1000;
       await seedNodes(env.store, ids, () => t0);
