@@ -42,7 +42,11 @@ describe('hostile input over HTTP (fuzz) @int', function () {
       expect((await post(`${h.url}/api/nodes/register`, registerBody(nodeId), bearer(formatJoinAuth(JOIN_TOKEN, nodeId, credential)))).status, nodeId).to.equal(201);
       expect((await post(`${h.url}/api/nodes/${nodeId}/stats`, statsBody(), bearer(credential))).status, nodeId).to.equal(200);
     }
-    await eventually(async () => (await h.store.list()).filter((n) => n.stats).length === NODES.length);
+    // Settled: stats stored and the registration events published (their outbox emptied), so that only the fuzz could change a node.
+    await eventually(async () => {
+      const nodes = await h.store.list();
+      return nodes.filter((n) => n.stats && n.outbox.length === 0).length === NODES.length;
+    }, 10_000);
   });
   after(async () => {
     await h?.stop();

@@ -55,7 +55,11 @@ describe('hostile input over AMQP (fuzz) @int', function () {
       await eventually(async () => (await h.store.get(nodeId))?.credentialHash);
       await h.bus.publish(h.names.exchanges.agentInbound, ROUTING.heartbeat(nodeId), validMessage('agent.heartbeat', nodeId));
     }
-    await eventually(async () => (await h.store.list()).filter((n) => n.stats).length === NODES.length);
+    // Settled: stats stored and the registration events published (their outbox emptied), so that only the fuzz could change a node.
+    await eventually(async () => {
+      const nodes = await h.store.list();
+      return nodes.filter((n) => n.stats && n.outbox.length === 0).length === NODES.length;
+    }, 10_000);
   });
   after(async () => {
     await h?.stop();
