@@ -7,6 +7,8 @@ import { median, type BenchResult, type Row } from './lib/report.js';
 
 type Refresh = Extract<NodeWrite, { kind: 'refresh' }>;
 
+const RAW_CHUNK = Number(process.env.BENCH_RAW_CHUNK ?? 50);
+
 /** The same operation the adapter sends for a refresh, written against the raw driver. */
 function rawOp(w: Refresh): AnyBulkWriteOperation<{ _id: string }> {
   const max: Record<string, unknown> = {};
@@ -29,12 +31,12 @@ export async function runStore(options: { long: boolean }): Promise<BenchResult>
     const env = await openEnv('store');
     const client = await MongoClient.connect(env.config.mongoUrl);
     try {
-      const batchSize = Number(process.env.BENCH_STORE_BATCH ?? env.config.ingest.batchSize);
+      const batchSize = env.config.ingest.batchSize;
       const ids = nodeIds(count);
       const t0 = Date.now() - 1000;
       await seedNodes(env.store, ids, () => t0);
       const records = await env.store.getMany(ids);
-      const raw = process.env.BENCH_SAME_CLIENT ? env.store.connection.db!.collection<{ _id: string }>('nodes') : client.db().collection<{ _id: string }>('nodes');
+      const raw = client.db().collection<{ _id: string }>('nodes');
       // One batch = the next `batchSize` nodes, each with one heartbeat applied by the domain: a refresh write.
       let cursor = 0;
       const nextBatch = (): Refresh[] => {
@@ -60,21 +62,20 @@ export async function runStore(options: { long: boolean }): Promise<BenchResult>
         const a = nextBatch();
         let t = performance.now();
         const result = await env.store.write(a);
-        if (process.env.BENCH_DEBUG) console.log("adapter batch", a.length, performance.now() - t);
         adapter.push((a.length / (performance.now() - t)) * 1000);
         roundTrips += result.roundTrips;
         adapterOps += a.length;
         const b = nextBatch().map(rawOp);
         t = performance.now();
-        if (process.env.BENCH_DEBUG) console.log("raw start", JSON.stringify(b[0]));
-        await raw.bulkWrite(b, { ordered: false });
-        if (process.env.BENCH_DEBUG) console.log("raw batch", b.length, performance.now() - t);
+        // FerretDB stalls on one raw update command of >= ~100 of these operations (see docs/benchmarks.md),
+        // so the baseline sends the same operations as unordered bulkWrites of RAW_CHUNK.
+        for (let i = 0; i < b.length; i += RAW_CHUNK) await raw.bulkWrite(b.slice(i, i + RAW_CHUNK), { ordered: false });
         driver.push((b.length / (performance.now() - t)) * 1000);
       }
       const sys = median(adapter);
       const base = median(driver);
       rows.push({ figure: `upserts/s, ${count} nodes, batch ${batchSize}`, system: sys, baseline: base, unit: 'upserts/s', baselineName: 'raw bulkWrite', target: '>= 0.8x' });
-      rows.push({ figure: `round trips per upsert, ${count} nodes`, system: roundTrips / adapterOps, baseline: 1 / batchSize, baselineName: 'raw bulkWrite', target: '<= 1x' });
+      rows.push({ figure: `round trips per upsert, ${count} nodes`, system: roundTrips / adapterOps, baseline: 1 / RAW_CHUNK, baselineName: `raw, ${RAW_CHUNK} per bulkWrite`, target: '<= 1x' });
       notes.push(`${count} nodes: ${adapter.length} batches each (median of per-batch rates); ${(1000 / (base ?? 1)).toFixed(1)} ms per update statement on the raw driver`);
       details[`nodes${count}`] = { adapterRates: adapter, driverRates: driver, roundTrips, adapterOps };
     } finally {
@@ -82,5 +83,5 @@ export async function runStore(options: { long: boolean }): Promise<BenchResult>
       await env.cleanup();
     }
   }
-  return { name: 'store', scale: { ...scale, batchSize: 500, write: "refresh (updateOne by _id, $set + $max), built by the domain" }, rows, notes, details };
+  return { name: 'store', scale: { ...scale, batchSize: 500, write: 'refresh (updateOne by _id, $set + $max), built by the domain', rawChunk: RAW_CHUNK }, rows, notes, details };
 }

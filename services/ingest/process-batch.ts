@@ -5,6 +5,7 @@ import { applyMessage, newDraft, type MessageOutcome, type NodeDraft, type Recei
 import { draftToWrite } from '../../shared/domain/draft-write.js';
 import type { EventPublisher } from '../../shared/events/event-publisher.js';
 import type { Logger } from '../../shared/logger.js';
+import { createLogThrottle } from '../../shared/log-throttle.js';
 import type { Metrics } from '../../shared/metrics.js';
 import type { NodeStore } from '../../shared/store/node-store.js';
 import type { NodeWrite } from '../../shared/store/node-record.js';
@@ -48,6 +49,15 @@ const REREGISTER_MIN_GAP_MS = 1000;
 export function createBatchProcessor(deps: BatchDeps) {
   const { bus, store, names, events, log, clock, metrics } = deps;
   const askedAt = new Map<string, number>();
+  // A flood of bad messages must not become a flood of log lines: 5 a minute, then one summary.
+  const refusalLog = createLogThrottle({
+    log,
+    level: 'warn',
+    burst: 5,
+    windowMs: 60_000,
+    now: () => clock.now(),
+    summary: (n) => `... and ${n} more agent messages refused and dead-lettered in the last minute (see ${names.queues.deadLetter})`,
+  });
 
   async function deadLetter(delivery: Delivery, reason: string): Promise<void> {
     try {
@@ -157,7 +167,7 @@ export function createBatchProcessor(deps: BatchDeps) {
     }
     for (const { delivery, reason } of refusals) {
       metrics.messagesIngested.inc({ type: 'invalid', outcome: 'refused' });
-      log.warn(`Refused agent message on ${delivery.routingKey.slice(0, 120)}: ${reason.slice(0, 300)}`);
+      refusalLog.log(`Refused agent message on ${delivery.routingKey.slice(0, 120)}: ${reason.slice(0, 300)}`);
       deadLetters.push(deadLetter(delivery, reason));
     }
     await Promise.all(deadLetters);

@@ -50,11 +50,38 @@ export async function createRabbitBus(options: RabbitBusOptions): Promise<Bus> {
     for (const l of listeners) l(value);
   }
 
-  async function declareAll(channel: Channel): Promise<void> {
-    if (topologyToDeclare) await declare(channel, topologyToDeclare);
+  let reportedDeclareFailure = false;
+
+  /**
+   * Declares the topology and the named queues again after a (re)connect, each on a throwaway channel: a
+   * refused declaration (an agent's broker user may publish but not configure shared exchanges) closes only
+   * that channel, is logged once, and does not stop the connection from being used.
+   */
+  async function declareAll(m: ChannelModel): Promise<void> {
+    const steps: Array<[string, (ch: Channel) => Promise<void>]> = [];
+    if (topologyToDeclare) {
+      const t = topologyToDeclare;
+      steps.push(['topology', (ch) => declare(ch, t)]);
+    }
     for (const [name, q] of queues) {
-      await channel.assertQueue(name, { durable: q.durable ?? false, exclusive: q.exclusive ?? false, autoDelete: q.autoDelete ?? false, arguments: q.arguments });
-      for (const b of q.bindings) await channel.bindQueue(name, b.exchange, b.routingKey);
+      steps.push([
+        `queue ${name}`,
+        async (ch) => {
+          await ch.assertQueue(name, { durable: q.durable ?? false, exclusive: q.exclusive ?? false, autoDelete: q.autoDelete ?? false, arguments: q.arguments });
+          for (const b of q.bindings) await ch.bindQueue(name, b.exchange, b.routingKey);
+        },
+      ]);
+    }
+    for (const [what, step] of steps) {
+      const channel = await m.createChannel();
+      channel.on('error', () => undefined);
+      try {
+        await step(channel);
+        await channel.close().catch(() => undefined);
+      } catch (error) {
+        if (!reportedDeclareFailure) log.warn(`Broker refused to declare ${what}, continuing with what exists: ${(error as Error).message}`);
+        reportedDeclareFailure = true;
+      }
     }
   }
 
@@ -67,7 +94,7 @@ export async function createRabbitBus(options: RabbitBusOptions): Promise<Bus> {
       // A channel-level error (not a lost connection): open a fresh one on the same connection.
       if (!closing && model === m && connected) openPublishChannel(m).catch(() => undefined);
     });
-    await declareAll(channel);
+    await declareAll(m);
     publishChannel = channel;
   }
 
