@@ -204,7 +204,19 @@ export async function createRabbitBus(options: RabbitBusOptions): Promise<Bus> {
   return {
     async declareTopology(topology) {
       topologyToDeclare = topology;
-      if (publishChannel) await withChannel('declare', (ch) => declare(ch, topology));
+      const m = model;
+      if (!m || !connected) return; // declared by the setup of the coming connection
+      // A throwaway channel: a refusal (missing configure permission) must not close the publish channel.
+      const channel = await m.createChannel().catch((error: Error) => {
+        throw new BusUnavailableError(`broker declare failed: ${error.message}`, { cause: error });
+      });
+      channel.on('error', () => undefined);
+      try {
+        await declare(channel, topology);
+        await channel.close().catch(() => undefined);
+      } catch (error) {
+        throw new BusUnavailableError(`broker declare failed: ${(error as Error).message}`, { cause: error });
+      }
     },
     publish(exchange, routingKey, body, opts: PublishOptions = {}) {
       const channel = publishChannel;
