@@ -1,22 +1,10 @@
-import { Redis } from 'ioredis';
+import { deleteRedisKeys } from '../support/redis-keys.js';
 import { createMemoryLogger } from '../../shared/logger.js';
 import { createBullmqScheduler } from '../../shared/scheduler/bullmq-scheduler.js';
 import { REDIS_URL, requireServices, uniqueName } from '../support/services.js';
 import { schedulerContract } from './scheduler.contract.js';
 
-async function deleteKeys(prefix: string): Promise<void> {
-  const redis = new Redis(REDIS_URL, { maxRetriesPerRequest: 1 });
-  try {
-    let cursor = '0';
-    do {
-      const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 500);
-      if (keys.length) await redis.del(...keys);
-      cursor = next;
-    } while (cursor !== '0');
-  } finally {
-    redis.disconnect();
-  }
-}
+const deleteKeys = (prefix: string) => deleteRedisKeys(REDIS_URL, prefix);
 
 describe('BullMQ scheduler @int', function () {
   before(requireServices('redis'));

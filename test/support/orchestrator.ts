@@ -19,6 +19,7 @@ import { mountDashboard, type Dashboard } from '../../services/api/dashboard/das
 import { createCredentialAuthenticator } from '../../services/ingest/auth/credential-authenticator.js';
 import { createIngest, type Ingest } from '../../services/ingest/ingest.js';
 import { createSweeper } from '../../services/sweeper/sweeper.js';
+import { deleteRedisKeys } from './redis-keys.js';
 import { MONGO_URL, mongoUrlFor, RABBITMQ_URL, REDIS_URL, uniqueName } from './services.js';
 
 export interface HarnessOptions {
@@ -224,7 +225,7 @@ export async function startOrchestrator(options: HarnessOptions = {}): Promise<H
       if (!stopOptions.keepData) {
         for (const q of Object.values(names.queues)) await bus.deleteQueue(q).catch(() => undefined);
         for (const e of Object.values(names.exchanges)) await bus.deleteExchange(e).catch(() => undefined);
-        await cleanupRedis(config.redisUrl, config.redisPrefix);
+        await deleteRedisKeys(config.redisUrl, config.redisPrefix);
         const db = (store as NodeStore & { connection?: { dropDatabase(): Promise<void> } }).connection;
         await db?.dropDatabase().catch(() => undefined);
       }
@@ -235,22 +236,5 @@ export async function startOrchestrator(options: HarnessOptions = {}): Promise<H
   return harness;
 }
 
-async function cleanupRedis(url: string, prefix: string): Promise<void> {
-  const { Redis } = await import('ioredis');
-  const redis = new Redis(url, { maxRetriesPerRequest: 1, lazyConnect: true });
-  try {
-    await redis.connect();
-    let cursor = '0';
-    do {
-      const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 500);
-      if (keys.length) await redis.del(...keys);
-      cursor = next;
-    } while (cursor !== '0');
-  } catch {
-    /* best effort */
-  } finally {
-    redis.disconnect();
-  }
-}
 
 export { MONGO_URL };
