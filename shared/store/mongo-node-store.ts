@@ -136,7 +136,7 @@ function statsDocument(stats: NonNullable<NodeRecord['stats']>) {
 
 /** Turns driver failures into StoreUnavailableError; anything else is a bug and is rethrown. */
 /** No store call may hang: a server that accepted a request and then died would otherwise hold it forever. */
-const OPERATION_DEADLINE_MS = 20_000;
+const OPERATION_DEADLINE_MS = 8_000;
 
 async function guarded<T>(what: string, run: () => Promise<T>): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
@@ -165,7 +165,7 @@ export async function createMongoNodeStore(options: MongoNodeStoreOptions): Prom
   const connection = mongoose.createConnection(options.url, {
     serverSelectionTimeoutMS: options.serverSelectionTimeoutMs ?? 5000,
     // A socket that stops answering is closed (and the operation fails, to be retried) instead of waiting forever.
-    socketTimeoutMS: 15_000,
+    socketTimeoutMS: 10_000,
     // Fail fast instead of queueing every operation in memory while the store is down.
     bufferCommands: false,
     maxPoolSize: 20,
