@@ -69,7 +69,10 @@ export async function runHttp(options: { long: boolean }): Promise<BenchResult> 
       const parsed = heartbeatBodySchema.safeParse(req.body);
       if (!parsed.success) return void res.status(400).json({ error: 'INVALID_BODY' });
       const { timestamp, ...stats } = parsed.data;
-      const doc = await nodes.findOneAndUpdate({ _id: req.params.nodeId }, { $set: { lastHeartbeat: new Date(), stats: { reportedAt: new Date(timestamp), ...stats } } });
+      const doc = await nodes
+        .findOneAndUpdate({ _id: req.params.nodeId }, { $set: { lastHeartbeat: new Date(), stats: { reportedAt: new Date(timestamp), ...stats } } })
+        .catch(() => undefined); // requests still queued when the run ends and the client closes
+      if (doc === undefined) return void res.status(503).json({ error: 'STORE_UNAVAILABLE' });
       if (!doc) return void res.status(404).json({ error: 'NODE_NOT_REGISTERED' });
       res.status(200).json({ nodeId: req.params.nodeId, accepted: true });
     });

@@ -59,8 +59,9 @@ export function createSweep(deps: SweepDeps) {
   async function massSilence(silent: number, now: number): Promise<'proceed' | 'hold'> {
     const guard = config.sweep.massSilence;
     if (!guard.enabled) return 'proceed';
-    const online = (await store.countByStatus()).ONLINE;
     const state = await store.guardState();
+    if (silent === 0 && !state.heldSince) return 'proceed'; // the common sweep: no count of the fleet needed
+    const online = (await store.countByStatus()).ONLINE;
     const massive = online >= guard.minNodes && silent / online > guard.share;
     if (!massive) {
       if (state.heldSince) {
@@ -114,6 +115,7 @@ export function createSweep(deps: SweepDeps) {
       const silent = await store.countExpired(new Date(cutoff));
       if ((await massSilence(silent, now)) === 'hold') return hold('mass-silence', `Holding ${silent} silent nodes ONLINE (mass-silence guard)`, silent);
       lastHold = null;
+      if (silent === 0) return { kind: 'marked', nodeIds: [] };
 
       const marked: string[] = [];
       const seen = new Set<string>();

@@ -86,7 +86,7 @@ const livenessSchema = new mongoose.Schema<LivenessDocument>(
 export interface MongoNodeStoreOptions {
   url: string;
   historyPoints: number;
-  /** Most operations in one bulk write command (default: 50 on FerretDB, 1000 elsewhere). */
+  /** Most operations in one bulk write command (default: 10 on FerretDB, 1000 elsewhere). */
   opsPerCommand?: number;
   /** Read batches with one lookup per id (default: only on FerretDB, see below). */
   perIdReads?: boolean;
@@ -181,8 +181,9 @@ export async function createMongoNodeStore(options: MongoNodeStoreOptions): Prom
   const isFerret = 'ferretdbVersion' in buildInfo;
   const perIdReads = options.perIdReads ?? isFerret;
   // FerretDB 1.24 stalls on an update command of 100 or more statements (seen here: 80 take 0.2 s, 100
-  // never finish), so there a bulk write is sent as several commands of at most 50.
-  const opsPerCommand = options.opsPerCommand ?? (isFerret ? 50 : 1000);
+  // never finish), and each statement scans the collection, so there a bulk write is sent as commands of 10:
+  // each stays well inside the operation deadline.
+  const opsPerCommand = options.opsPerCommand ?? (isFerret ? 10 : 1000);
   const State: Model<LivenessDocument> = connection.model<LivenessDocument>('OrchestratorState', livenessSchema);
 
   async function ensureIndexes(): Promise<void> {
@@ -236,7 +237,7 @@ export async function createMongoNodeStore(options: MongoNodeStoreOptions): Prom
     async getMany(nodeIds: string[]) {
       if (!nodeIds.length) return new Map<string, NodeRecord>();
       const docs = perIdReads
-        ? (await guarded('getMany', () => Promise.all(nodeIds.map((id) => Nodes.collection.findOne({ _id: id } as never))))).filter(Boolean)
+        ? (await Promise.all(nodeIds.map((id) => guarded('getMany', () => Nodes.collection.findOne({ _id: id } as never))))).filter(Boolean)
         : await guarded('getMany', () => Nodes.collection.find({ _id: { $in: nodeIds } } as never).toArray());
       return new Map((docs as unknown as NodeDocument[]).map((d) => [d._id, toRecord(d)]));
     },
