@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { Redis } from 'ioredis';
+import { deleteRedisKeys } from '../../test/support/redis-keys.js';
 import { createRabbitBus } from '../../shared/bus/rabbit-bus.js';
 import type { Bus } from '../../shared/bus/bus.js';
 import { loadOrchestratorConfig, type OrchestratorConfig } from '../../shared/config.js';
@@ -66,21 +66,8 @@ export async function openEnv(name: string, env: Record<string, string> = {}): P
   };
 }
 
-export async function deleteRedisPrefix(prefix: string): Promise<void> {
-  const redis = new Redis(REDIS_URL, { maxRetriesPerRequest: 1, lazyConnect: true });
-  try {
-    await redis.connect();
-    let cursor = '0';
-    do {
-      const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 500);
-      if (keys.length) await redis.del(...keys);
-      cursor = next;
-    } while (cursor !== '0');
-  } catch {
-    /* best effort */
-  } finally {
-    redis.disconnect();
-  }
+export function deleteRedisPrefix(prefix: string): Promise<void> {
+  return deleteRedisKeys(REDIS_URL, prefix);
 }
 
 export function nodeIds(count: number, prefix = 'node'): string[] {
