@@ -1,46 +1,8 @@
 import { expect } from 'chai';
-import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { eventually, requireServices } from '../support/services.js';
 import { registerBody, startOrchestrator, statsBody, type Harness } from '../support/orchestrator.js';
 import { sleep } from '../support/fleet.js';
-
-/** A FerretDB of this test's own, so stopping it disturbs nobody else. */
-function privateFerret(port: number) {
-  const bin = execFileSync('bash', ['scripts/ferretdb.sh', 'path'], { encoding: 'utf8' }).trim();
-  const dir = mkdtempSync(join(tmpdir(), 'ferret-'));
-  let child: ChildProcess | null = null;
-  return {
-    available: existsSync(bin),
-    url: `mongodb://127.0.0.1:${port}/durability`,
-    async start() {
-      child = spawn(bin, ['-listen-addr', `127.0.0.1:${port}`, '-state-dir', dir, '-log-level', 'error'], { stdio: 'ignore' });
-      await eventually(() => new Promise<boolean>((resolve) => {
-        const s = require_net().connect(port, '127.0.0.1');
-        s.once('connect', () => (s.destroy(), resolve(true)));
-        s.once('error', () => resolve(false));
-      }), 15000, 100);
-    },
-    async stop() {
-      const c = child;
-      child = null;
-      if (!c || c.exitCode !== null) return;
-      const exited = new Promise((resolve) => c.once('exit', resolve));
-      c.kill('SIGKILL');
-      await exited;
-    },
-    async remove() {
-      await this.stop();
-      rmSync(dir, { recursive: true, force: true });
-    },
-  };
-}
-import * as net from 'node:net';
-function require_net() {
-  return net;
-}
+import { freePort, startPrivateFerret } from '../support/private-services.js';
 
 describe('durability and batching @int', function () {
   this.timeout(60000);
@@ -52,11 +14,10 @@ describe('durability and batching @int', function () {
   });
 
   it('stores every heartbeat the broker confirmed although the store was down for 5 s in the middle of 1000', async function () {
-    const ferret = privateFerret(27000 + Math.floor(Math.random() * 900) + 50);
-    if (!ferret.available) this.skip();
-    await ferret.start();
+    // A FerretDB of this test's own (built by scripts/ferretdb.sh when missing), so stopping it disturbs nobody.
+    const ferret = await startPrivateFerret({ port: await freePort() });
     try {
-      h = await startOrchestrator({ env: { MONGO_URL: ferret.url, TIMEOUT_MINUTES: '1' } });
+      h = await startOrchestrator({ env: { MONGO_URL: ferret.urlFor('durability'), TIMEOUT_MINUTES: '1' } });
       const ids = Array.from({ length: 20 }, (_, i) => `durable-${i}`);
       await Promise.all(ids.map((id) => h!.publishAgent('agent.register', id, registerBody(id))));
       await eventually(async () => (await h!.store.list()).length === 20, 10000);
@@ -87,7 +48,7 @@ describe('durability and batching @int', function () {
     } finally {
       await h?.stop();
       h = undefined;
-      await ferret.remove();
+      await ferret.close();
     }
   });
 
