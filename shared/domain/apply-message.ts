@@ -144,8 +144,10 @@ function applyHeartbeat(draft: NodeDraft, message: HeartbeatMessage, received: R
     if (!late) addHistoryPoint(draft, node, { t: new Date(at), cpu: cpuUsage, mem: memoryUsage }, ctx);
   }
   if (late) {
-    // Either a backlog, or the agent's clock jumped back: a re-registration resets the baseline.
-    draft.askReregister = true;
+    // Either a backlog, or the agent's clock jumped back: a re-registration resets the baseline. Asked only
+    // when no fresh heartbeat is arriving besides (a backlog drains next to live beats; a jumped clock has none).
+    const starved = !node.lastHeartbeat || ctx.now - node.lastHeartbeat.getTime() > ctx.timeoutMs / 2;
+    if (node.status === 'OFFLINE' || starved) draft.askReregister = true;
     return { kind: 'late', ageMs: age };
   }
   if (!node.lastHeartbeat || at > node.lastHeartbeat.getTime()) node.lastHeartbeat = new Date(at);

@@ -73,7 +73,11 @@ describe('orchestrator flow @int', function () {
     const ready = await fetch(`${h.url}/readyz`);
     expect(ready.status).to.equal(200);
     expect(await ready.json()).to.deep.include({ ready: true, clusterDegraded: false });
-    const text = await (await fetch(`${h.url}/metrics`)).text();
+    // The node.registered event is published just after the write that stored it.
+    const text = await eventually(async () => {
+      const body = await (await fetch(`${h.url}/metrics`)).text();
+      return body.includes('orchestrator_events_published_total{type="node.registered"}') ? body : null;
+    });
     for (const name of [
       'orchestrator_ingest_messages_total',
       'orchestrator_ingest_batch_size',
