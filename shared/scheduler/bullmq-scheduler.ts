@@ -62,7 +62,15 @@ export async function createBullmqScheduler(options: BullmqSchedulerOptions): Pr
             if (!run) throw new Error(`no handler for job ${job.name}`);
             await run();
           },
-          { connection: connection.duplicate({ maxRetriesPerRequest: null }), prefix: options.prefix, concurrency: 1, lockDuration: Math.max(30_000, intervalMs * 4) },
+          {
+            connection: connection.duplicate({ maxRetriesPerRequest: null }),
+            prefix: options.prefix,
+            concurrency: 1,
+            // A killed sweeper's job holds the global-concurrency slot until its lock expires and the stall
+            // check frees it, so both follow the interval (the worker renews the lock of a long sweep).
+            lockDuration: Math.max(5_000, intervalMs * 2),
+            stalledInterval: Math.max(5_000, intervalMs * 2),
+          },
         );
         worker.on('error', () => undefined);
         worker.on('failed', (job, error) => log.error(`Scheduled job ${job?.name ?? '?'} failed: ${error.message}`));
