@@ -82,8 +82,9 @@ describe('refusals and unknown nodes @int', function () {
     await raw(ROUTING.heartbeat('node-1'), envelope({ payload: { ...statsBody(), pad: 'x'.repeat(1024 * 1024) } }));
     await raw(ROUTING.heartbeat('ghost'), envelope({ nodeId: 'ghost' })); // unknown node
     await eventually(() => dead.length === 7, 5000);
+    // The dead letters of one batch are published concurrently: their order is not promised.
     const reasons = dead.map((d) => String(d.headers[HEADERS.refusalReason]));
-    expect(reasons[0]).to.equal('malformed JSON');
+    expect(reasons).to.include('malformed JSON');
     expect(reasons.some((r) => r.includes('cpuUsage'))).to.equal(true);
     expect(reasons.some((r) => r.includes('diskUsage'))).to.equal(true);
     expect(reasons.some((r) => r.includes('nodeId'))).to.equal(true);
