@@ -74,6 +74,21 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
       help: '1 while the mass-silence guard holds back a transition of many nodes',
       registers: [registry],
     }),
+    brokerBlocked: new Gauge({
+      name: 'orchestrator_broker_blocked',
+      help: '1 while the broker blocks this process\'s publishes (memory or disk alarm, or no publisher confirm for a while)',
+      registers: [registry],
+    }),
+    brokerUnconfirmed: new Gauge({
+      name: 'orchestrator_broker_unconfirmed_publishes',
+      help: 'Publishes sent to the broker and not yet confirmed',
+      registers: [registry],
+    }),
+    brokerOldestUnconfirmed: new Gauge({
+      name: 'orchestrator_broker_oldest_unconfirmed_seconds',
+      help: 'Age of the oldest publish not yet confirmed by the broker (0 when none)',
+      registers: [registry],
+    }),
     httpRequests: new Counter({
       name: 'orchestrator_http_requests_total',
       help: 'HTTP requests by route and status',

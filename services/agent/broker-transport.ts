@@ -4,8 +4,10 @@ import { withTimeout, type Timers } from './timers.js';
 import { TransportError, type OutboundMessage, type SendOptions, type Transport } from './transport.js';
 
 export interface BrokerTransport extends Transport {
-  /** Connected now: worth trying before HTTP. */
+  /** Connected and not blocking publishes now: worth trying before HTTP. */
   isAvailable(): boolean;
+  /** Why isAvailable() is false (for the fallback's log line and error). */
+  unavailableReason(): string;
 }
 
 const ROUTE = {
@@ -17,11 +19,19 @@ const ROUTE = {
 /** Publishes envelopes to the agent inbound exchange; accepted once the broker confirmed them. */
 export function createBrokerTransport(deps: { bus: Bus; names: BrokerNames; timers: Timers }): BrokerTransport {
   const { bus, names, timers } = deps;
+  // A broker that blocks publishers (memory or disk alarm) is treated like one that cannot be reached.
+  const unavailableReason = () => {
+    if (!bus.isConnected()) return 'broker not connected';
+    const state = bus.publishState();
+    return state.blocked ? `broker blocking publishes: ${state.reason}` : '';
+  };
   return {
     name: 'amqp',
-    isAvailable: () => bus.isConnected(),
+    isAvailable: () => !unavailableReason(),
+    unavailableReason,
     async send(message: OutboundMessage, options: SendOptions): Promise<void> {
-      if (!bus.isConnected()) throw new TransportError('UNAVAILABLE', 'broker not connected');
+      const unavailable = unavailableReason();
+      if (unavailable) throw new TransportError('UNAVAILABLE', unavailable);
       const publish = bus.publish(names.exchanges.agentInbound, ROUTE[message.type](message.nodeId), message, { messageId: message.id, persistent: true });
       try {
         await withTimeout(timers, publish, options.timeoutMs, () => new TransportError('TIMEOUT', `no broker confirm within ${options.timeoutMs} ms`));

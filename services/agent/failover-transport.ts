@@ -12,7 +12,10 @@ export interface DeliverOptions {
   signal?: AbortSignal;
 }
 
-/** Sends each message over the broker when it is connected, else (or when it does not confirm in time) over HTTP. */
+/**
+ * Sends each message over the broker when it is connected and not blocking publishes, else (or when it does not
+ * confirm in time) over HTTP.
+ */
 export interface FailoverTransport {
   /** Resolves with the transport that accepted the message; rejects when none did. */
   send(message: OutboundMessage, options: DeliverOptions): Promise<TransportName>;
@@ -43,7 +46,7 @@ export function createFailoverTransport(deps: { broker?: BrokerTransport; http: 
           brokerError = error;
         }
       } else if (broker) {
-        brokerError = new TransportError('UNAVAILABLE', 'broker not connected');
+        brokerError = new TransportError('UNAVAILABLE', broker.unavailableReason() || 'broker not connected');
       }
       const timeoutMs = Math.floor(Math.min(options.timeoutMs, left()));
       try {

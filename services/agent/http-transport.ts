@@ -67,9 +67,11 @@ function networkReason(error: unknown): string {
 function summary(text: string): string {
   if (!text) return '';
   try {
-    const parsed = JSON.parse(text) as { error?: unknown; message?: unknown };
+    const parsed = JSON.parse(text) as { error?: unknown; message?: unknown; reason?: unknown };
     const detail = parsed?.error ?? parsed?.message;
-    if (detail !== undefined) return `: ${typeof detail === 'string' ? detail : JSON.stringify(detail)}`.slice(0, 300);
+    // The api names a broker alarm in `reason` (503 BROKER_BLOCKED): worth the agent's log line.
+    const reason = typeof parsed?.reason === 'string' ? ` (${parsed.reason})` : '';
+    if (detail !== undefined) return `: ${typeof detail === 'string' ? detail : JSON.stringify(detail)}${reason}`.slice(0, 300);
     return '';
   } catch {
     /* not JSON: show the start of it */

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { Bus } from '../../shared/bus/bus.js';
-import { BusUnavailableError } from '../../shared/bus/bus.js';
+import { BrokerBlockedError, BusUnavailableError } from '../../shared/bus/bus.js';
 import type { Clock } from '../../shared/clock.js';
 import type { AgentMessage, HeartbeatBody, RegisterBody, ShutdownBody } from '../../shared/messages/index.js';
 import { ROUTING, type BrokerNames } from '../../shared/topology.js';
@@ -14,11 +14,22 @@ export function createAgentGateway(options: { bus: Bus; names: BrokerNames; cloc
   const { bus, names, clock } = options;
 
   async function send(message: AgentMessage, routingKey: string): Promise<void> {
+    const retryAfter = { 'Retry-After': String(options.retryAfterSeconds) };
     try {
       await bus.publish(names.exchanges.agentInbound, routingKey, message, { messageId: message.id });
     } catch (error) {
+      // Fails at once while the broker blocks publishers (an alarm): answered now, not when the client gives up.
+      if (error instanceof BrokerBlockedError) {
+        throw new HttpError(
+          503,
+          'BROKER_BLOCKED',
+          `cannot accept now: the message broker is blocking publishes (${error.reason})`,
+          { reason: error.reason, blockedSince: new Date(error.since).toISOString() },
+          retryAfter,
+        );
+      }
       if (error instanceof BusUnavailableError) {
-        throw new HttpError(503, 'BROKER_UNAVAILABLE', 'cannot accept now: the message broker is unavailable', {}, { 'Retry-After': String(options.retryAfterSeconds) });
+        throw new HttpError(503, 'BROKER_UNAVAILABLE', 'cannot accept now: the message broker is unavailable', {}, retryAfter);
       }
       throw error;
     }

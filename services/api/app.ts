@@ -138,7 +138,9 @@ export function createApp(deps: ApiDeps): express.Express {
   });
 
   app.get('/readyz', async (_req, res) => {
-    const checks: Record<string, boolean> = { broker: bus.isConnected() };
+    // A broker that blocks publishers (memory or disk alarm) takes no agent message: not ready, and named.
+    const publishing = bus.publishState();
+    const checks: Record<string, boolean> = { broker: bus.isConnected() && !publishing.blocked };
     checks.store = await store.ping().then(
       () => true,
       () => false,
@@ -152,12 +154,18 @@ export function createApp(deps: ApiDeps): express.Express {
       ready: down.length === 0,
       unavailable: down,
       checks,
+      brokerBlocked: publishing.blocked,
+      ...(publishing.blocked ? { brokerBlockedReason: publishing.reason, brokerBlockedSince: new Date(publishing.since).toISOString() } : {}),
       clusterDegraded: Boolean(guardState?.heldSince),
       ...(guardState?.heldSince ? { degradedSince: guardState.heldSince.toISOString() } : {}),
     });
   });
 
   app.get('/metrics', async (_req, res) => {
+    const publishing = bus.publishState();
+    metrics.brokerBlocked.set(publishing.blocked ? 1 : 0);
+    metrics.brokerUnconfirmed.set(publishing.backlog.unconfirmed);
+    metrics.brokerOldestUnconfirmed.set(publishing.backlog.oldestMs / 1000);
     try {
       const counts = await store.countByStatus();
       metrics.nodesByStatus.set({ status: 'ONLINE' }, counts.ONLINE);

@@ -23,6 +23,11 @@ export interface PublishOptions {
   /** Per-message TTL in ms (control messages that are useless later). */
   expirationMs?: number;
   contentType?: string;
+  /**
+   * While publishing is blocked (publishState()): 'fail' (default) rejects at once with BrokerBlockedError;
+   * 'wait' sends anyway and waits for the confirm, still bounded by the adapter's confirm timeout.
+   */
+  whenBlocked?: 'fail' | 'wait';
 }
 
 export interface ConsumeOptions {
@@ -45,12 +50,47 @@ export interface QueueOptions {
 
 /** Raised when the broker cannot take a publish now (disconnected, no confirm in time, nack). */
 export class BusUnavailableError extends Error {
-  readonly code = 'BUS_UNAVAILABLE';
+  readonly code: string = 'BUS_UNAVAILABLE';
   constructor(message: string, options?: { cause?: unknown }) {
     super(message, options);
     this.name = 'BusUnavailableError';
   }
 }
+
+/**
+ * Raised at once, instead of publishing, while the broker blocks this bus's publishes (a memory or disk alarm,
+ * or no publisher confirm for a while); also for a publish in flight when the block began that got no confirm
+ * within a short grace. A BusUnavailableError, so callers that handle an unavailable broker handle this too.
+ */
+export class BrokerBlockedError extends BusUnavailableError {
+  override readonly code = 'BROKER_BLOCKED';
+  constructor(
+    readonly reason: string,
+    readonly since: number,
+    message = `broker is blocking publishes (${reason})`,
+  ) {
+    super(message);
+    this.name = 'BrokerBlockedError';
+  }
+}
+
+/** Publishes sent and not yet confirmed (nor given up at the confirm timeout). */
+export interface PublishBacklog {
+  unconfirmed: number;
+  /** Age of the oldest of them in ms; 0 when there is none. */
+  oldestMs: number;
+}
+
+/**
+ * Whether this bus can publish now. Blocked either because the broker said so (`cause: 'broker'`:
+ * connection.blocked, e.g. reason "low on memory", until connection.unblocked or the connection is lost) or
+ * because publishes go unconfirmed (`cause: 'no-confirm'`: the oldest unconfirmed publish is older than the
+ * adapter's wedge threshold and no confirm arrived within it; ends with the next confirm or once those
+ * publishes reached their confirm timeout). A lost connection is not "blocked": see isConnected().
+ */
+export type PublishState =
+  | { blocked: false; backlog: PublishBacklog }
+  | { blocked: true; cause: 'broker' | 'no-confirm'; reason: string; /** epoch ms */ since: number; backlog: PublishBacklog };
 
 /**
  * The message bus port. Adapters: RabbitMQ (amqplib, publisher confirms, automatic reconnection that
@@ -59,7 +99,10 @@ export class BusUnavailableError extends Error {
 export interface Bus {
   /** Declares the system topology (idempotent). Re-declared by the adapter after every reconnect. */
   declareTopology(topology: Topology): Promise<void>;
-  /** Resolves once the broker confirmed the message; rejects with BusUnavailableError otherwise. */
+  /**
+   * Resolves once the broker confirmed the message; rejects with BusUnavailableError otherwise, and at once
+   * with BrokerBlockedError while publishing is blocked (unless `whenBlocked: 'wait'`).
+   */
   publish(exchange: string, routingKey: string, body: Buffer | object, options?: PublishOptions): Promise<void>;
   /** Declares a queue and its bindings (again after reconnects); returns its name. */
   declareQueue(options: QueueOptions): Promise<string>;
@@ -70,6 +113,8 @@ export interface Bus {
   /** Messages waiting in a queue (ready, not unacknowledged). */
   queueDepth(queue: string): Promise<number>;
   isConnected(): boolean;
+  /** Blocked or not, and the unconfirmed backlog; cheap, for readiness checks and metrics. */
+  publishState(): PublishState;
   /** Called with true/false when the connection comes and goes. */
   onConnectionChange(listener: (connected: boolean) => void): void;
   close(): Promise<void>;

@@ -1,6 +1,8 @@
 import { randomUUID } from 'node:crypto';
+import type { Logger } from '../logger.js';
 import type { Topology } from '../topology.js';
-import { BusUnavailableError, encode, type Bus, type Consumer, type Delivery, type PublishOptions, type QueueOptions } from './bus.js';
+import { BrokerBlockedError, BusUnavailableError, encode, type Bus, type Consumer, type Delivery, type PublishOptions, type QueueOptions } from './bus.js';
+import { createPublishTracker, type PublishTicket } from './publish-tracker.js';
 import { topicMatches } from './topic-match.js';
 
 interface Stored {
@@ -31,12 +33,53 @@ interface MemoryConsumer {
   inflight: Set<{ message: Stored; settled: boolean }>;
 }
 
+/** A publish the memory bus holds unconfirmed (blocked with whenBlocked 'wait', or confirms stalled). */
+interface Held {
+  ticket: PublishTicket;
+  exchange: string;
+  routingKey: string;
+  message: Stored;
+  waits: boolean;
+  timer: NodeJS.Timeout;
+  grace?: NodeJS.Timeout;
+  /** Answers the caller once (a blocked grace may answer before the publish leaves the backlog). */
+  answer(error?: Error): void;
+}
+
+export interface MemoryBusOptions {
+  /** A held publish fails after this long (default 5 s), like the RabbitMQ adapter's confirm timeout. */
+  confirmTimeoutMs?: number;
+  /** See RabbitBusOptions.wedgedAfterMs (default 2 s). */
+  wedgedAfterMs?: number;
+  /** See RabbitBusOptions.blockedGraceMs (default 500 ms). */
+  blockedGraceMs?: number;
+  /** Where a block's start and end are logged (not logged without). */
+  log?: Logger;
+}
+
+export type MemoryBus = Bus & {
+  /** Simulates a broker outage (false) and its end (true). */
+  setConnected(connected: boolean): void;
+  /** Simulates the broker's connection.blocked (a memory or disk alarm): publishes fail fast until unblock(). */
+  block(reason: string): void;
+  unblock(): void;
+  /** Simulates a wedged channel: publishes are held unconfirmed until releaseConfirms() (or their confirm timeout). */
+  stallConfirms(): void;
+  releaseConfirms(): void;
+};
+
 /**
  * In-process bus for the all-in-one mode and unit tests: topic and fanout exchanges, prefetch,
  * ack / requeue with redelivery, per-message expiration and dead-lettering like the RabbitMQ adapter.
- * Publishes are "confirmed" once routed. `setConnected(false)` simulates a broker outage.
+ * Publishes are "confirmed" once routed. `setConnected(false)` simulates a broker outage, `block(reason)` a
+ * broker alarm and `stallConfirms()` a channel that stops confirming, with the same publishState() rules.
  */
-export function createMemoryBus(): Bus & { setConnected(connected: boolean): void } {
+export function createMemoryBus(options: MemoryBusOptions = {}): MemoryBus {
+  const confirmTimeoutMs = options.confirmTimeoutMs ?? 5000;
+  const blockedGraceMs = options.blockedGraceMs ?? 500;
+  const tracker = createPublishTracker({ wedgedAfterMs: options.wedgedAfterMs ?? 2000, log: options.log });
+  const held = new Set<Held>();
+  let stalled = false;
   const exchanges = new Map<string, string>();
   const queues = new Map<string, MemoryQueue>();
   const listeners: Array<(connected: boolean) => void> = [];
@@ -124,11 +167,58 @@ export function createMemoryBus(): Bus & { setConnected(connected: boolean): voi
     return q;
   }
 
+  function settleHeld(h: Held, error?: Error): void {
+    if (!held.delete(h)) return;
+    clearTimeout(h.timer);
+    clearTimeout(h.grace);
+    if (error) return h.answer(error);
+    try {
+      route(h.exchange, h.routingKey, h.message);
+      tracker.confirmed(h.ticket);
+      h.answer();
+    } catch (e) {
+      tracker.expired(h.ticket);
+      h.answer(e as Error);
+    }
+  }
+
+  /** Confirms what was held once nothing holds it any more. */
+  function releaseHeld(): void {
+    if (stalled || tracker.isBrokerBlocked()) return;
+    for (const h of [...held]) settleHeld(h);
+  }
+
   return {
+    block(reason: string) {
+      if (tracker.isBrokerBlocked()) return;
+      tracker.brokerBlocked(reason);
+      const since = Date.now();
+      for (const h of held) {
+        // The caller is let go; the publish stays in the backlog until confirmed or timed out.
+        if (!h.waits) h.grace ??= setTimeout(() => h.answer(new BrokerBlockedError(reason, since, `broker is blocking publishes (${reason}); no confirm within ${blockedGraceMs} ms`)), blockedGraceMs);
+      }
+    },
+    unblock() {
+      tracker.brokerUnblocked();
+      releaseHeld();
+    },
+    stallConfirms() {
+      stalled = true;
+    },
+    releaseConfirms() {
+      stalled = false;
+      releaseHeld();
+    },
+    publishState: () => tracker.state(),
     setConnected(value: boolean) {
       if (value === connected) return;
       connected = value;
       if (!value) {
+        tracker.reset();
+        for (const h of [...held]) {
+          tracker.expired(h.ticket);
+          settleHeld(h, new BusUnavailableError('broker unavailable'));
+        }
         // Like a lost connection: every unacknowledged delivery goes back to its queue.
         for (const q of queues.values())
           for (const c of q.consumers) {
@@ -150,7 +240,11 @@ export function createMemoryBus(): Bus & { setConnected(connected: boolean): voi
     },
     async publish(exchange: string, routingKey: string, body: Buffer | object, options: PublishOptions = {}) {
       if (!connected) throw new BusUnavailableError('broker unavailable');
-      route(exchange, routingKey, {
+      if (options.whenBlocked !== 'wait') {
+        const blocked = tracker.blockedError();
+        if (blocked) throw blocked;
+      }
+      const message: Stored = {
         body: encode(body),
         exchange,
         routingKey,
@@ -158,6 +252,38 @@ export function createMemoryBus(): Bus & { setConnected(connected: boolean): voi
         headers: { ...(options.headers ?? {}) },
         redelivered: false,
         expiresAt: options.expirationMs !== undefined ? Date.now() + options.expirationMs : null,
+      };
+      const ticket = tracker.begin();
+      if (!stalled && !tracker.isBrokerBlocked()) {
+        try {
+          route(exchange, routingKey, message);
+        } catch (error) {
+          tracker.expired(ticket);
+          throw error;
+        }
+        tracker.confirmed(ticket);
+        return;
+      }
+      await new Promise<void>((resolve, reject) => {
+        let answered = false;
+        const h: Held = {
+          ticket,
+          exchange,
+          routingKey,
+          message,
+          waits: options.whenBlocked === 'wait',
+          answer(error) {
+            if (answered) return;
+            answered = true;
+            if (error) reject(error);
+            else resolve();
+          },
+          timer: setTimeout(() => {
+            tracker.expired(ticket);
+            settleHeld(h, new BusUnavailableError(`no broker confirm within ${confirmTimeoutMs} ms`));
+          }, confirmTimeoutMs),
+        };
+        held.add(h);
       });
     },
     async declareQueue(options: QueueOptions) {
@@ -197,6 +323,7 @@ export function createMemoryBus(): Bus & { setConnected(connected: boolean): voi
     },
     async close() {
       for (const q of queues.values()) for (const c of q.consumers) c.cancelled = true;
+      for (const h of [...held]) settleHeld(h, new BusUnavailableError('bus closed'));
       connected = false;
     },
   };

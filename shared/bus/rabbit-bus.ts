@@ -1,7 +1,8 @@
 import amqp, { type Channel, type ChannelModel, type ConfirmChannel, type ConsumeMessage } from 'amqplib';
 import type { Logger } from '../logger.js';
 import type { Topology } from '../topology.js';
-import { BusUnavailableError, encode, type Bus, type Consumer, type ConsumeOptions, type Delivery, type PublishOptions, type QueueOptions } from './bus.js';
+import { createPublishTracker } from './publish-tracker.js';
+import { BrokerBlockedError, BusUnavailableError, encode, type Bus, type Consumer, type ConsumeOptions, type Delivery, type PublishOptions, type QueueOptions } from './bus.js';
 
 export interface RabbitBusOptions {
   url: string;
@@ -14,6 +15,20 @@ export interface RabbitBusOptions {
   name?: string;
   /** Longest wait between reconnect attempts (default 5 s). */
   maxReconnectDelayMs?: number;
+  /**
+   * Publishing counts as blocked ('no-confirm') once the oldest unconfirmed publish is this old and no confirm
+   * arrived within it either (default: half the confirm timeout, at most 2 s).
+   */
+  wedgedAfterMs?: number;
+  /** When the broker blocks the connection, publishes already in flight get this long to be confirmed (default 500 ms). */
+  blockedGraceMs?: number;
+}
+
+interface InFlight {
+  /** Sent with whenBlocked: 'wait': the broker's block does not cut it short. */
+  waits: boolean;
+  settle(error?: Error): void;
+  cutShort(error: () => Error, afterMs: number): void;
 }
 
 interface ConsumerEntry {
@@ -33,6 +48,9 @@ interface ConsumerEntry {
 export async function createRabbitBus(options: RabbitBusOptions): Promise<Bus> {
   const log = options.log;
   const confirmTimeoutMs = options.confirmTimeoutMs ?? 5000;
+  const blockedGraceMs = options.blockedGraceMs ?? 500;
+  const tracker = createPublishTracker({ wedgedAfterMs: options.wedgedAfterMs ?? Math.min(2000, Math.max(1, Math.floor(confirmTimeoutMs / 2))), log });
+  const inFlight = new Set<InFlight>();
   let model: ChannelModel | null = null;
   let publishChannel: ConfirmChannel | null = null;
   let connected = false;
@@ -170,7 +188,19 @@ export async function createRabbitBus(options: RabbitBusOptions): Promise<Bus> {
     },
   });
   connection.on('error', () => undefined);
+  // Sent by the broker to a publishing connection during a memory or disk alarm; it then reads nothing more from
+  // the socket (confirms of what it read before still come). Consumers on other connections go on.
+  connection.on('blocked', (reason: string) => {
+    if (tracker.isBrokerBlocked()) return;
+    tracker.brokerBlocked(reason);
+    const since = Date.now();
+    for (const entry of inFlight) {
+      if (!entry.waits) entry.cutShort(() => new BrokerBlockedError(reason, since, `broker is blocking publishes (${reason}); no confirm within ${blockedGraceMs} ms`), blockedGraceMs);
+    }
+  });
+  connection.on('unblocked', () => tracker.brokerUnblocked());
   connection.on('disconnect', (err: Error) => {
+    tracker.reset();
     publishChannel = null;
     for (const entry of consumers) {
       entry.channel = null;
@@ -221,8 +251,31 @@ export async function createRabbitBus(options: RabbitBusOptions): Promise<Bus> {
     publish(exchange, routingKey, body, opts: PublishOptions = {}) {
       const channel = publishChannel;
       if (!channel || !connected) return Promise.reject(new BusUnavailableError('broker unavailable'));
+      if (opts.whenBlocked !== 'wait') {
+        const blocked = tracker.blockedError();
+        if (blocked) return Promise.reject(blocked);
+      }
       return new Promise<void>((resolve, reject) => {
-        const timer = setTimeout(() => reject(new BusUnavailableError(`no broker confirm within ${confirmTimeoutMs} ms`)), confirmTimeoutMs);
+        const ticket = tracker.begin();
+        let graceTimer: NodeJS.Timeout | undefined;
+        const entry: InFlight = {
+          waits: opts.whenBlocked === 'wait',
+          settle(error) {
+            if (!inFlight.delete(entry)) return;
+            clearTimeout(graceTimer);
+            if (error) reject(error);
+            else resolve();
+          },
+          cutShort(error, afterMs) {
+            graceTimer ??= setTimeout(() => entry.settle(error()), afterMs);
+          },
+        };
+        inFlight.add(entry);
+        // Runs even after a grace cut the caller loose: until then the publish is in the unconfirmed backlog.
+        const timer = setTimeout(() => {
+          tracker.expired(ticket);
+          entry.settle(new BusUnavailableError(`no broker confirm within ${confirmTimeoutMs} ms`));
+        }, confirmTimeoutMs);
         try {
           channel.publish(
             exchange,
@@ -238,13 +291,17 @@ export async function createRabbitBus(options: RabbitBusOptions): Promise<Bus> {
             },
             (err: unknown) => {
               clearTimeout(timer);
-              if (err) reject(new BusUnavailableError(`broker refused the message: ${String((err as Error)?.message ?? err)}`, { cause: err }));
-              else resolve();
+              const message = String((err as Error)?.message ?? err);
+              // An ack or a nack is an answer from the broker; 'channel closed' (amqplib, on close) is not.
+              if (!err || /nack/i.test(message)) tracker.confirmed(ticket);
+              else tracker.expired(ticket);
+              entry.settle(err ? new BusUnavailableError(`broker refused the message: ${message}`, { cause: err }) : undefined);
             },
           );
         } catch (error) {
           clearTimeout(timer);
-          reject(new BusUnavailableError(`publish failed: ${(error as Error).message}`, { cause: error }));
+          tracker.expired(ticket);
+          entry.settle(new BusUnavailableError(`publish failed: ${(error as Error).message}`, { cause: error }));
         }
       });
     },
@@ -283,6 +340,7 @@ export async function createRabbitBus(options: RabbitBusOptions): Promise<Bus> {
       return withChannel('checkQueue', async (ch) => (await ch.checkQueue(queue)).messageCount);
     },
     isConnected: () => connected,
+    publishState: () => tracker.state(),
     onConnectionChange(listener) {
       listeners.push(listener);
     },

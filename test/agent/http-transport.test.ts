@@ -69,6 +69,13 @@ describe('HTTP transport', () => {
     expect(error).to.include({ code: 'UNAVAILABLE', message: 'HTTP 503', retryAfterMs: 7000 });
   });
 
+  it('names the broker alarm of a 503 BROKER_BLOCKED', async () => {
+    respond = (_req, res) =>
+      res.writeHead(503, { 'retry-after': '5', 'content-type': 'application/json' }).end(JSON.stringify({ error: 'BROKER_BLOCKED', message: 'cannot accept now', reason: 'low on memory' }));
+    const error = await failure(transport().send(messages.heartbeat(stats), { timeoutMs: 2000 }));
+    expect(error).to.include({ code: 'UNAVAILABLE', message: 'HTTP 503: BROKER_BLOCKED (low on memory)', retryAfterMs: 5000 });
+  });
+
   it('names the invalid fields of a 400', async () => {
     respond = (_req, res) => res.writeHead(400).end('{"error":"maxServers must be an integer"}');
     const error = await failure(transport().send(messages.register(register), { timeoutMs: 2000 }));

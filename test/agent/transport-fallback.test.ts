@@ -104,6 +104,76 @@ describe('transport fallback', () => {
     expect((error as Error).message).to.equal('HTTP request failed: connect ECONNREFUSED 127.0.0.1:8080 (broker: broker not connected)');
   });
 
+  it('treats a broker that blocks publishes like an unreachable one: HTTP without a failed beat, and AMQP again once it unblocks', async () => {
+    const bus = await memoryBus();
+    const { agent, http, log } = testAgent({ clock, timers, bus });
+    await agent.start();
+    await fake.tickAsync(1);
+    expect(agent.status().lastTransport).to.equal('amqp');
+
+    bus.block('low on memory');
+    await fake.tickAsync(3 * INTERVAL);
+    expect(http.count('agent.heartbeat')).to.equal(3);
+    expect(agent.status()).to.include({ state: 'heartbeating', lastTransport: 'http', registrations: 1 });
+    expect(linesMatching(log, 'Error sending heartbeat')).to.have.length(0);
+    expect(linesMatching(log, 'RabbitMQ did not take the message (broker blocking publishes: low on memory), sending over HTTP')).to.have.length(1);
+
+    bus.unblock();
+    await fake.tickAsync(INTERVAL);
+    expect(agent.status().lastTransport).to.equal('amqp');
+    expect(http.count('agent.heartbeat')).to.equal(3);
+    expect(linesMatching(log, 'RabbitMQ is available again, sending over AMQP')).to.have.length(1);
+    await agent.stop();
+  });
+
+  it('counts a failed beat at once, without waiting for a timeout, when the broker blocks and the api answers 503, and re-registers after MAX_HEARTBEAT_FAILURES', async () => {
+    const bus = await memoryBus();
+    const { agent, http, log } = testAgent({ clock, timers, bus });
+    await agent.start();
+    await fake.tickAsync(1);
+
+    bus.block('low on memory');
+    http.handler = () => {
+      throw new TransportError('UNAVAILABLE', 'HTTP 503: BROKER_BLOCKED (low on memory)', { retryAfterMs: 5000 });
+    };
+    await fake.tickAsync(INTERVAL);
+    // Failed within the same tick: nothing waited for HEARTBEAT_TIMEOUT.
+    expect(linesMatching(log, 'Error sending heartbeat to orchestrator: HTTP 503: BROKER_BLOCKED (low on memory) (broker: broker blocking publishes: low on memory)')).to.have.length(1);
+    await fake.tickAsync(2 * INTERVAL);
+    expect(linesMatching(log, 'Error sending heartbeat')).to.have.length(3);
+    expect(linesMatching(log, 'Too many heartbeat failures (3), attempting re-registration...')).to.have.length(1);
+    expect(http.count('agent.heartbeat')).to.equal(3);
+
+    bus.unblock();
+    http.handler = () => undefined;
+    await fake.tickAsync(INTERVAL);
+    expect(agent.status()).to.include({ registrations: 2, lastTransport: 'amqp' });
+    const stopping = agent.stop();
+    await fake.tickAsync(TIMEOUT);
+    await stopping;
+  });
+
+  it('sends a heartbeat over HTTP when the broker blocks while its publish is in flight, after a short grace instead of HEARTBEAT_TIMEOUT', async () => {
+    const bus = await memoryBus();
+    const http = fakeHttpTransport();
+    const log = createMemoryLogger('debug');
+    const transport = createFailoverTransport({ broker: createBrokerTransport({ bus, names, timers }), http, clock, timers, log });
+    const messages = createMessageFactory({ nodeId: 'node-1', wallClock: clock, auth: noAuth });
+    bus.stallConfirms();
+
+    let via: string | undefined;
+    void transport.send(messages.heartbeat(stats), { timeoutMs: TIMEOUT }).then((v) => (via = v));
+    await fake.tickAsync(100);
+    bus.block('low on disk');
+    await fake.tickAsync(499);
+    expect(http.sent).to.have.length(0);
+    await fake.tickAsync(1);
+    expect(via).to.equal('http');
+    expect(linesMatching(log, 'broker is blocking publishes (low on disk); no confirm within 500 ms')).to.have.length(1);
+    bus.unblock();
+    bus.releaseConfirms();
+  });
+
   it('re-registers at once when the orchestrator asks over the control exchange', async () => {
     const bus = await memoryBus();
     const { agent, log } = testAgent({ clock, timers, bus });

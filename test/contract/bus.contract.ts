@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { expect } from 'chai';
 import type { Context } from 'mocha';
-import type { Bus, Consumer, Delivery } from '../../shared/bus/bus.js';
+import { BrokerBlockedError, type Bus, type Consumer, type Delivery } from '../../shared/bus/bus.js';
 import { brokerNames, HEADERS, ROUTING, topology, type BrokerNames } from '../../shared/topology.js';
 import { eventually, uniqueName } from '../support/services.js';
 
@@ -72,6 +72,12 @@ export function busContract(adapter: string, factory: BusFactory): void {
     }
 
     const heartbeat = (nodeId: string, n = 0) => ({ type: 'agent.heartbeat', nodeId, n });
+
+    it('reports publishing as not blocked, with an empty backlog, once its publishes are confirmed', async () => {
+      await bus.publish(names.exchanges.agentInbound, ROUTING.heartbeat('node-1'), heartbeat('node-1'));
+
+      expect(bus.publishState()).to.deep.equal({ blocked: false, backlog: { unconfirmed: 0, oldestMs: 0 } });
+    });
 
     it('declares the topology again without error and without losing queued messages', async () => {
       await bus.publish(names.exchanges.agentInbound, ROUTING.heartbeat('node-1'), heartbeat('node-1'));
@@ -276,6 +282,145 @@ export function busContract(adapter: string, factory: BusFactory): void {
       await eventually(() => ingest.deliveries.some((d) => (JSON.parse(d.body.toString()) as { n: number }).n === 2), 10_000);
       await eventually(() => controlled.deliveries.length === 1, 10_000);
       expect(changes.slice(0, 2)).to.deep.equal([false, true]);
+    });
+  });
+}
+
+export interface BlockingBusFactory {
+  open(): Promise<Bus>;
+  close(bus: Bus): Promise<void>;
+  /** Makes the broker block publishers (a memory alarm); resolves once the alarm is in effect. */
+  block(bus: Bus): Promise<void>;
+  /** Clears it; resolves once the alarm is gone. */
+  unblock(bus: Bus): Promise<void>;
+  /** The reason the broker gives for the block, e.g. 'low on memory'. */
+  reason: string;
+  /** The bus's wedge threshold (wedgedAfterMs). */
+  wedgedAfterMs: number;
+  /** Holds confirms back, as a wedged channel would; absent when the environment cannot (the cases are skipped). */
+  stallConfirms?(bus: Bus): void;
+  releaseConfirms?(bus: Bus): void;
+}
+
+/**
+ * What the bus port promises while the broker blocks publishers (a memory or disk alarm) or stops confirming:
+ * a plain publishState(), publishes that fail fast with BrokerBlockedError instead of hanging, a deadline for
+ * those in flight when the block began, and publishing again once it ends. Separate from busContract because
+ * a real alarm blocks every publisher of the broker: run it only against a broker of the test's own.
+ */
+export function busBlockingContract(adapter: string, factory: BlockingBusFactory): void {
+  describe(`Bus contract, blocked publishing: ${adapter}`, function () {
+    this.timeout(60_000);
+    let bus: Bus;
+    let names: BrokerNames;
+    let consumers: Consumer[];
+
+    before(async () => {
+      bus = await factory.open();
+    });
+    after(async () => {
+      if (bus) await factory.close(bus);
+    });
+    beforeEach(async () => {
+      names = brokerNames(uniqueName('b'));
+      consumers = [];
+      await bus.declareTopology(topology(names));
+    });
+    afterEach(async () => {
+      factory.releaseConfirms?.(bus);
+      for (const c of consumers) await c.cancel().catch(() => undefined);
+      for (const q of Object.values(names.queues)) await bus.deleteQueue(q).catch(() => undefined);
+      for (const e of Object.values(names.exchanges)) await bus.deleteExchange(e).catch(() => undefined);
+    });
+
+    const beat = (n: number, options = {}) => bus.publish(names.exchanges.agentInbound, ROUTING.heartbeat('node-1'), { n }, options);
+    const outcome = (p: Promise<unknown>) => p.then(() => null, (e: unknown) => e);
+    async function received(): Promise<number[]> {
+      const ns: number[] = [];
+      consumers.push(await bus.consume(names.queues.ingest, (d) => (ns.push((JSON.parse(d.body.toString()) as { n: number }).n), d.ack()), { prefetch: 100 }));
+      return ns;
+    }
+
+    it('reports a broker block with its reason, fails publishes at once with BrokerBlockedError, and publishes again once it ends', async () => {
+      await beat(1);
+      expect(bus.publishState().blocked).to.equal(false);
+
+      await factory.block(bus);
+      let waited: Promise<unknown> = Promise.resolve('not sent');
+      try {
+        // RabbitMQ tells a connection it is blocked when it next publishes: that publish is in flight when the
+        // block begins and gets a deadline instead of hanging until the alarm clears.
+        let started = Date.now();
+        const first = await outcome(beat(2));
+        expect(first, 'the first publish during the alarm').to.be.instanceOf(BrokerBlockedError);
+        expect(Date.now() - started, 'ms for the first publish to fail').to.be.below(3000);
+
+        const state = bus.publishState();
+        expect(state).to.deep.include({ blocked: true, cause: 'broker', reason: factory.reason });
+        expect(state.blocked && state.since).to.be.a('number').within(Date.now() - 30_000, Date.now());
+
+        started = Date.now();
+        const second = await outcome(beat(3));
+        expect(Date.now() - started, 'ms for a publish to fail while blocked').to.be.below(100);
+        expect(second).to.be.instanceOf(BrokerBlockedError).and.to.include({ code: 'BROKER_BLOCKED', reason: factory.reason });
+        expect((second as Error).message).to.include(factory.reason);
+
+        // A caller may choose to wait: its publish goes out and is confirmed once the block ends.
+        waited = outcome(beat(4, { whenBlocked: 'wait' }));
+        await within(() => bus.publishState().backlog.unconfirmed >= 1);
+      } finally {
+        await factory.unblock(bus);
+      }
+      await eventually(() => !bus.publishState().blocked, 15_000, 50);
+      expect(await waited, 'the publish that chose to wait').to.equal(null);
+      await beat(5);
+      const ns = await received();
+      await eventually(() => ns.includes(4) && ns.includes(5), 10_000);
+      expect(ns).to.not.include(3);
+    });
+
+    it('gives a publish in flight when the block begins a deadline, and keeps it in the backlog until it is confirmed', async function (this: Context) {
+      if (!factory.stallConfirms || !factory.releaseConfirms) return this.skip();
+      factory.stallConfirms(bus);
+      const inFlight = outcome(beat(1));
+      await within(() => bus.publishState().backlog.unconfirmed === 1);
+
+      await factory.block(bus);
+      const started = Date.now();
+      expect(await inFlight).to.be.instanceOf(BrokerBlockedError);
+      expect(Date.now() - started).to.be.below(3000);
+      expect(bus.publishState().backlog.unconfirmed, 'still awaiting its confirm').to.equal(1);
+
+      await factory.unblock(bus);
+      factory.releaseConfirms(bus);
+      await within(() => bus.publishState().backlog.unconfirmed === 0);
+      expect(bus.publishState().blocked).to.equal(false);
+    });
+
+    it('counts as blocked while the oldest publish goes unconfirmed past the wedge threshold, and not once confirms come again', async function (this: Context) {
+      if (!factory.stallConfirms || !factory.releaseConfirms) return this.skip();
+      factory.stallConfirms(bus);
+      const stuck = outcome(beat(1));
+      await within(() => bus.publishState().backlog.unconfirmed === 1);
+      expect(bus.publishState().blocked, 'younger than the threshold').to.equal(false);
+
+      await quiet(factory.wedgedAfterMs + 50);
+      const state = bus.publishState();
+      expect(state).to.deep.include({ blocked: true, cause: 'no-confirm' });
+      expect(state.blocked && state.reason).to.match(/^no publisher confirm for [\d.]+ s \(1 unconfirmed\)$/);
+      expect(state.backlog.unconfirmed).to.equal(1);
+      expect(state.backlog.oldestMs).to.be.at.least(factory.wedgedAfterMs);
+      const started = Date.now();
+      expect(await outcome(beat(2))).to.be.instanceOf(BrokerBlockedError);
+      expect(Date.now() - started).to.be.below(100);
+
+      factory.releaseConfirms(bus);
+      expect(await stuck).to.equal(null);
+      expect(bus.publishState()).to.deep.equal({ blocked: false, backlog: { unconfirmed: 0, oldestMs: 0 } });
+      await beat(3);
+      const ns = await received();
+      await within(() => ns.length === 2);
+      expect(ns).to.deep.equal([1, 3]);
     });
   });
 }
