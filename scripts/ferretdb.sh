@@ -2,6 +2,17 @@
 # Manage the local embedded FerretDB (MongoDB wire-compatible, SQLite backend)
 # built from tools/ferretdb. Used by scripts/services.sh and by fault tests.
 #
+# Build: the FerretDB module version required by tools/ferretdb/go.mod is
+# fetched with `go mod download` (module proxy, checked against go.sum), copied
+# to $FERRETDB_CACHE_DIR/src/FerretDB@<version>, and tools/ferretdb/patches/*.patch
+# are applied to the copy in name order (`patch -p1`, else `git apply`); a failing
+# patch fails the build. tools/ferretdb is then built with -modfile pointing to a
+# generated copy of its go.mod that adds `replace` to that copy, so the committed
+# go.mod stays unpatched and the source tree is not touched. The binary is cached
+# under a key of go.mod, go.sum, *.go, the patches, the build tags and the Go
+# version; any change rebuilds. `ferretdb-embedded version` names the patches
+# compiled in (see tools/ferretdb/README.md).
+#
 #   scripts/ferretdb.sh build     build the binary if its cached build is stale
 #   scripts/ferretdb.sh start     build if needed, start in the background, wait until it answers a ping
 #   scripts/ferretdb.sh stop      SIGTERM (clean shutdown, a few seconds), SIGKILL after $FERRETDB_STOP_TIMEOUT s
@@ -20,6 +31,8 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 SRC_DIR="$ROOT/tools/ferretdb"
+PATCH_DIR="$SRC_DIR/patches"
+FERRETDB_MODULE="github.com/FerretDB/FerretDB"
 CACHE_DIR="${FERRETDB_CACHE_DIR:-$ROOT/.cache/ferretdb}"
 BIN="$CACHE_DIR/ferretdb-embedded"
 KEY_FILE="$CACHE_DIR/ferretdb-embedded.key"
@@ -56,12 +69,54 @@ ping_mongo() {
   fi
 }
 
+# The patches, in the order they are applied.
+patch_files() {
+  local p
+  for p in "$PATCH_DIR"/*.patch; do [[ -f "$p" ]] && echo "$p"; done
+  return 0
+}
+
 source_key() {
   {
     cat "$SRC_DIR/go.mod" "$SRC_DIR/go.sum" "$SRC_DIR"/*.go
+    local p
+    while IFS= read -r p; do echo "patch=${p##*/}"; cat "$p"; done < <(patch_files)
     echo "tags=$BUILD_TAGS"
     go env GOVERSION GOOS GOARCH 2>/dev/null || true
   } | sha256sum | cut -d' ' -f1
+}
+
+# apply_patch FILE DIR: apply a -p1 patch to DIR; fails when any hunk does not apply.
+apply_patch() {
+  if command -v patch >/dev/null 2>&1; then
+    patch -d "$2" -p1 --forward --batch --silent < "$1"
+  elif command -v git >/dev/null 2>&1; then
+    # The ceiling keeps git from taking an enclosing repository (the cache may live in
+    # this repo), where `git apply` would resolve paths against that repository's root.
+    (cd "$2" && GIT_CEILING_DIRECTORIES="$(dirname "$2")" git apply -p1 "$1")
+  else
+    die "neither patch nor git found (needed to patch FerretDB); install patch"
+  fi
+}
+
+# A fresh copy of the FerretDB module of go.mod with the patches applied; prints its directory.
+patched_source() {
+  local ver dir src p
+  (cd "$SRC_DIR" && GOWORK=off go mod download "$FERRETDB_MODULE") >&2 \
+    || die "go mod download $FERRETDB_MODULE failed"
+  read -r ver dir < <(cd "$SRC_DIR" && GOWORK=off go list -m -f '{{.Version}} {{.Dir}}' "$FERRETDB_MODULE") \
+    || die "go list -m $FERRETDB_MODULE failed"
+  [[ -n "$ver" && -d "$dir" ]] || die "FerretDB module not found in the Go module cache (got '$ver' '$dir')"
+  src="$CACHE_DIR/src/FerretDB@$ver"
+  [[ -d "$src" ]] && chmod -R u+w "$src" && rm -rf "$src"
+  mkdir -p "$CACHE_DIR/src"
+  cp -R "$dir" "$src"
+  chmod -R u+w "$src"   # the module cache is read-only
+  while IFS= read -r p; do
+    apply_patch "$p" "$src" >&2 || die "patch ${p#"$ROOT"/} does not apply to $FERRETDB_MODULE@$ver"
+    log "applied ${p#"$ROOT"/}"
+  done < <(patch_files)
+  echo "$src"
 }
 
 cmd_build() {
@@ -71,14 +126,30 @@ cmd_build() {
     return 0
   fi
   mkdir -p "$CACHE_DIR"
+  # One build at a time per cache dir (they share the patched source copy).
+  if command -v flock >/dev/null 2>&1; then
+    exec 9>"$CACHE_DIR/build.lock"
+    flock 9
+    if [[ -x "$BIN" && -f "$KEY_FILE" && "$(cat "$KEY_FILE")" == "$key" ]]; then
+      exec 9>&-; return 0   # built by the other one meanwhile
+    fi
+  fi
   log "building embedded FerretDB (first build takes ~1.5 min on 2 cores; cached afterwards) ..."
-  local t0=$SECONDS tmp="$BIN.tmp.$$"
-  if ! (cd "$SRC_DIR" && go build -tags "$BUILD_TAGS" -o "$tmp" .) >&2; then
+  local t0=$SECONDS tmp="$BIN.tmp.$$" src modfile="$CACHE_DIR/build/go.mod"
+  src="$(patched_source)"
+  # go.mod / go.sum of tools/ferretdb plus a replace to the patched copy, beside the cache.
+  mkdir -p "$CACHE_DIR/build"
+  cp "$SRC_DIR/go.mod" "$modfile"
+  cp "$SRC_DIR/go.sum" "${modfile%.mod}.sum"
+  (cd "$SRC_DIR" && GOWORK=off go mod edit -replace "$FERRETDB_MODULE=$src" "$modfile") \
+    || die "go mod edit of $modfile failed"
+  if ! (cd "$SRC_DIR" && GOWORK=off go build -modfile "$modfile" -tags "$BUILD_TAGS" -o "$tmp" .) >&2; then
     rm -f "$tmp"; die "go build of tools/ferretdb failed"
   fi
   mv -f "$tmp" "$BIN"
   echo "$key" > "$KEY_FILE"
-  log "built $BIN in $((SECONDS - t0)) s"
+  exec 9>&-
+  log "built $BIN ($("$BIN" version)) in $((SECONDS - t0)) s"
 }
 
 # alive PID: the process exists and is not a zombie.

@@ -4,11 +4,17 @@
 // `go install github.com/FerretDB/FerretDB/cmd/ferretdb@v1.24.2` panics at
 // start (its generated build/version/version.txt is not part of the module).
 //
+// scripts/ferretdb.sh builds it against a copy of the FerretDB module with the
+// patches of tools/ferretdb/patches applied (see tools/ferretdb/README.md). Each
+// patch adds a marker constant to package ferretdb that appliedPatches below
+// lists, so a build without the patches does not compile, and `version` (and
+// buildInfo's buildEnvironment) name the patches this binary really contains.
+//
 // Usage:
 //
 //	ferretdb-embedded [-listen-addr 127.0.0.1:27017] [-state-dir DIR | -sqlite-url file:/DIR/] [-log-level info]
 //	ferretdb-embedded ping [-url mongodb://127.0.0.1:27017/] [-timeout 3s]
-//	ferretdb-embedded version
+//	ferretdb-embedded version    prints e.g. "FerretDB v1.24.2 (SQLite) patched: sqlite-id-index-expression, update-close-per-statement"
 //
 // Environment variables (used as flag defaults):
 //
@@ -28,18 +34,52 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
 
+	"github.com/FerretDB/FerretDB/build/version"
 	"github.com/FerretDB/FerretDB/ferretdb"
 	"go.mongodb.org/mongo-driver/bson"
 	"go.mongodb.org/mongo-driver/mongo"
 	"go.mongodb.org/mongo-driver/mongo/options"
 )
 
-// ferretDBVersion is the version of the embedded FerretDB module (see go.mod).
-const ferretDBVersion = "v1.24.2"
+// ferretDBModule is the module path of FerretDB (its version is in go.mod).
+const ferretDBModule = "github.com/FerretDB/FerretDB"
+
+// appliedPatches names the patches compiled into this binary. The constants
+// exist only in the patched FerretDB module (each patch adds its own), so an
+// unpatched build fails to compile instead of claiming fixes it lacks.
+var appliedPatches = []string{
+	ferretdb.PatchSQLiteIDIndexExpression,
+	ferretdb.PatchSQLiteIDPushdownAllFilters,
+	ferretdb.PatchUpdateClosePerStatement,
+}
+
+// ferretDBVersion is the version of the FerretDB module this binary was built
+// from, read from the binary's build information.
+func ferretDBVersion() string {
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, dep := range bi.Deps {
+			if dep.Path == ferretDBModule && dep.Version != "" {
+				return dep.Version
+			}
+		}
+	}
+	return "(unknown version)"
+}
+
+// versionString describes the embedded FerretDB, e.g.
+// "FerretDB v1.24.2 (SQLite) patched: sqlite-id-index-expression, update-close-per-statement".
+func versionString() string {
+	s := fmt.Sprintf("FerretDB %s (SQLite)", ferretDBVersion())
+	if len(appliedPatches) > 0 {
+		s += " patched: " + strings.Join(appliedPatches, ", ")
+	}
+	return s
+}
 
 func envOr(name, def string) string {
 	if v, ok := os.LookupEnv(name); ok && v != "" {
@@ -55,7 +95,7 @@ func main() {
 		case "ping":
 			os.Exit(runPing(args[1:]))
 		case "version", "-version", "--version":
-			fmt.Printf("ferretdb-embedded (FerretDB %s, SQLite backend)\n", ferretDBVersion)
+			fmt.Println(versionString())
 			return
 		case "serve":
 			args = args[1:]
@@ -118,6 +158,10 @@ func runServe(args []string) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
+	// buildInfo answers with this document as its buildEnvironment (empty otherwise
+	// in an embedded FerretDB), so a client can tell which patches the server has.
+	version.Get().BuildEnvironment.Set("ferretdb-embedded.patches", strings.Join(appliedPatches, ","))
+
 	f, err := ferretdb.New(&ferretdb.Config{
 		Listener:  ferretdb.ListenerConfig{TCP: *listenAddr},
 		Logger:    logger,
@@ -132,8 +176,8 @@ func runServe(args []string) int {
 	// New has already bound the TCP listener (it fails there when the address
 	// is in use), so the URI below is accurate and connections are accepted
 	// as soon as Run starts.
-	fmt.Fprintf(os.Stderr, "ferretdb-embedded: FerretDB %s (sqlite %s) listening on %s (pid %d)\n",
-		ferretDBVersion, uri, f.MongoDBURI(), os.Getpid())
+	fmt.Fprintf(os.Stderr, "ferretdb-embedded: %s, sqlite %s, listening on %s (pid %d)\n",
+		versionString(), uri, f.MongoDBURI(), os.Getpid())
 
 	done := make(chan error, 1)
 	go func() { done <- f.Run(ctx) }()
