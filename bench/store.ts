@@ -1,6 +1,6 @@
 import { MongoClient, type AnyBulkWriteOperation } from 'mongodb';
-import { applyMessage, newDraft } from '../shared/domain/apply-message.js';
-import { draftToWrite } from '../shared/domain/draft-write.js';
+import { planHeartbeatRefresh } from '../shared/domain/heartbeat-refresh.js';
+import { historySlotKey } from '../shared/domain/history.js';
 import type { NodeWrite } from '../shared/store/node-record.js';
 import { heartbeatMessage, nodeIds, openEnv, seedNodes } from './lib/env.js';
 import { median, type BenchResult, type Row } from './lib/report.js';
@@ -9,15 +9,19 @@ type Refresh = Extract<NodeWrite, { kind: 'refresh' }>;
 
 const RAW_CHUNK = Number(process.env.BENCH_RAW_CHUNK ?? 50);
 
-/** The same operation the adapter sends for a refresh, written against the raw driver. */
+/** The same operation the adapter sends for a refresh (shared/store/mongo-node-store.ts), written against the raw driver. */
 function rawOp(w: Refresh): AnyBulkWriteOperation<{ _id: string }> {
-  const max: Record<string, unknown> = {};
-  if (w.lastHeartbeat) max.lastHeartbeat = w.lastHeartbeat;
+  const max: Record<string, unknown> = { lastHeartbeat: w.lastHeartbeat };
   if (w.stats) {
     const s = w.stats;
     max.stats = { reportedAt: s.reportedAt, cpuUsage: s.cpuUsage, memoryUsage: s.memoryUsage, diskUsage: s.diskUsage, containerCount: s.containerCount };
   }
-  return { updateOne: { filter: { _id: w.nodeId }, update: { $set: w.set, ...(Object.keys(max).length ? { $max: max } : {}) } as never } };
+  if (w.historyPoint) max[`historyRing.${historySlotKey(w.historyPoint.slot)}`] = w.historyPoint.point;
+  const filter: Record<string, unknown> = { _id: w.nodeId, status: 'ONLINE' };
+  if (w.minClockSkewMs !== undefined) filter.clockSkewMs = { $gte: w.minClockSkewMs };
+  const update: Record<string, unknown> = { $set: { refreshId: 'bench' }, $max: max };
+  if (w.clockSkewMs !== undefined) update.$min = { clockSkewMs: w.clockSkewMs };
+  return { updateOne: { filter: filter as never, update: update as never } };
 }
 
 export async function runStore(options: { long: boolean }): Promise<BenchResult> {
@@ -44,11 +48,10 @@ export async function runStore(options: { long: boolean }): Promise<BenchResult>
         const batch: Refresh[] = [];
         for (let i = 0; i < batchSize; i++) {
           const id = ids[cursor++ % ids.length]!;
-          const draft = newDraft(records.get(id)!);
-          applyMessage(draft, { message: heartbeatMessage(id, now), deliveredAt: now }, { now, timeoutMs: 180_000, history: { points: 120, resolutionMs: 30_000 } });
-          const write = draftToWrite(draft);
-          if (write?.kind !== 'refresh') throw new Error(`expected a refresh write, got ${write?.kind}`);
-          batch.push(write);
+          if (!records.has(id)) throw new Error(`node ${id} was not seeded`);
+          const plan = planHeartbeatRefresh(id, [{ message: heartbeatMessage(id, now), deliveredAt: now }], { now, timeoutMs: 180_000, history: { points: 120, resolutionMs: 30_000 } });
+          if (!plan) throw new Error(`expected a refresh write for ${id}`);
+          batch.push(plan.write);
         }
         return batch;
       };

@@ -8,11 +8,11 @@ import { createMongoNodeStore } from './store/mongo-node-store.js';
 import type { NodeStore } from './store/node-store.js';
 
 /** Connects to MongoDB, retrying with back-off until it answers (logged once). */
-export async function connectStore(config: Pick<OrchestratorConfig, 'mongoUrl' | 'historyPoints'>, log: Logger): Promise<NodeStore> {
+export async function connectStore(config: Pick<OrchestratorConfig, 'mongoUrl' | 'historyPoints' | 'historyResolutionMs'>, log: Logger): Promise<NodeStore> {
   let reported = false;
   for (let delay = 500; ; delay = Math.min(delay * 2, 5000)) {
     try {
-      const store = await createMongoNodeStore({ url: config.mongoUrl, historyPoints: config.historyPoints });
+      const store = await createMongoNodeStore({ url: config.mongoUrl, historyPoints: config.historyPoints, historyResolutionMs: config.historyResolutionMs });
       await store.ensureIndexes();
       if (reported) log.info('Store reachable');
       return store;

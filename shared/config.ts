@@ -181,7 +181,7 @@ export function loadOrchestratorConfig(env: Env = process.env): Readonly<Orchest
       },
     },
     historyPoints: r.number('HISTORY_POINTS', 120, { integer: true, min: 0, max: 10000 }),
-    historyResolutionMs: r.number('HISTORY_RESOLUTION_MS', 30000, { min: 0 }),
+    historyResolutionMs: r.number('HISTORY_RESOLUTION_MS', 30000, { integer: true, min: 1 }),
     auth: { mode: authMode, joinToken, operatorToken: r.optionalString('OPERATOR_TOKEN'), secret },
     rateLimit: { perNodePerMinute: r.number('RATE_LIMIT_PER_NODE_PER_MINUTE', 120, { positive: true, integer: true }) },
     stateFile: r.optionalString('STATE_FILE'),

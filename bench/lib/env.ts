@@ -42,7 +42,7 @@ export async function openEnv(name: string, env: Record<string, string> = {}): P
     ...env,
   });
   const log = createLogger({ level: config.log.level, format: 'text' }).child({ component: `bench-${name}` });
-  const store = await createMongoNodeStore({ url: config.mongoUrl, historyPoints: config.historyPoints });
+  const store = await createMongoNodeStore({ url: config.mongoUrl, historyPoints: config.historyPoints, historyResolutionMs: config.historyResolutionMs });
   await store.ensureIndexes();
   const bus = await createRabbitBus({ url: config.rabbitmqUrl, log, name: `bench-${namespace}`, initialMaxRetries: 3 });
   const names = brokerNames(namespace);

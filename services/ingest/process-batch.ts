@@ -3,12 +3,13 @@ import type { Clock } from '../../shared/clock.js';
 import type { LogLevel } from '../../shared/config.js';
 import { applyMessage, newDraft, type MessageOutcome, type NodeDraft, type ReceivedMessage } from '../../shared/domain/apply-message.js';
 import { draftToWrite } from '../../shared/domain/draft-write.js';
+import { planHeartbeatRefresh } from '../../shared/domain/heartbeat-refresh.js';
 import type { EventPublisher } from '../../shared/events/event-publisher.js';
 import type { Logger } from '../../shared/logger.js';
 import { createLogThrottle } from '../../shared/log-throttle.js';
 import type { Metrics } from '../../shared/metrics.js';
 import type { NodeStore } from '../../shared/store/node-store.js';
-import type { NodeWrite } from '../../shared/store/node-record.js';
+import type { NodeRecord, NodeWrite } from '../../shared/store/node-record.js';
 import { HEADERS, ROUTING, type BrokerNames } from '../../shared/topology.js';
 import { parseDelivery } from './parse-delivery.js';
 import type { Authenticator } from './authenticator.js';
@@ -39,6 +40,8 @@ interface Item {
 }
 
 const MAX_CONFLICT_ROUNDS = 8;
+/** Clock baselines remembered for message ages; cleared past this many nodes. */
+const MAX_REMEMBERED_BASELINES = 200_000;
 const REREGISTER_MIN_GAP_MS = 1000;
 
 /**
@@ -49,6 +52,23 @@ const REREGISTER_MIN_GAP_MS = 1000;
 export function createBatchProcessor(deps: BatchDeps) {
   const { bus, store, names, events, log, clock, metrics } = deps;
   const askedAt = new Map<string, number>();
+  // The lowest clock offset this process has seen per node (or read from the store): only for the message
+  // ages it reports as lag, never for a decision (the store checks lateness against the stored baseline).
+  const baselines = new Map<string, number>();
+  function rememberBaseline(nodeId: string, offset: number | null | undefined): void {
+    if (offset === null || offset === undefined) return;
+    if (baselines.size > MAX_REMEMBERED_BASELINES) baselines.clear();
+    const known = baselines.get(nodeId);
+    if (known === undefined || offset < known) baselines.set(nodeId, offset);
+  }
+
+  /** The one credential condition all of a node's messages share, null when there is none, undefined when auth is off. */
+  function credentialCondition(items: Item[]): string | null | undefined {
+    const auth = deps.authenticator;
+    if (!auth) return undefined;
+    const hashes = new Set(items.map((i) => auth.credentialCondition(i.received.message)));
+    return hashes.size === 1 ? [...hashes][0]! : null;
+  }
   // A flood of bad messages must not become a flood of log lines: 5 a minute, then one summary.
   const refusalLog = createLogThrottle({
     log,
@@ -106,14 +126,39 @@ export function createBatchProcessor(deps: BatchDeps) {
     let pending = [...groups.keys()];
     for (let round = 0; pending.length && round < MAX_CONFLICT_ROUNDS; round++) {
       const now = clock.now();
-      const current = await deps.retry('read', () => store.getMany(pending));
+      const ctx = { now, timeoutMs: deps.timeoutMs, history: deps.history };
       const writes: NodeWrite[] = [];
+      // First round: heartbeats of nodes that stay ONLINE are written without a read; the store applies them
+      // only while the node is ONLINE and the messages are on time, and reports the others as conflicts,
+      // which the next round reads and decides one message at a time.
+      const toRead: string[] = [];
       for (const nodeId of pending) {
+        const items = groups.get(nodeId)!;
+        const plan =
+          round === 0
+            ? planHeartbeatRefresh(
+                nodeId,
+                items.map((i) => i.received),
+                ctx,
+                { credentialHash: credentialCondition(items), knownClockSkewMs: baselines.get(nodeId) },
+              )
+            : null;
+        if (!plan) {
+          toRead.push(nodeId);
+          continue;
+        }
+        items.forEach((item, i) => outcomes.set(item.delivery, plan.outcomes[i]!));
+        rememberBaseline(nodeId, plan.write.clockSkewMs);
+        writes.push(plan.write);
+      }
+      const current = toRead.length ? await deps.retry('read', () => store.getMany(toRead)) : new Map<string, NodeRecord>();
+      for (const nodeId of toRead) {
         const draft = newDraft(current.get(nodeId) ?? null);
+        rememberBaseline(nodeId, draft.node?.clockSkewMs);
         let accepted = false;
         for (const item of groups.get(nodeId)!) {
           const refusal = deps.authenticator?.check(draft, item.received.message);
-          const outcome: MessageOutcome = refusal ? { kind: 'refused', reason: refusal } : applyMessage(draft, item.received, { now, timeoutMs: deps.timeoutMs, history: deps.history });
+          const outcome: MessageOutcome = refusal ? { kind: 'refused', reason: refusal } : applyMessage(draft, item.received, ctx);
           if (outcome.kind === 'applied' && item.received.message.type === 'agent.register') deps.authenticator?.onRegistered(draft, item.received.message);
           outcomes.set(item.delivery, outcome);
           if (outcome.kind === 'applied' || outcome.kind === 'late') accepted = true;

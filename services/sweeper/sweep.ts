@@ -2,14 +2,12 @@ import { randomUUID } from 'node:crypto';
 import type { Bus } from '../../shared/bus/bus.js';
 import type { Clock } from '../../shared/clock.js';
 import type { OrchestratorConfig } from '../../shared/config.js';
-import { newDraft } from '../../shared/domain/apply-message.js';
-import { draftToWrite } from '../../shared/domain/draft-write.js';
-import { nodeEvent } from '../../shared/domain/node-events.js';
-import type { EventPublisher } from '../../shared/events/event-publisher.js';
+import { expireNode, type ExpiringNode, type Expiry } from '../../shared/domain/expire-node.js';
+import type { EventPublisher, PublishOutcome } from '../../shared/events/event-publisher.js';
 import type { Logger } from '../../shared/logger.js';
 import type { ClusterEvent } from '../../shared/messages/index.js';
 import type { Metrics } from '../../shared/metrics.js';
-import type { NodeWrite } from '../../shared/store/node-record.js';
+import type { ClusterGuardState, NodeRecord } from '../../shared/store/node-record.js';
 import type { NodeStore } from '../../shared/store/node-store.js';
 import { ROUTING } from '../../shared/topology.js';
 import { ingestCoverage } from './ingest-coverage.js';
@@ -29,21 +27,46 @@ export interface SweepDeps {
 
 /** Outbox events younger than this are still being published by the process that stored them. */
 const OUTBOX_GRACE_MS = 5000;
+/** Nodes with pending events one outbox drain reads. */
+const OUTBOX_DRAIN_NODES = 1000;
+/** Longest time between two outbox drains (the timeout, when that is shorter). */
+const OUTBOX_DRAIN_EVERY_MS = 30_000;
+/**
+ * With the mass-silence guard on, a sweep whose first page of expired nodes is full reads on to count them
+ * exactly before marking any, keeping of each only what the transition needs (about 200 bytes). Beyond this
+ * many it asks the store for the count instead.
+ */
+const READ_AHEAD_NODES = 10_000;
 
 export type SweepOutcome =
   | { kind: 'marked'; nodeIds: string[] }
   | { kind: 'held'; reason: 'ingest-down' | 'ingest-recovering' | 'mass-silence'; silent?: number };
 
+/** Where a sweep's time went (ms), for its debug line. */
+interface Timing {
+  read: number;
+  count: number;
+  write: number;
+  publish: number;
+}
+
+const slim = (n: NodeRecord): ExpiringNode => ({ nodeId: n.nodeId, status: n.status, statusVersion: n.statusVersion, rev: n.rev, lastHeartbeat: n.lastHeartbeat });
+
 /**
- * One timeout sweep. Publishes events left in the outbox, checks that the ingest path has been recording
- * heartbeats for a whole timeout, then marks OFFLINE each ONLINE node silent for longer than the timeout
- * with a conditional write (still ONLINE, still the same rev), so a heartbeat stored meanwhile wins.
- * Reads only expired nodes, a batch at a time.
+ * One timeout sweep. Checks that the ingest path has been recording heartbeats for a whole timeout, then marks
+ * OFFLINE each ONLINE node silent for longer than the timeout with a conditional write (still ONLINE, still the
+ * same rev, still silent), so a heartbeat stored meanwhile wins; then, now and then, publishes events left in
+ * the outbox. Store work per sweep: one query for the expired nodes (read a page at a time), one bulk write and
+ * one bulk outbox clear per page; the fleet is counted only when the mass-silence guard could trip, and only
+ * as far as the decision needs.
  */
 export function createSweep(deps: SweepDeps) {
   const { store, bus, events, log, clock, metrics, config } = deps;
   const staleMs = Math.max(3 * config.ingestLivenessMs, 1000);
+  const drainEveryMs = Math.min(OUTBOX_DRAIN_EVERY_MS, config.timeoutMs);
   let lastHold: string | null = null;
+  // The first sweep of a process drains: a sweeper or ingest that died may have left events behind.
+  let nextDrainAt = -Infinity;
 
   function hold(reason: 'ingest-down' | 'ingest-recovering' | 'mass-silence', message: string, silent?: number): SweepOutcome {
     metrics.sweepsSkipped.inc({ reason });
@@ -56,13 +79,18 @@ export function createSweep(deps: SweepDeps) {
     return { kind: 'held', reason, silent };
   }
 
-  async function massSilence(silent: number, now: number): Promise<'proceed' | 'hold'> {
+  /** `silent`: the exact number of expired nodes. */
+  async function massSilence(silent: number, state: ClusterGuardState, now: number): Promise<'proceed' | 'hold'> {
     const guard = config.sweep.massSilence;
-    if (!guard.enabled) return 'proceed';
-    const state = await store.guardState();
-    if (silent === 0 && !state.heldSince) return 'proceed'; // the common sweep: no count of the fleet needed
-    const online = (await store.countByStatus()).ONLINE;
-    const massive = online >= guard.minNodes && silent / online > guard.share;
+    let online = 0;
+    let massive = false;
+    // Tripping takes silent > share × online with online >= minNodes, so silent > share × minNodes: below
+    // that the fleet needs no counting. Above it, counting stops once the ONLINE nodes are too many for the
+    // silent ones to be more than `share` of them (the answer is then the same as with the full count).
+    if (silent > guard.share * guard.minNodes) {
+      online = await store.countOnline(Math.floor(silent / guard.share) + 1);
+      massive = online >= guard.minNodes && silent / online > guard.share;
+    }
     if (!massive) {
       if (state.heldSince) {
         await store.setGuardState({ heldSince: null, eventId: null });
@@ -98,56 +126,148 @@ export function createSweep(deps: SweepDeps) {
     return now - state.heldSince.getTime() >= guard.holdMs ? 'proceed' : 'hold';
   }
 
+  /** Marks one page: one bulk write, then every node's event published with pipelined confirms and cleared in one bulk write. */
+  /** Marks one page OFFLINE with one bulk write; returns the transitions that applied. */
+  async function markPage(page: ExpiringNode[], now: number, cutoff: number, timing: Timing): Promise<Expiry[]> {
+    const expiries = page.map((node) => expireNode(node, now, cutoff)).filter((e): e is Expiry => e !== null);
+    const t = performance.now();
+    const { conflicts } = expiries.length ? await store.write(expiries.map((e) => e.write)) : { conflicts: [] };
+    timing.write += performance.now() - t;
+    const lost = new Set(conflicts); // a heartbeat was stored meanwhile: it wins
+    const done = expiries.filter((e) => !lost.has(e.write.nodeId));
+    for (const e of done) log.info(`Node ${e.write.nodeId} missed heartbeat, marking as OFFLINE`);
+    await deps.afterMark?.(done.map((e) => e.write.nodeId));
+    return done;
+  }
+
+  /**
+   * Publishes a page's events with pipelined confirms and clears them from the outbox in one bulk write. Never
+   * rejects (a store failure comes back as `error`), so it can run while the next page is written.
+   */
+  function publishPage(done: Expiry[], timing: Timing): Promise<{ outcome: PublishOutcome } | { error: Error }> {
+    const t = performance.now();
+    return events.publishMany(done.map((e) => ({ nodeId: e.write.nodeId, events: [e.event] }))).then(
+      (outcome) => {
+        timing.publish += performance.now() - t;
+        return { outcome };
+      },
+      (error: Error) => ({ error }),
+    );
+  }
+
+  async function markExpired(): Promise<SweepOutcome> {
+    const now = clock.now();
+    const guard = config.sweep.massSilence;
+    const [liveness, state] = await Promise.all([store.ingestLiveness(), guard.enabled ? store.guardState() : null]);
+    const coverage = ingestCoverage(liveness, now, staleMs);
+    if (!coverage.healthy || coverage.seenUntil === null || coverage.healthySince === null) {
+      return hold('ingest-down', 'No ingest is recording heartbeats: marking no node OFFLINE until one is back and a full timeout has passed');
+    }
+    const cutoff = coverage.seenUntil - config.timeoutMs;
+    if (coverage.healthySince > cutoff) {
+      return hold('ingest-recovering', 'Ingest recording heartbeats again: every node gets a full timeout before it can be marked OFFLINE');
+    }
+
+    const pageSize = config.sweep.batchSize;
+    const timing: Timing = { read: 0, count: 0, write: 0, publish: 0 };
+    const pages = store.findExpired(new Date(cutoff), pageSize)[Symbol.asyncIterator]();
+    let more = true;
+    const seen = new Set<string>();
+    async function nextPage(): Promise<ExpiringNode[] | null> {
+      if (!more) return null;
+      const t = performance.now();
+      const next = await pages.next();
+      timing.read += performance.now() - t;
+      if (next.done || next.value.length < pageSize) more = false;
+      // A node the query hands out twice (it moved in the index while being read) is marked once.
+      const page = next.done ? [] : next.value.filter((n) => !seen.has(n.nodeId)).map(slim);
+      for (const n of page) seen.add(n.nodeId);
+      return page.length || more ? page : null;
+    }
+    try {
+      // The first page; with the guard on, the rest too (up to the read-ahead) unless the first was short.
+      const ahead: ExpiringNode[][] = [];
+      let read = 0;
+      do {
+        const page = await nextPage();
+        if (!page) break;
+        ahead.push(page);
+        read += page.length;
+      } while (state && more && read < READ_AHEAD_NODES);
+      if (state) {
+        const t = performance.now();
+        // The first page was short (or every page fitted in the read-ahead): `read` is the exact count.
+        const silent = more ? Math.max(read, await store.countExpired(new Date(cutoff))) : read;
+        const decision = await massSilence(silent, state, now);
+        timing.count += performance.now() - t;
+        if (decision === 'hold') return hold('mass-silence', `Holding ${silent} silent nodes ONLINE (mass-silence guard)`, silent);
+      }
+      lastHold = null;
+
+      const marked: string[] = [];
+      const failed: PublishOutcome['failed'] = [];
+      // A page's events are published and cleared while the next page is written (at most one page in flight).
+      let publishing: ReturnType<typeof publishPage> | null = null;
+      const published = async () => {
+        const result = await publishing;
+        publishing = null;
+        if (result && 'error' in result) throw result.error;
+        if (result) failed.push(...result.outcome.failed);
+      };
+      for (let page = ahead.shift() ?? (await nextPage()); page; page = ahead.shift() ?? (await nextPage())) {
+        const done = await markPage(page, now, cutoff, timing);
+        marked.push(...done.map((e) => e.write.nodeId));
+        await published();
+        publishing = publishPage(done, timing);
+      }
+      await published();
+      if (failed.length) {
+        // Once per sweep: the events stay in the outbox, and the drain publishes them once they are due.
+        log.warn(`node.offline of ${failed.length} nodes left in the outbox, to be published again: ${failed[0]!.error.message}`);
+        nextDrainAt = Math.min(nextDrainAt, now + OUTBOX_GRACE_MS);
+      }
+      if (seen.size) {
+        const ms = (x: number) => Math.round(x);
+        log.debug(
+          `Sweep: ${seen.size} expired nodes read in ${ms(timing.read)} ms, guard ${ms(timing.count)} ms, ${marked.length} marked OFFLINE in ${ms(timing.write)} ms, their events published and cleared in ${ms(timing.publish)} ms`,
+        );
+      }
+      return { kind: 'marked', nodeIds: marked };
+    } finally {
+      await pages.return?.();
+    }
+  }
+
+  /**
+   * Publishes events left in the outbox (a writer died, or the broker refused, between storing and publishing):
+   * at the first sweep, then at least every `drainEveryMs`, and sooner when this process saw a publish fail or
+   * the last drain left events behind. After marking, so it never delays a node's detection.
+   */
+  async function drainOutbox(): Promise<void> {
+    // The injected clock, like occurredAt of the stored events: Date.now() would skip the grace period under a fake clock.
+    const now = clock.now();
+    if (now < nextDrainAt) return;
+    nextDrainAt = now + drainEveryMs;
+    try {
+      const drained = await events.drain(OUTBOX_DRAIN_NODES, OUTBOX_GRACE_MS, now);
+      if (drained.failed.length) log.warn(`Outbox events of ${drained.failed.length} nodes not published yet: ${drained.failed[0]!.error.message}`);
+      if (drained.failed.length || drained.more) nextDrainAt = now;
+      else if (drained.nextDueAt !== null) nextDrainAt = Math.min(nextDrainAt, drained.nextDueAt);
+    } catch (error) {
+      nextDrainAt = now;
+      log.warn(`Outbox events not published yet: ${(error as Error).message}`);
+    }
+  }
+
   return async function sweep(): Promise<SweepOutcome> {
     const started = performance.now();
     try {
-      // The injected clock, like occurredAt of the stored events: Date.now() would skip the grace period under a fake clock.
-      await events.drain(1000, OUTBOX_GRACE_MS, clock.now()).catch((error: Error) => log.warn(`Outbox events not published yet: ${error.message}`));
-      const now = clock.now();
-      const coverage = ingestCoverage(await store.ingestLiveness(), now, staleMs);
-      if (!coverage.healthy || coverage.seenUntil === null || coverage.healthySince === null) {
-        return hold('ingest-down', 'No ingest is recording heartbeats: marking no node OFFLINE until one is back and a full timeout has passed');
-      }
-      const cutoff = coverage.seenUntil - config.timeoutMs;
-      if (coverage.healthySince > cutoff) {
-        return hold('ingest-recovering', 'Ingest recording heartbeats again: every node gets a full timeout before it can be marked OFFLINE');
-      }
-      const silent = await store.countExpired(new Date(cutoff));
-      if ((await massSilence(silent, now)) === 'hold') return hold('mass-silence', `Holding ${silent} silent nodes ONLINE (mass-silence guard)`, silent);
-      lastHold = null;
-      if (silent === 0) return { kind: 'marked', nodeIds: [] };
-
-      const marked: string[] = [];
-      const seen = new Set<string>();
-      for (;;) {
-        const expired = (await store.findExpired(new Date(cutoff), config.sweep.batchSize)).filter((n) => !seen.has(n.nodeId));
-        if (!expired.length) break;
-        const writes: NodeWrite[] = [];
-        const drafts = expired.map((node) => {
-          seen.add(node.nodeId);
-          const draft = newDraft(node);
-          const n = draft.node!;
-          n.status = 'OFFLINE';
-          n.statusVersion += 1;
-          n.statusChangedAt = new Date(now);
-          draft.events.push(nodeEvent(n, 'ONLINE', 'timeout', now));
-          const write = draftToWrite(draft)!;
-          // Still ONLINE and still silent when the write lands: a heartbeat stored meanwhile wins.
-          writes.push(write.kind === 'update' ? { ...write, silentBefore: new Date(cutoff) } : write);
-          return draft;
-        });
-        const { conflicts } = await store.write(writes);
-        const lost = new Set(conflicts); // a heartbeat was stored meanwhile: it wins
-        const done = drafts.filter((d) => !lost.has(d.node!.nodeId));
-        for (const d of done) log.info(`Node ${d.node!.nodeId} missed heartbeat, marking as OFFLINE`);
-        marked.push(...done.map((d) => d.node!.nodeId));
-        await deps.afterMark?.(done.map((d) => d.node!.nodeId));
-        for (const d of done) {
-          await events.publishFor(d.node!.nodeId, d.events).catch((error: Error) => log.warn(`node.offline for ${d.node!.nodeId} left in the outbox: ${error.message}`));
-        }
-        if (expired.length < config.sweep.batchSize) break;
-      }
-      return { kind: 'marked', nodeIds: marked };
+      const outcome = await markExpired();
+      await drainOutbox();
+      return outcome;
+    } catch (error) {
+      nextDrainAt = -Infinity; // it may have marked nodes without publishing their events
+      throw error;
     } finally {
       metrics.sweepDuration.observe((performance.now() - started) / 1000);
     }

@@ -1,5 +1,6 @@
 import type { AgentMessage, HeartbeatMessage, NodeEvent, RegisterMessage, ShutdownMessage } from '../messages/index.js';
-import type { HistoryPoint, NodeRecord } from '../store/node-record.js';
+import type { HistoryPoint, HistoryWrite, NodeRecord } from '../store/node-record.js';
+import { historyRing, historySlot, historyView, type HistorySettings } from './history.js';
 import { nodeEvent } from './node-events.js';
 
 /** A validated agent message and when the orchestrator took it off the broker. */
@@ -13,8 +14,8 @@ export interface ApplyContext {
   /** Orchestrator time now. */
   now: number;
   timeoutMs: number;
-  /** Sparkline history: at most `points` points, at least `resolutionMs` apart. */
-  history: { points: number; resolutionMs: number };
+  /** Sparkline history: a ring of `points` slots of `resolutionMs` (shared/domain/history.ts). */
+  history: HistorySettings;
 }
 
 /** The result of applying one message to one node's working copy. */
@@ -31,14 +32,14 @@ export interface NodeDraft {
   original: NodeRecord | null;
   node: NodeRecord | null;
   events: NodeEvent[];
-  /** A history point was added (the write then carries the whole, already bounded, history). */
-  historyChanged: boolean;
+  /** The sparkline point the write adds, in its ring slot (null: none). */
+  historyPoint: HistoryWrite | null;
   /** Set when the agent should be asked to re-register (unknown to the store, or its clock baseline is off). */
   askReregister: boolean;
 }
 
 export function newDraft(original: NodeRecord | null): NodeDraft {
-  return { original, node: original ? structuredClone(original) : null, events: [], historyChanged: false, askReregister: false };
+  return { original, node: original ? structuredClone(original) : null, events: [], historyPoint: null, askReregister: false };
 }
 
 /**
@@ -165,17 +166,11 @@ function applyShutdown(draft: NodeDraft, _message: ShutdownMessage, received: Re
   return { kind: 'applied' };
 }
 
-/**
- * Bounded history kept by the writer rather than by a $push/$slice, which the SQLite-backed test server
- * ignores: the write is guarded by rev, so replacing the array is as safe, and happens only once per
- * resolution step, not once per heartbeat.
- */
+/** The point goes into the ring slot of its time; the working copy shows the history as a reader will. */
 function addHistoryPoint(draft: NodeDraft, node: NodeRecord, point: HistoryPoint, ctx: ApplyContext): void {
   if (ctx.history.points <= 0) return;
-  const last = node.history.at(-1);
-  if (last && point.t.getTime() - new Date(last.t).getTime() < ctx.history.resolutionMs) return;
-  node.history = [...node.history, point].slice(-ctx.history.points);
-  draft.historyChanged = true;
+  draft.historyPoint = { slot: historySlot(point.t.getTime(), ctx.history), point };
+  node.history = historyView(historyRing([...node.history, point], ctx.history), null, ctx.history);
 }
 
 function transition(draft: NodeDraft, node: NodeRecord, to: NodeRecord['status'], reason: NodeEvent['reason'], now: number): void {

@@ -3,8 +3,9 @@ import type { NodeDraft } from './apply-message.js';
 import { newRev } from './node-events.js';
 
 /**
- * The single store write that makes a draft durable, or null when nothing changed: a refresh when an
- * ONLINE node stays ONLINE with the same credential (the common heartbeat), otherwise a rev-guarded update.
+ * The single store write that makes a draft durable, or null when nothing changed: an insert for a new node,
+ * otherwise an update guarded by the rev the draft was read at. (Heartbeats of ONLINE nodes are written
+ * without a read, as refreshes: shared/domain/heartbeat-refresh.ts.)
  */
 export function draftToWrite(draft: NodeDraft, extra: Partial<NodeRecord> = {}): NodeWrite | null {
   const node = draft.node;
@@ -12,32 +13,16 @@ export function draftToWrite(draft: NodeDraft, extra: Partial<NodeRecord> = {}):
   if (!draft.original) {
     return { kind: 'insert', record: { ...node, ...extra, rev: newRev(), outbox: [...draft.events] } };
   }
-  const original = draft.original;
-  const merged = { ...node, ...extra };
-  if (!draft.events.length && original.status === 'ONLINE' && merged.status === 'ONLINE' && merged.credentialHash === original.credentialHash) {
-    return {
-      kind: 'refresh',
-      nodeId: merged.nodeId,
-      lastHeartbeat: merged.lastHeartbeat,
-      stats: merged.stats,
-      set: {
-        hostname: merged.hostname,
-        ipAddress: merged.ipAddress,
-        maxServers: merged.maxServers,
-        clockSkewMs: merged.clockSkewMs,
-        reregisterRequestedAt: merged.reregisterRequestedAt,
-        ...(draft.historyChanged ? { history: merged.history } : {}),
-      },
-    };
-  }
-  const { nodeId, rev, outbox, history, ...fields } = merged;
+  const { nodeId, rev, outbox, history, ...fields } = { ...node, ...extra };
   void outbox;
+  void history;
   return {
     kind: 'update',
     nodeId,
     expectedRev: rev,
     newRev: newRev(),
-    set: draft.historyChanged ? { ...fields, history } : fields,
+    set: fields,
     pushOutbox: [...draft.events],
+    ...(draft.historyPoint ? { historyPoint: draft.historyPoint } : {}),
   };
 }

@@ -1,11 +1,14 @@
 import { readFileSync, writeFileSync, renameSync, existsSync } from 'node:fs';
+import { historyRing, historySlotKey, historyView, type HistorySettings } from '../domain/history.js';
 import type { NodeStatus } from '../messages/index.js';
-import type { ClusterGuardState, IngestLiveness, NodeRecord, NodeWrite } from './node-record.js';
+import type { ClusterGuardState, HistoryPoint, HistoryWrite, IngestLiveness, NodeRecord, NodeWrite } from './node-record.js';
 import type { NodeStore, WriteResult } from './node-store.js';
 
 export interface MemoryNodeStoreOptions {
-  /** Keep this many history points per node (the MongoDB adapter's $slice). */
+  /** History ring slots per node, as the MongoDB adapter keeps them. */
   historyPoints: number;
+  /** Width of one history slot (default 30 s, as HISTORY_RESOLUTION_MS). */
+  historyResolutionMs?: number;
   /** Save the nodes to this JSON file after each write, so an embedded restart keeps registrations. */
   stateFile?: string;
 }
@@ -15,6 +18,9 @@ const clone = <T>(value: T): T => structuredClone(value);
 /** In-process node store for the all-in-one mode and unit tests; behaves like the MongoDB adapter. */
 export function createMemoryNodeStore(options: MemoryNodeStoreOptions): NodeStore & { roundTrips(): number } {
   const nodes = new Map<string, NodeRecord>();
+  /** Each node's history ring, as the MongoDB adapter stores it; records show its view. */
+  const rings = new Map<string, Record<string, HistoryPoint>>();
+  const history: HistorySettings = { points: options.historyPoints, resolutionMs: options.historyResolutionMs ?? 30_000 };
   const liveness = new Map<string, IngestLiveness>();
   let guard: ClusterGuardState = { heldSince: null, eventId: null };
   let trips = 0;
@@ -22,7 +28,23 @@ export function createMemoryNodeStore(options: MemoryNodeStoreOptions): NodeStor
 
   if (options.stateFile && existsSync(options.stateFile)) {
     const saved = JSON.parse(readFileSync(options.stateFile, 'utf8')) as NodeRecord[];
-    for (const raw of saved) nodes.set(raw.nodeId, revive(raw));
+    for (const raw of saved) {
+      const node = revive(raw);
+      rings.set(node.nodeId, historyRing(node.history, history));
+      nodes.set(node.nodeId, node);
+    }
+  }
+
+  /** MongoDB's $max on the point's slot: of two points in one slot, the later one stays. */
+  function addPoint(nodeId: string, write: HistoryWrite | undefined): HistoryPoint[] {
+    const ring = rings.get(nodeId) ?? {};
+    if (write && history.points > 0) {
+      const key = historySlotKey(write.slot);
+      const kept = ring[key];
+      if (!kept || kept.t.getTime() < write.point.t.getTime()) ring[key] = clone(write.point);
+    }
+    rings.set(nodeId, ring);
+    return historyView(ring, null, history);
   }
 
   function scheduleSave(): void {
@@ -72,16 +94,30 @@ export function createMemoryNodeStore(options: MemoryNodeStoreOptions): NodeStor
       for (const w of writes) {
         if (w.kind === 'insert') {
           if (nodes.has(w.record.nodeId)) conflicts.push(w.record.nodeId);
-          else nodes.set(w.record.nodeId, clone(w.record));
+          else {
+            rings.set(w.record.nodeId, historyRing(clone(w.record.history), history));
+            nodes.set(w.record.nodeId, { ...clone(w.record), history: historyView(rings.get(w.record.nodeId), null, history) });
+          }
           continue;
         }
         const current = nodes.get(w.nodeId);
         if (w.kind === 'refresh') {
-          if (!current) {
+          const applies =
+            current?.status === 'ONLINE' &&
+            (w.minClockSkewMs === undefined || (current.clockSkewMs !== null && current.clockSkewMs >= w.minClockSkewMs)) &&
+            (w.credentialHash === undefined || current.credentialHash === w.credentialHash);
+          if (!applies) {
             conflicts.push(w.nodeId);
             continue;
           }
-          nodes.set(w.nodeId, { ...current, ...clone(w.set), lastHeartbeat: maxDate(current.lastHeartbeat, w.lastHeartbeat), stats: maxStats(current.stats, w.stats) });
+          nodes.set(w.nodeId, {
+            ...current,
+            lastHeartbeat: maxDate(current.lastHeartbeat, w.lastHeartbeat),
+            stats: maxStats(current.stats, w.stats),
+            // MongoDB's $min: a null baseline stays null (null sorts below numbers).
+            clockSkewMs: w.clockSkewMs === undefined || current.clockSkewMs === null ? current.clockSkewMs : Math.min(current.clockSkewMs, w.clockSkewMs),
+            history: addPoint(w.nodeId, w.historyPoint),
+          });
           continue;
         }
         const silent = !w.silentBefore || (current?.status === 'ONLINE' && current.lastHeartbeat !== null && current.lastHeartbeat < w.silentBefore);
@@ -93,18 +129,17 @@ export function createMemoryNodeStore(options: MemoryNodeStoreOptions): NodeStor
         next.lastHeartbeat = maxDate(current.lastHeartbeat, w.set.lastHeartbeat ?? null);
         next.stats = maxStats(current.stats, w.set.stats ?? null);
         next.outbox = [...current.outbox, ...clone(w.pushOutbox)];
+        next.history = addPoint(w.nodeId, w.historyPoint);
         nodes.set(w.nodeId, next);
       }
       scheduleSave();
       return { conflicts, roundTrips: 1 };
     },
-    async findExpired(cutoff, limit) {
+    async *findExpired(cutoff, pageSize) {
+      // One query: the expired nodes as they are when the first page is asked for, handed out a page at a time.
       trips++;
-      return [...nodes.values()]
-        .filter((n) => n.status === 'ONLINE' && n.lastHeartbeat !== null && n.lastHeartbeat < cutoff)
-        .sort(byExpiry)
-        .slice(0, limit)
-        .map(clone);
+      const expired = [...nodes.values()].filter((n) => n.status === 'ONLINE' && n.lastHeartbeat !== null && n.lastHeartbeat < cutoff).sort(byExpiry);
+      for (let i = 0; i < expired.length; i += pageSize) yield expired.slice(i, i + pageSize).map(clone);
     },
     async countExpired(cutoff) {
       trips++;
@@ -118,27 +153,37 @@ export function createMemoryNodeStore(options: MemoryNodeStoreOptions): NodeStor
       for (const n of nodes.values()) counts[n.status]++;
       return counts;
     },
+    async countOnline(upTo = Infinity) {
+      trips++;
+      let count = 0;
+      for (const n of nodes.values()) if (n.status === 'ONLINE' && ++count >= upTo) break;
+      return count;
+    },
     async findWithOutbox(limit) {
       trips++;
       return [...nodes.values()].filter((n) => n.outbox.length > 0).slice(0, limit).map(clone);
     },
-    async removeFromOutbox(nodeId, events) {
+    async removeFromOutbox(entries) {
       trips++;
-      const node = nodes.get(nodeId);
-      if (!node) return;
-      const eventIds = events.map((e) => e.eventId);
-      // Like MongoDB's $pull: no rev change, so it never conflicts with a transition.
-      nodes.set(nodeId, { ...node, outbox: node.outbox.filter((e) => !eventIds.includes(e.eventId)) });
+      for (const { nodeId, events } of entries) {
+        const node = nodes.get(nodeId);
+        if (!node || !events.length) continue;
+        const eventIds = new Set(events.map((e) => e.eventId));
+        // Like MongoDB's $pull: no rev change, so it never conflicts with a transition.
+        nodes.set(nodeId, { ...node, outbox: node.outbox.filter((e) => !eventIds.has(e.eventId)) });
+      }
       scheduleSave();
     },
     async delete(nodeId) {
       trips++;
       const existed = nodes.delete(nodeId);
+      rings.delete(nodeId);
       scheduleSave();
       return existed;
     },
     async deleteAll() {
       nodes.clear();
+      rings.clear();
       liveness.clear();
       guard = { heldSince: null, eventId: null };
       scheduleSave();

@@ -1,7 +1,9 @@
+import { randomUUID } from 'node:crypto';
 import mongoose, { type Connection, type Model } from 'mongoose';
+import { historyRing, historySlotKey, historyView, type HistorySettings } from '../domain/history.js';
 import type { NodeEvent, NodeStatus } from '../messages/index.js';
-import type { ClusterGuardState, IngestLiveness, NodeRecord, NodeWrite } from './node-record.js';
-import { StoreUnavailableError, type NodeStore, type WriteResult } from './node-store.js';
+import type { ClusterGuardState, HistoryPoint, IngestLiveness, NodeRecord, NodeWrite } from './node-record.js';
+import { StoreUnavailableError, type NodeStore, type OutboxRemoval, type WriteResult } from './node-store.js';
 
 // Explicit, so no mongoose upgrade changes it under us: unknown filter keys are dropped. Every filter
 // is built here from values validated at the edge (a nodeId matches [A-Za-z0-9._-]{1,64}), so no
@@ -21,7 +23,12 @@ export interface NodeDocument {
   rev: string;
   prevRev?: string | null;
   stats: NodeRecord['stats'];
-  history: NodeRecord['history'];
+  /** The sparkline ring: slot key -> point (shared/domain/history.ts). */
+  historyRing?: Record<string, HistoryPoint>;
+  /** History as an array, as written before the ring: still read, never written. */
+  history?: HistoryPoint[];
+  /** Token of the last heartbeat refresh: tells a writer whether its refresh applied. */
+  refreshId?: string;
   outbox: NodeEvent[];
   clockSkewMs: number | null;
   reregisterRequestedAt: Date | null;
@@ -48,7 +55,9 @@ export const nodeSchema = new mongoose.Schema<NodeDocument>(
     rev: { type: String, required: true },
     prevRev: { type: String },
     stats: { type: statsSchema, default: null },
-    history: { type: [historySchema], default: [] },
+    historyRing: { type: mongoose.Schema.Types.Mixed, default: {} },
+    history: { type: [historySchema], default: undefined },
+    refreshId: { type: String },
     outbox: { type: [mongoose.Schema.Types.Mixed] as never, default: [] },
     clockSkewMs: { type: Number, default: null },
     reregisterRequestedAt: { type: Date, default: null },
@@ -56,8 +65,11 @@ export const nodeSchema = new mongoose.Schema<NodeDocument>(
   },
   { collection: 'nodes', versionKey: false, autoIndex: false, autoCreate: false, strict: true },
 );
-// The sweep's query: its cost follows the number of expired nodes on MongoDB. (The SQLite-backed
-// test server indexes only _id and scans instead; see docs/architecture.md.)
+// The sweeper's queries, created at start by ensureIndexes() (the SQLite-backed test server indexes only _id
+// and scans instead; see docs/architecture.md). {status, lastHeartbeat}: findExpired (status equality, then
+// the lastHeartbeat range and sort), countExpired, countOnline and countByStatus (which need no more than the index), so
+// their cost follows the expired nodes, not the fleet. Sparse outbox.eventId: findWithOutbox reads only the
+// nodes with pending events.
 nodeSchema.index({ status: 1, lastHeartbeat: 1 });
 nodeSchema.index({ 'outbox.eventId': 1 }, { sparse: true });
 
@@ -86,17 +98,15 @@ const livenessSchema = new mongoose.Schema<LivenessDocument>(
 export interface MongoNodeStoreOptions {
   url: string;
   historyPoints: number;
-  /** Most operations in one bulk write command (default: 10 on FerretDB, 1000 elsewhere). */
-  opsPerCommand?: number;
-  /** Read batches with one lookup per id (default: only on FerretDB, see below). */
-  perIdReads?: boolean;
+  /** Width of one history slot (default 30 s, as HISTORY_RESOLUTION_MS). */
+  historyResolutionMs?: number;
   /** Fail an operation after this long without a server (default 5 s). */
   serverSelectionTimeoutMs?: number;
 }
 
 const GUARD_ID = 'guard:mass-silence';
 
-function toRecord(doc: NodeDocument): NodeRecord {
+function toRecord(doc: NodeDocument, history: HistorySettings): NodeRecord {
   return {
     nodeId: doc._id,
     hostname: doc.hostname,
@@ -110,7 +120,7 @@ function toRecord(doc: NodeDocument): NodeRecord {
     rev: doc.rev,
     ...(doc.prevRev ? { prevRev: doc.prevRev } : {}),
     stats: doc.stats ?? null,
-    history: doc.history ?? [],
+    history: historyView(doc.historyRing, doc.history, history),
     outbox: doc.outbox ?? [],
     clockSkewMs: doc.clockSkewMs ?? null,
     reregisterRequestedAt: doc.reregisterRequestedAt ?? null,
@@ -118,9 +128,9 @@ function toRecord(doc: NodeDocument): NodeRecord {
   };
 }
 
-function toDocument(record: NodeRecord): NodeDocument {
-  const { nodeId, stats, ...rest } = record;
-  return { _id: nodeId, ...rest, stats: stats ? statsDocument(stats) : null };
+function toDocument(record: NodeRecord, history: HistorySettings): NodeDocument {
+  const { nodeId, stats, history: points, ...rest } = record;
+  return { _id: nodeId, ...rest, stats: stats ? statsDocument(stats) : null, historyRing: historyRing(points, history) };
 }
 
 /** Field order matters: $max compares embedded documents field by field, so reportedAt goes first. */
@@ -175,15 +185,8 @@ export async function createMongoNodeStore(options: MongoNodeStoreOptions): Prom
   });
   await guarded('connect', () => connection.asPromise());
   const Nodes: Model<NodeDocument> = connection.model<NodeDocument>('Node', nodeSchema);
-  // FerretDB on SQLite answers only a bare {_id: value} filter from its index ($in scans the collection),
-  // so against it a batch is read with one indexed lookup per node instead of one $in query.
-  const buildInfo = await guarded('buildInfo', () => connection.db!.admin().command({ buildInfo: 1 }));
-  const isFerret = 'ferretdbVersion' in buildInfo;
-  const perIdReads = options.perIdReads ?? isFerret;
-  // FerretDB 1.24 stalls on an update command of 100 or more statements (seen here: 80 take 0.2 s, 100
-  // never finish), and each statement scans the collection, so there a bulk write is sent as commands of 10:
-  // each stays well inside the operation deadline.
-  const opsPerCommand = options.opsPerCommand ?? (isFerret ? 10 : 1000);
+  const history: HistorySettings = { points: options.historyPoints, resolutionMs: options.historyResolutionMs ?? 30_000 };
+  const record = (doc: NodeDocument) => toRecord(doc, history);
   const State: Model<LivenessDocument> = connection.model<LivenessDocument>('OrchestratorState', livenessSchema);
 
   async function ensureIndexes(): Promise<void> {
@@ -198,28 +201,33 @@ export async function createMongoNodeStore(options: MongoNodeStoreOptions): Prom
     await guarded('createIndexes', () => Nodes.createIndexes());
   }
 
-  /** lastHeartbeat and stats only move forward: $max, with stats stored reportedAt first so it compares by time. */
-  function forwardOnly(lastHeartbeat: Date | null | undefined, stats: NodeRecord['stats'] | undefined): Record<string, unknown> {
+  /** lastHeartbeat, stats and history points only move forward: $max, with stats stored reportedAt first so it compares by time. */
+  function forwardOnly(lastHeartbeat: Date | null | undefined, stats: NodeRecord['stats'] | undefined, point: { slot: number; point: HistoryPoint } | undefined): Record<string, unknown> {
     const max: Record<string, unknown> = {};
     if (lastHeartbeat) max.lastHeartbeat = lastHeartbeat;
     if (stats) max.stats = statsDocument(stats);
+    // t first: of two points in one slot the later one stays.
+    if (point && history.points > 0) max[`historyRing.${historySlotKey(point.slot)}`] = { t: point.point.t, cpu: point.point.cpu, mem: point.point.mem };
     return max;
   }
 
-  function toOp(w: NodeWrite) {
+  /** The bulk-write operation of one write; a refresh gets a token (`refreshId`) so a read-back can tell whether it applied. */
+  function toOp(w: NodeWrite, refreshId: string) {
     if (w.kind === 'insert') {
-      return { insertOne: { document: toDocument(w.record) } };
+      return { insertOne: { document: toDocument(w.record, history) } };
     }
     if (w.kind === 'refresh') {
-      const update: Record<string, unknown> = { $set: w.set };
-      const max = forwardOnly(w.lastHeartbeat, w.stats);
-      if (Object.keys(max).length) update.$max = max;
-      return { updateOne: { filter: { _id: w.nodeId }, update } };
+      const filter: Record<string, unknown> = { _id: w.nodeId, status: 'ONLINE' };
+      if (w.minClockSkewMs !== undefined) filter.clockSkewMs = { $gte: w.minClockSkewMs };
+      if (w.credentialHash !== undefined) filter.credentialHash = w.credentialHash;
+      const update: Record<string, unknown> = { $set: { refreshId }, $max: forwardOnly(w.lastHeartbeat, w.stats, w.historyPoint) };
+      if (w.clockSkewMs !== undefined) update.$min = { clockSkewMs: w.clockSkewMs };
+      return { updateOne: { filter, update } };
     }
     const { lastHeartbeat, stats, ...rest } = w.set;
     // prevRev lets a writer that lost sight of its write (read back after a later writer) recognise it.
     const update: Record<string, unknown> = { $set: { ...rest, rev: w.newRev, prevRev: w.expectedRev } };
-    const max = forwardOnly(lastHeartbeat, stats);
+    const max = forwardOnly(lastHeartbeat, stats, w.historyPoint);
     if (Object.keys(max).length) update.$max = max;
     if (w.pushOutbox.length) update.$push = { outbox: { $each: w.pushOutbox } };
     const filter: Record<string, unknown> = { _id: w.nodeId, rev: w.expectedRev };
@@ -231,85 +239,109 @@ export async function createMongoNodeStore(options: MongoNodeStoreOptions): Prom
     connection,
     ensureIndexes,
     async get(nodeId: string) {
-      const doc = await guarded('get', () => Nodes.findById(nodeId).lean<NodeDocument>().exec());
-      return doc ? toRecord(doc) : null;
+      const doc = await guarded('get', () => Nodes.collection.findOne({ _id: nodeId } as never));
+      return doc ? record(doc as unknown as NodeDocument) : null;
     },
     async getMany(nodeIds: string[]) {
       if (!nodeIds.length) return new Map<string, NodeRecord>();
-      const docs = perIdReads
-        ? (await Promise.all(nodeIds.map((id) => guarded('getMany', () => Nodes.collection.findOne({ _id: id } as never))))).filter(Boolean)
-        : await guarded('getMany', () => Nodes.collection.find({ _id: { $in: nodeIds } } as never).toArray());
-      return new Map((docs as unknown as NodeDocument[]).map((d) => [d._id, toRecord(d)]));
+      const docs = await guarded('getMany', () => Nodes.collection.find({ _id: { $in: nodeIds } } as never).toArray());
+      return new Map((docs as unknown as NodeDocument[]).map((d) => [d._id, record(d)]));
     },
     async list(filter: { status?: NodeStatus } = {}) {
       const query = filter.status ? { status: filter.status } : {};
       const docs = await guarded('list', () => Nodes.find(query).sort({ _id: 1 }).lean<NodeDocument[]>().exec());
-      return docs.map(toRecord);
+      return docs.map(record);
     },
     async write(writes: NodeWrite[]): Promise<WriteResult> {
       if (writes.length === 0) return { conflicts: [], roundTrips: 0 };
-      const ops = writes.map(toOp);
+      const tokens = writes.map(() => randomUUID());
+      const ops = writes.map((w, i) => toOp(w, tokens[i]!));
       let applied = 0;
-      let duplicate = false;
-      // The driver's bulkWrite (update commands) without mongoose casting: field order as built here.
-      for (let i = 0; i < ops.length; i += opsPerCommand) {
-          const chunk = ops.slice(i, i + opsPerCommand);
-          try {
-            const result = await guarded('write', () => Nodes.collection.bulkWrite(chunk as never, { ordered: false }));
-            applied += (result.insertedCount ?? 0) + (result.matchedCount ?? 0);
-          } catch (error) {
-            const writeErrors = (error as { writeErrors?: Array<{ code?: number; err?: { code?: number } }> }).writeErrors;
-            const codes = Array.isArray(writeErrors) ? writeErrors.map((e) => e.code ?? e.err?.code) : [(error as { code?: number }).code];
-            if (!codes.length || codes.some((code) => code !== 11000)) throw error;
-            duplicate = true; // an insert raced another writer's insert: resolved below like any conflict
-          }
+      // One command for the whole batch, through the driver without mongoose casting: field order as built here.
+      try {
+        const result = await guarded('write', () => Nodes.collection.bulkWrite(ops as never, { ordered: false }));
+        applied = (result.insertedCount ?? 0) + (result.matchedCount ?? 0);
+      } catch (error) {
+        const writeErrors = (error as { writeErrors?: Array<{ code?: number; err?: { code?: number } }> }).writeErrors;
+        const codes = Array.isArray(writeErrors) ? writeErrors.map((e) => e.code ?? e.err?.code) : [(error as { code?: number }).code];
+        if (!codes.length || codes.some((code) => code !== 11000)) throw error;
+        applied = -1; // an insert raced another writer's insert: resolved below like any conflict
       }
-      if (!duplicate && applied === writes.length) return { conflicts: [], roundTrips: 1 };
-      // Some writes lost a race. The bulk result has no per-operation counts, so read back which
-      // documents carry the rev this batch wrote.
-      const ids = writes.map((w) => (w.kind === 'insert' ? w.record.nodeId : w.nodeId));
-      const current = await store.getMany(ids);
+      if (applied === writes.length) return { conflicts: [], roundTrips: 1 };
+      // Some writes did not apply. The bulk result has no per-operation counts, so read back which
+      // documents carry what this batch wrote: the rev of an insert or update, the token of a refresh.
+      const id = (w: NodeWrite) => (w.kind === 'insert' ? w.record.nodeId : w.nodeId);
+      const current = await guarded('write', () => Nodes.collection.find({ _id: { $in: writes.map(id) } } as never, { projection: { rev: 1, prevRev: 1, refreshId: 1 } }).toArray());
+      const byId = new Map((current as unknown as Array<Pick<NodeDocument, '_id' | 'rev' | 'prevRev' | 'refreshId'>>).map((d) => [d._id, d]));
       const conflicts = writes
-        .filter((w) => {
-          const id = w.kind === 'insert' ? w.record.nodeId : w.nodeId;
-          const found = current.get(id);
-          if (w.kind === 'refresh') return !found; // matched by _id alone: it applied unless the node is gone
+        .filter((w, i) => {
+          const found = byId.get(id(w));
+          if (w.kind === 'refresh') return found?.refreshId !== tokens[i];
           const expected = w.kind === 'insert' ? w.record.rev : w.newRev;
           return found?.rev !== expected && found?.prevRev !== expected;
         })
-        .map((w) => (w.kind === 'insert' ? w.record.nodeId : w.nodeId));
+        .map(id);
       return { conflicts, roundTrips: 2 };
     },
-    async findExpired(cutoff: Date, limit: number) {
-      const docs = await guarded('findExpired', () =>
-        Nodes.find({ status: 'ONLINE', lastHeartbeat: { $lt: cutoff } })
-          
-          .sort({ lastHeartbeat: 1 })
-          .limit(limit)
-          .lean<NodeDocument[]>()
-          .exec(),
-      );
-      return docs.map(toRecord);
+    async *findExpired(cutoff: Date, pageSize: number) {
+      // One query, answered from the {status, lastHeartbeat} index (equality, then range and sort) on MongoDB;
+      // the pages are the cursor's batches, so a sweep pays for one query however many pages it reads.
+      // maxTimeMS: a query the deadline gives up on is stopped on the server too, so the next sweep's does not queue behind it.
+      const cursor = Nodes.collection
+        .find({ status: 'ONLINE', lastHeartbeat: { $lt: cutoff } } as never)
+        .sort({ lastHeartbeat: 1 })
+        .batchSize(pageSize)
+        .maxTimeMS(OPERATION_DEADLINE_MS);
+      try {
+        for (;;) {
+          const page = await guarded('findExpired', async () => {
+            const docs: NodeRecord[] = [];
+            while (docs.length < pageSize) {
+              const doc = await cursor.next();
+              if (!doc) break;
+              docs.push(record(doc as unknown as NodeDocument));
+            }
+            return docs;
+          });
+          if (page.length) yield page;
+          if (page.length < pageSize) return;
+        }
+      } finally {
+        await cursor.close().catch(() => undefined);
+      }
     },
     async countExpired(cutoff: Date) {
-      return guarded('countExpired', () => Nodes.countDocuments({ status: 'ONLINE', lastHeartbeat: { $lt: cutoff } }).exec());
+      return guarded('countExpired', () => Nodes.collection.countDocuments({ status: 'ONLINE', lastHeartbeat: { $lt: cutoff } } as never, { maxTimeMS: OPERATION_DEADLINE_MS }));
     },
     async countByStatus() {
-      const [online, offline] = await guarded('countByStatus', () =>
-        Promise.all([Nodes.countDocuments({ status: 'ONLINE' }).exec(), Nodes.countDocuments({ status: 'OFFLINE' }).exec()]),
+      // One $group (one $sum: all the SQLite-backed test server's $group takes). The $match on the indexed
+      // status lets MongoDB answer it from the {status, lastHeartbeat} index alone.
+      const groups = await guarded('countByStatus', () =>
+        Nodes.collection
+          .aggregate<{ _id: NodeStatus; n: number }>([{ $match: { status: { $in: ['ONLINE', 'OFFLINE'] } } }, { $group: { _id: '$status', n: { $sum: 1 } } }], { maxTimeMS: OPERATION_DEADLINE_MS })
+          .toArray(),
       );
-      return { ONLINE: online, OFFLINE: offline };
+      const counts: Record<NodeStatus, number> = { ONLINE: 0, OFFLINE: 0 };
+      for (const g of groups) counts[g._id] = g.n;
+      return counts;
+    },
+    async countOnline(upTo?: number) {
+      // With a limit the server stops at `upTo` matches (an index range on MongoDB, an early stop of the scan on
+      // the test server) instead of counting the fleet.
+      return guarded('countOnline', () => Nodes.collection.countDocuments({ status: 'ONLINE' } as never, { maxTimeMS: OPERATION_DEADLINE_MS, ...(upTo === undefined ? {} : { limit: upTo }) }));
     },
     async findWithOutbox(limit: number) {
+      // On the indexed field: the sparse outbox.eventId index holds only nodes with pending events, so on
+      // MongoDB this reads those and nothing else ('outbox.0' would scan the collection).
       const docs = await guarded('findWithOutbox', () =>
-        Nodes.find({ 'outbox.0': { $exists: true } }).limit(limit).lean<NodeDocument[]>().exec(),
+        Nodes.collection.find({ 'outbox.eventId': { $exists: true } } as never).limit(limit).maxTimeMS(OPERATION_DEADLINE_MS).toArray(),
       );
-      return docs.map(toRecord);
+      return (docs as unknown as NodeDocument[]).map(record);
     },
-    async removeFromOutbox(nodeId: string, events: NodeEvent[]) {
-      if (!events.length) return;
-      // One whole-value $pull per event: portable to servers whose $pull takes no conditions.
-      const ops = events.map((event) => ({ updateOne: { filter: { _id: nodeId }, update: { $pull: { outbox: event } } } }));
+    async removeFromOutbox(entries: OutboxRemoval[]) {
+      // One whole-value $pull per event (portable to servers whose $pull takes no conditions), all in one bulk write.
+      const ops = entries.flatMap(({ nodeId, events }) => events.map((event) => ({ updateOne: { filter: { _id: nodeId }, update: { $pull: { outbox: event } } } })));
+      if (!ops.length) return;
       await guarded('removeFromOutbox', () => Nodes.collection.bulkWrite(ops as never, { ordered: false }));
     },
     async delete(nodeId: string) {

@@ -49,12 +49,19 @@ export interface NodeRecord {
   credentialHash: string | null;
 }
 
-/** Fields a write may set (never nodeId or rev, which the store manages). */
-export type NodeChanges = Partial<Omit<NodeRecord, 'nodeId' | 'rev' | 'outbox'>>;
+/** Fields a write may set (never nodeId or rev, which the store manages, nor the history, which grows by `historyPoint`). */
+export type NodeChanges = Partial<Omit<NodeRecord, 'nodeId' | 'rev' | 'outbox' | 'history'>>;
+
+/** One sparkline point and its slot in the node's history ring (see shared/domain/history.ts). */
+export interface HistoryWrite {
+  slot: number;
+  point: HistoryPoint;
+}
 
 /**
  * The three kinds of write. In all of them `lastHeartbeat` and `stats` only ever move forward (MongoDB's
- * $max: stats compare by reportedAt first), so a write computed from an older read never turns them back.
+ * $max: stats compare by reportedAt first), so a write computed from an older read never turns them back,
+ * and a history point replaces the one in its slot only when it is newer.
  */
 export type NodeWrite =
   | { kind: 'insert'; record: NodeRecord }
@@ -70,18 +77,27 @@ export type NodeWrite =
       set: NodeChanges;
       pushOutbox: NodeEvent[];
       silentBefore?: Date;
+      historyPoint?: HistoryWrite;
     }
   /**
-   * A heartbeat of an ONLINE node: no status change, no event, so no compare-and-set. Matched by `_id`
-   * alone (the only filter the SQLite-backed test server answers from an index) and leaves `rev` as it is;
-   * the sweeper's silentBefore guard is what a concurrent transition checks against.
+   * Heartbeats of a node that stays ONLINE, written without reading the node first. Applies only while the
+   * node is ONLINE and meets the conditions below; otherwise it is reported as a conflict and the caller
+   * reads the node and decides (an OFFLINE node comes back, an unknown one is refused, a late message is
+   * judged against the stored baseline). Leaves `rev` as it is: the sweeper's silentBefore guard is what a
+   * concurrent transition checks against.
    */
   | {
       kind: 'refresh';
       nodeId: string;
-      lastHeartbeat: Date | null;
+      lastHeartbeat: Date;
       stats: NodeStats | null;
-      set: Partial<Pick<NodeRecord, 'hostname' | 'ipAddress' | 'maxServers' | 'clockSkewMs' | 'history' | 'reregisterRequestedAt'>>;
+      historyPoint?: HistoryWrite;
+      /** The lowest clock offset (receive time − agent send time) of the batch's broker messages: the baseline moves down to it. */
+      clockSkewMs?: number;
+      /** Applies only while the stored baseline is at least this (else one of the messages sat in a backlog). */
+      minClockSkewMs?: number;
+      /** Applies only while the node holds this credential (authentication on). */
+      credentialHash?: string;
     };
 
 export interface IngestLiveness {

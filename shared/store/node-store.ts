@@ -8,6 +8,12 @@ export interface WriteResult {
   roundTrips: number;
 }
 
+/** Published events to take out of one node's outbox. */
+export interface OutboxRemoval {
+  nodeId: string;
+  events: NodeEvent[];
+}
+
 /** Thrown (with the original as `cause`) when the store cannot be reached or refuses a write. */
 export class StoreUnavailableError extends Error {
   readonly code = 'STORE_UNAVAILABLE';
@@ -27,14 +33,29 @@ export interface NodeStore {
   list(filter?: { status?: NodeStatus }): Promise<NodeRecord[]>;
   /** Applies every write in one bulk operation; a write whose expectedRev is stale (or an insert over an existing node) is a conflict. */
   write(writes: NodeWrite[]): Promise<WriteResult>;
-  /** ONLINE nodes whose lastHeartbeat is older than `cutoff`, oldest first, at most `limit`. */
-  findExpired(cutoff: Date, limit: number): Promise<NodeRecord[]>;
+  /**
+   * ONLINE nodes whose lastHeartbeat is older than `cutoff`, oldest first, read by one query (indexed on
+   * MongoDB) in pages of at most `pageSize`: a page is fetched when the loop asks for it, and leaving the loop
+   * early closes the query.
+   */
+  findExpired(cutoff: Date, pageSize: number): AsyncIterable<NodeRecord[]>;
+  /** How many nodes findExpired would return (one count query). */
   countExpired(cutoff: Date): Promise<number>;
+  /** Nodes by status, in one query. */
   countByStatus(): Promise<Record<NodeStatus, number>>;
-  /** Nodes with unpublished events. */
+  /**
+   * ONLINE nodes, in one count query. With `upTo`, counting stops there: the answer is min(count, upTo), so a
+   * caller that only needs to know whether there are at least `upTo` does not pay for counting the whole fleet.
+   */
+  countOnline(upTo?: number): Promise<number>;
+  /** Nodes with unpublished events (indexed on MongoDB), at most `limit`. */
   findWithOutbox(limit: number): Promise<NodeRecord[]>;
-  /** Removes published events from a node's outbox (exactly as stored: the SQLite-backed test server's $pull matches whole values only). */
-  removeFromOutbox(nodeId: string, events: NodeEvent[]): Promise<void>;
+  /**
+   * Removes published events from the outboxes of many nodes in one bulk write, each event exactly as stored
+   * (the SQLite-backed test server's $pull matches whole values only). Never changes a rev; events or nodes
+   * that are not there are ignored.
+   */
+  removeFromOutbox(entries: OutboxRemoval[]): Promise<void>;
   delete(nodeId: string): Promise<boolean>;
   /** Operator reset / tests. */
   deleteAll(): Promise<void>;

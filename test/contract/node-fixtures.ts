@@ -51,3 +51,10 @@ export type NodeUpdate = Extract<NodeWrite, { kind: 'update' }>;
 export function update(nodeId: string, expectedRev: string, set: NodeUpdate['set'], pushOutbox: NodeEvent[] = []): NodeUpdate {
   return { kind: 'update', nodeId, expectedRev, newRev: randomUUID(), set, pushOutbox };
 }
+
+export type NodeRefresh = Extract<NodeWrite, { kind: 'refresh' }>;
+
+/** A heartbeat refresh of an ONLINE node; by default it moves nothing (lastHeartbeat at 0, as nodeRecord). */
+export function refresh(nodeId: string, overrides: Partial<Omit<NodeRefresh, 'kind' | 'nodeId'>> = {}): NodeRefresh {
+  return { kind: 'refresh', nodeId, lastHeartbeat: at(0), stats: null, ...overrides };
+}

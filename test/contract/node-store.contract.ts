@@ -1,7 +1,8 @@
 import { expect } from 'chai';
 import type { NodeRecord } from '../../shared/store/node-record.js';
 import type { NodeStore } from '../../shared/store/node-store.js';
-import { at, insert, nodeEventFor, nodeRecord, update } from './node-fixtures.js';
+import { historySlot } from '../../shared/domain/history.js';
+import { at, insert, nodeEventFor, nodeRecord, refresh, update } from './node-fixtures.js';
 
 export interface NodeStoreFactory {
   /** Opens the adapter on an empty store of the suite's own. */
@@ -167,23 +168,27 @@ export function nodeStoreContract(adapter: string, factory: NodeStoreFactory): v
         expect((await store.write([])).conflicts).to.deep.equal([]);
       });
 
-      it('replaces the history array on update instead of appending, so a bounded history stays bounded', async () => {
+      it('keeps one history point per ring slot, the later one, and only the current lap, so the history stays bounded', async () => {
+        // The suites open their stores with 120 points of 30 s (the defaults).
+        const settings = { points: 120, resolutionMs: 30_000 };
         const record = nodeRecord('node-1', { history: [] });
         await store.write([insert(record)]);
-        const bound = 5;
         let rev = record.rev;
-        for (let i = 0; i < 12; i++) {
-          const previous = (await store.get('node-1'))!.history;
-          const history = [...previous, { t: at(i * 30_000), cpu: i, mem: 50 + i }].slice(-bound);
-          const change = update('node-1', rev, { history });
+        const beats = settings.points + 10;
+        for (let i = 0; i < beats; i++) {
+          const t = at(i * settings.resolutionMs);
+          const change = { ...update('node-1', rev, {}), historyPoint: { slot: historySlot(t.getTime(), settings), point: { t, cpu: i, mem: 50 } } };
           expect((await store.write([change])).conflicts).to.deep.equal([]);
           rev = change.newRev;
         }
+        // An older point for a slot that holds a newer one changes nothing.
+        const stale = at(20 * settings.resolutionMs);
+        await store.write([refresh('node-1', { historyPoint: { slot: historySlot(stale.getTime(), settings), point: { t: stale, cpu: -1, mem: -1 } } })]);
 
         const stored = (await store.get('node-1'))!;
 
-        expect(stored.history).to.have.length(bound);
-        expect(stored.history.map((p) => p.cpu)).to.deep.equal([7, 8, 9, 10, 11]);
+        expect(stored.history).to.have.length(settings.points);
+        expect(stored.history.map((p) => p.cpu)).to.deep.equal(Array.from({ length: settings.points }, (_, i) => i + 10));
         expectDates(stored);
       });
 
@@ -217,6 +222,80 @@ export function nodeStoreContract(adapter: string, factory: NodeStoreFactory): v
       });
     });
 
+    describe('heartbeat refresh (written without a read)', () => {
+      it('moves lastHeartbeat and stats forward and keeps the rev, on an ONLINE node', async () => {
+        const record = nodeRecord('node-1');
+        await store.write([insert(record)]);
+
+        const result = await store.write([refresh('node-1', { lastHeartbeat: at(5000), stats: { ...record.stats!, cpuUsage: 77, reportedAt: at(4000) } })]);
+        const older = await store.write([refresh('node-1', { lastHeartbeat: at(3000), stats: { ...record.stats!, cpuUsage: 11, reportedAt: at(2000) } })]);
+
+        const stored = (await store.get('node-1'))!;
+        expect(result.conflicts).to.deep.equal([]);
+        expect(older.conflicts, 'an older refresh applies, but moves nothing back').to.deep.equal([]);
+        expect(stored.lastHeartbeat).to.deep.equal(at(5000));
+        expect(stored.stats).to.deep.include({ cpuUsage: 77, reportedAt: at(4000) });
+        expect(stored.rev).to.equal(record.rev);
+        expectDates(stored);
+      });
+
+      it('does not apply to an OFFLINE node or a node it does not hold, and names both as conflicts', async () => {
+        const down = nodeRecord('down', { status: 'OFFLINE', statusVersion: 2 });
+        await store.write([insert(down), insert(nodeRecord('up'))]);
+
+        const result = await store.write([refresh('down', { lastHeartbeat: at(9000) }), refresh('ghost'), refresh('up', { lastHeartbeat: at(9000) })]);
+
+        expect(result.conflicts.sort()).to.deep.equal(['down', 'ghost']);
+        expect(await store.get('down')).to.deep.equal(down);
+        expect(await store.get('ghost')).to.equal(null);
+        expect((await store.get('up'))!.lastHeartbeat).to.deep.equal(at(9000));
+      });
+
+      it('applies only while the stored clock baseline is at least the minimum, and lowers it to the offset given', async () => {
+        await store.write([insert(nodeRecord('a', { clockSkewMs: 500 })), insert(nodeRecord('b', { clockSkewMs: 500 })), insert(nodeRecord('c', { clockSkewMs: null }))]);
+
+        const result = await store.write([
+          refresh('a', { clockSkewMs: 400, minClockSkewMs: 500 }),
+          refresh('b', { clockSkewMs: 600, minClockSkewMs: 501, lastHeartbeat: at(9000) }),
+          refresh('c', { clockSkewMs: 300, minClockSkewMs: -1_000_000 }),
+        ]);
+
+        expect(result.conflicts.sort(), 'b: a message sat in a backlog; c: no baseline yet').to.deep.equal(['b', 'c']);
+        expect((await store.get('a'))!.clockSkewMs).to.equal(400);
+        expect((await store.get('b'))!).to.deep.include({ clockSkewMs: 500, lastHeartbeat: at(0) });
+        expect((await store.get('c'))!.clockSkewMs).to.equal(null);
+        await store.write([refresh('a', { clockSkewMs: 450, minClockSkewMs: 0 })]);
+        expect((await store.get('a'))!.clockSkewMs, 'the baseline only moves down').to.equal(400);
+      });
+
+      it('applies only while the node holds the credential named', async () => {
+        await store.write([insert(nodeRecord('a', { credentialHash: 'sha256:right' })), insert(nodeRecord('b', { credentialHash: null }))]);
+
+        const result = await store.write([
+          refresh('a', { credentialHash: 'sha256:wrong', lastHeartbeat: at(9000) }),
+          refresh('b', { credentialHash: 'sha256:right', lastHeartbeat: at(9000) }),
+        ]);
+        const right = await store.write([refresh('a', { credentialHash: 'sha256:right', lastHeartbeat: at(9000) })]);
+
+        expect(result.conflicts.sort()).to.deep.equal(['a', 'b']);
+        expect((await store.get('b'))!.lastHeartbeat).to.deep.equal(at(0));
+        expect(right.conflicts).to.deep.equal([]);
+        expect((await store.get('a'))!.lastHeartbeat).to.deep.equal(at(9000));
+      });
+
+      it('loses to a transition that lands first: the refresh of a node just marked OFFLINE is a conflict', async () => {
+        const record = nodeRecord('node-1');
+        await store.write([insert(record)]);
+        const offline = { ...update('node-1', record.rev, { status: 'OFFLINE', statusVersion: 2 }), silentBefore: at(1) };
+        await store.write([offline]);
+
+        const result = await store.write([refresh('node-1', { lastHeartbeat: at(9000) })]);
+
+        expect(result.conflicts).to.deep.equal(['node-1']);
+        expect((await store.get('node-1'))!).to.deep.include({ status: 'OFFLINE', lastHeartbeat: at(0) });
+      });
+    });
+
     describe('outbox', () => {
       it('appends events pushed with updates, keeping the ones already there', async () => {
         const record = nodeRecord('node-1');
@@ -245,9 +324,9 @@ export function nodeStoreContract(adapter: string, factory: NodeStoreFactory): v
         await store.write([insert(record)]);
         const asRead = (await store.get('node-1'))!.outbox;
 
-        await store.removeFromOutbox('node-1', [asRead[1]!]);
+        await store.removeFromOutbox([{ nodeId: 'node-1', events: [asRead[1]!] }]);
         const afterFirst = (await store.get('node-1'))!;
-        await store.removeFromOutbox('node-1', [e2]);
+        await store.removeFromOutbox([{ nodeId: 'node-1', events: [e2] }]);
         const afterSecond = (await store.get('node-1'))!;
 
         expect(afterFirst.outbox).to.deep.equal([e2]);
@@ -259,11 +338,30 @@ export function nodeStoreContract(adapter: string, factory: NodeStoreFactory): v
         const e2 = nodeEventFor('node-1', 2);
         await store.write([insert(nodeRecord('node-1', { outbox: [e2] }))]);
 
-        await store.removeFromOutbox('node-1', [nodeEventFor('node-1', 2)]);
-        await store.removeFromOutbox('ghost', [e2]);
-        await store.removeFromOutbox('node-1', []);
+        await store.removeFromOutbox([{ nodeId: 'node-1', events: [nodeEventFor('node-1', 2)] }]);
+        await store.removeFromOutbox([{ nodeId: 'ghost', events: [e2] }]);
+        await store.removeFromOutbox([{ nodeId: 'node-1', events: [] }]);
+        await store.removeFromOutbox([]);
 
         expect((await store.get('node-1'))!.outbox).to.deep.equal([e2]);
+      });
+
+      it('removes the published events of many nodes in one call, keeping the others of each node', async () => {
+        const [a2, a3, b2, c2] = [nodeEventFor('a', 2), nodeEventFor('a', 3), nodeEventFor('b', 2), nodeEventFor('c', 2)];
+        const [a, b, c] = [nodeRecord('a', { outbox: [a2, a3] }), nodeRecord('b', { outbox: [b2] }), nodeRecord('c', { outbox: [c2] })];
+        await store.write([insert(a), insert(b), insert(c)]);
+
+        await store.removeFromOutbox([
+          { nodeId: 'a', events: [a2] },
+          { nodeId: 'b', events: [b2] },
+          { nodeId: 'ghost', events: [c2] },
+        ]);
+
+        const stored = await store.getMany(['a', 'b', 'c']);
+        expect(stored.get('a')).to.deep.include({ outbox: [a3], rev: a.rev });
+        expect(stored.get('b')).to.deep.include({ outbox: [], rev: b.rev });
+        expect(stored.get('c')!.outbox).to.deep.equal([c2]);
+        expect((await store.findWithOutbox(10)).map((n) => n.nodeId).sort(), 'an emptied outbox is not pending').to.deep.equal(['a', 'c']);
       });
 
       it('finds only the nodes with unpublished events, at most the limit', async () => {
@@ -298,15 +396,39 @@ export function nodeStoreContract(adapter: string, factory: NodeStoreFactory): v
         ]);
       });
 
+      /** Every page of findExpired, as node ids. */
+      async function expiredPages(before: Date, pageSize: number): Promise<string[][]> {
+        const pages: string[][] = [];
+        for await (const page of store.findExpired(before, pageSize)) pages.push(page.map((n) => n.nodeId));
+        return pages;
+      }
+
       it('finds the ONLINE nodes whose last heartbeat is before the cutoff, oldest first', async () => {
-        const expired = await store.findExpired(cutoff, 100);
+        const expired: NodeRecord[] = [];
+        for await (const page of store.findExpired(cutoff, 100)) expired.push(...page);
 
         expect(expired.map((n) => n.nodeId)).to.deep.equal(['oldest', 'older', 'old']);
         for (const record of expired) expectDates(record);
       });
 
-      it('returns at most `limit` expired nodes, the oldest ones', async () => {
-        expect((await store.findExpired(cutoff, 2)).map((n) => n.nodeId)).to.deep.equal(['oldest', 'older']);
+      it('hands them out in pages of at most the page size, oldest first, and none when there are none', async () => {
+        expect(await expiredPages(cutoff, 2)).to.deep.equal([['oldest', 'older'], ['old']]);
+        expect(await expiredPages(cutoff, 3)).to.deep.equal([['oldest', 'older', 'old']]);
+        expect(await expiredPages(cutoff, 1)).to.deep.equal([['oldest'], ['older'], ['old']]);
+        expect(await expiredPages(at(-10_000_000), 2)).to.deep.equal([]);
+      });
+
+      it('stops reading when the loop stops, and a later query sees the nodes marked meanwhile', async () => {
+        const first: string[] = [];
+        for await (const page of store.findExpired(cutoff, 2)) {
+          first.push(...page.map((n) => n.nodeId));
+          break;
+        }
+        const oldest = (await store.get('oldest'))!;
+        await store.write([update('oldest', oldest.rev, { status: 'OFFLINE', statusVersion: 2 })]);
+
+        expect(first).to.deep.equal(['oldest', 'older']);
+        expect(await expiredPages(cutoff, 2)).to.deep.equal([['older', 'old']]);
       });
 
       it('counts the same nodes it would find', async () => {
@@ -317,6 +439,13 @@ export function nodeStoreContract(adapter: string, factory: NodeStoreFactory): v
 
       it('counts nodes by status', async () => {
         expect(await store.countByStatus()).to.deep.equal({ ONLINE: 6, OFFLINE: 1 });
+      });
+
+      it('counts the ONLINE nodes, or only up to a limit', async () => {
+        expect(await store.countOnline()).to.equal(6);
+        expect(await store.countOnline(4)).to.equal(4);
+        expect(await store.countOnline(6)).to.equal(6);
+        expect(await store.countOnline(100)).to.equal(6);
       });
     });
 

@@ -106,7 +106,7 @@ export async function startOrchestrator(options: HarnessOptions = {}): Promise<H
   const clock = options.clock ?? systemClock;
   const names = brokerNames(namespace);
   const metrics = createMetrics();
-  const store = await createMongoNodeStore({ url: config.mongoUrl, historyPoints: config.historyPoints, serverSelectionTimeoutMs: 2000 });
+  const store = await createMongoNodeStore({ url: config.mongoUrl, historyPoints: config.historyPoints, historyResolutionMs: config.historyResolutionMs, serverSelectionTimeoutMs: 2000 });
   await store.ensureIndexes();
   const bus = await createRabbitBus({ url: config.rabbitmqUrl, log, name: `test-${namespace}`, initialMaxRetries: 3 });
   await bus.declareTopology(topology(names));

@@ -275,23 +275,26 @@ describe('applyMessage', () => {
   describe('stats history', () => {
     const history = { points: 4, resolutionMs: 30_000 };
 
-    it('keeps at most the configured number of points, at least the resolution apart, newest last', () => {
+    it('puts each point in the ring slot of its receive time and shows only the current lap, newest last', () => {
       let stored = registeredNode('node-1');
-      const written: boolean[] = [];
+      const slots: number[] = [];
       for (let beat = 1; beat <= 30; beat++) {
         const at = T0 + beat * 10_000;
         const { draft } = apply(stored, heartbeat('node-1', { deliveredAt: at }, { cpuUsage: beat, memoryUsage: 100 - beat }), at, history);
         const write = draftToWrite(draft)!;
-        written.push((write.kind === 'update' || write.kind === 'refresh') && write.set.history !== undefined);
+        expect(write.kind).to.equal('update');
+        if (write.kind === 'update') slots.push(write.historyPoint!.slot);
         stored = persisted(draft);
       }
 
       const times = stored.history.map((p) => p.t.getTime() - T0);
+      // Three beats share each 30 s slot; the latest of them stays.
       expect(stored.history).to.have.length(4);
-      // First point at 10 s, then one every 30 s: 10, 40, ... 280 s; the newest four are kept.
-      expect(times).to.deep.equal([190_000, 220_000, 250_000, 280_000]);
-      expect(stored.history.at(-1)).to.deep.include({ cpu: 28, mem: 72 });
-      expect(written.filter(Boolean), 'the history is written once per resolution step, not per heartbeat').to.have.length(10);
+      // Slots of 30 s from T0: the newest (300 s) is slot 10, so slots 7-10 are the current lap.
+      expect(times).to.deep.equal([230_000, 260_000, 290_000, 300_000]);
+      expect(stored.history.at(-1)).to.deep.include({ cpu: 30, mem: 70 });
+      expect(new Set(slots).size, 'a ring of 4 slots').to.equal(4);
+      expect(slots.every((slot, i) => slot === Math.floor((T0 + (i + 1) * 10_000) / 30_000) % 4)).to.equal(true);
     });
 
     it('adds no point for a late heartbeat', () => {
@@ -300,7 +303,7 @@ describe('applyMessage', () => {
       const { node, draft } = apply(stored, heartbeat('node-1', { deliveredAt: T0 + 5 * MINUTE, agentTime: T0 + 10_000 }), T0 + 5 * MINUTE, history);
 
       expect(node!.history).to.deep.equal([]);
-      expect(draft.historyChanged).to.equal(false);
+      expect(draft.historyPoint).to.equal(null);
     });
 
     it('keeps no history when configured with zero points', () => {

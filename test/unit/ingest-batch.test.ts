@@ -57,9 +57,9 @@ function settlementCountingBus(bus: Bus) {
   return { bus: counting, settled };
 }
 
-/** A store that refuses every call with StoreUnavailableError while `down` is set, like MongoDB during a restart. */
+/** A store that refuses every call with StoreUnavailableError while `down` is set, like MongoDB during a restart; it notes the ids read. */
 function switchableStore(store: NodeStore) {
-  const state = { down: false };
+  const state = { down: false, reads: [] as string[][] };
   const guard =
     <A extends unknown[], R>(fn: (...args: A) => Promise<R>) =>
     async (...args: A): Promise<R> => {
@@ -69,7 +69,10 @@ function switchableStore(store: NodeStore) {
   const wrapped: NodeStore = {
     ...store,
     get: guard(store.get),
-    getMany: guard(store.getMany),
+    getMany: guard(async (ids: string[]) => {
+      state.reads.push([...ids]);
+      return store.getMany(ids);
+    }),
     write: guard(store.write),
     removeFromOutbox: guard(store.removeFromOutbox),
     recordIngestLiveness: guard(store.recordIngestLiveness),
@@ -86,7 +89,7 @@ describe('ingest batches', () => {
   let metrics: Metrics;
   let ingest: Ingest;
   let settled: { acked: number; requeued: number };
-  let storeState: { down: boolean };
+  let storeState: { down: boolean; reads: string[][] };
   let deadLetters: Delivery[];
 
   beforeEach(async () => {
@@ -144,7 +147,7 @@ describe('ingest batches', () => {
 
       expect((await counterValue(metrics.nodeWrites)) - nodeWritesBefore).to.equal(1);
       expect((await counterValue(metrics.storeWrites)) - storeWritesBefore).to.equal(1);
-      expect(memoryStore.roundTrips() - tripsBefore, 'one read and one bulk write').to.equal(2);
+      expect(memoryStore.roundTrips() - tripsBefore, 'one bulk write, no read').to.equal(1);
       expect(settled.acked).to.equal(51);
       expect((await memoryStore.get('node-1'))!.stats).to.deep.include({ cpuUsage: 50, reportedAt: new Date(T0 + 50) });
     });
@@ -162,6 +165,30 @@ describe('ingest batches', () => {
       expect((await counterValue(metrics.storeWrites)) - storeWritesBefore).to.equal(1);
       expect(settled.acked).to.equal(10 + 200);
       for (const node of await memoryStore.list()) expect(node.stats!.cpuUsage, node.nodeId).to.equal(20);
+    });
+  });
+
+  describe('reads only what it must', () => {
+    it('reads an OFFLINE node whose heartbeat arrives, brings it back ONLINE with one node.online, and writes the ONLINE ones without a read', async () => {
+      await publish('agent.register', 'up', registration('up'));
+      await publish('agent.register', 'down', registration('down'));
+      await settle();
+      const down = (await memoryStore.get('down'))!;
+      await memoryStore.write([{ kind: 'update', nodeId: 'down', expectedRev: down.rev, newRev: randomUUID(), set: { status: 'OFFLINE', statusVersion: 2 }, pushOutbox: [] }]);
+      const events: string[] = [];
+      await bus.declareQueue({ name: 'ingest-test.events', bindings: [{ exchange: broker.exchanges.nodeEvents, routingKey: '#' }] });
+      await bus.consume('ingest-test.events', (d) => { events.push(d.routingKey); d.ack(); }, { prefetch: 10 });
+      storeState.reads.length = 0;
+
+      await publish('agent.heartbeat', 'up', stats(11, T0 + 1));
+      await publish('agent.heartbeat', 'down', stats(22, T0 + 1));
+      await settle();
+
+      expect(storeState.reads, 'one read, of the node the refresh did not match').to.deep.equal([['down']]);
+      expect((await memoryStore.get('up'))!).to.deep.include({ status: 'ONLINE', statusVersion: 1 });
+      expect((await memoryStore.get('down'))!).to.deep.include({ status: 'ONLINE', statusVersion: 3 });
+      expect(events).to.deep.equal(['node.online']);
+      expect(settled.requeued).to.equal(0);
     });
   });
 

@@ -1,4 +1,5 @@
 import { expect } from 'chai';
+import { BusUnavailableError, type Bus } from '../../shared/bus/bus.js';
 import { createMemoryBus } from '../../shared/bus/memory-bus.js';
 import { manualClock } from '../../shared/clock.js';
 import { createEventPublisher } from '../../shared/events/event-publisher.js';
@@ -22,6 +23,8 @@ const delivered = () => new Promise<void>((resolve) => setImmediate(resolve));
 interface WorldOptions {
   /** Wraps the store the sweep sees (the test keeps the real one). */
   storeSeenBySweep?: (store: NodeStore) => NodeStore;
+  /** Wraps the bus the sweep publishes on (the subscriber keeps the real one). */
+  busSeenBySweep?: (bus: Bus) => Bus;
   afterMark?: SweepDeps['afterMark'];
   batchSize?: number;
 }
@@ -46,10 +49,11 @@ async function world(options: WorldOptions = {}) {
   const log = createMemoryLogger('debug');
   const metrics = createMetrics();
   const seen = options.storeSeenBySweep?.(store) ?? store;
-  const events = createEventPublisher({ bus, store: seen, exchange: names.exchanges.nodeEvents, log, metrics });
+  const publishingBus = options.busSeenBySweep?.(bus) ?? bus;
+  const events = createEventPublisher({ bus: publishingBus, store: seen, exchange: names.exchanges.nodeEvents, log, metrics });
   const sweepOnce = createSweep({
     store: seen,
-    bus,
+    bus: publishingBus,
     events,
     nodeEventsExchange: names.exchanges.nodeEvents,
     log,
@@ -94,6 +98,24 @@ async function world(options: WorldOptions = {}) {
 }
 
 const ids = (prefix: string, n: number) => Array.from({ length: n }, (_, i) => `${prefix}-${i}`);
+
+/** The store the sweep sees, counting the calls of each method (each a store query or bulk write), with their arguments. */
+function countingStore() {
+  const calls: Array<{ method: string; args: unknown[] }> = [];
+  const wrap = (store: NodeStore): NodeStore =>
+    new Proxy(store, {
+      get(target, property, receiver) {
+        const value = Reflect.get(target, property, receiver) as unknown;
+        if (typeof value !== 'function') return value;
+        return (...args: unknown[]) => {
+          calls.push({ method: String(property), args });
+          return (value as (...a: unknown[]) => unknown).apply(target, args);
+        };
+      },
+    });
+  const count = (method: string) => calls.filter((c) => c.method === method).length;
+  return { wrap, calls, count, reset: () => calls.splice(0) };
+}
 
 describe('sweep', () => {
   describe('timeouts', () => {
@@ -259,6 +281,168 @@ describe('sweep', () => {
 
       expect(atOnce).to.equal(0);
       expect(w.received.map((r) => (r.body as NodeEvent).eventId)).to.deep.equal(['e-young']);
+    });
+  });
+
+  describe('store work per sweep', () => {
+    it('reads the expired nodes with one query, marks them with one bulk write, clears their outbox with one more, and counts no fleet for 2 silent nodes', async () => {
+      const counting = countingStore();
+      const w = await world({ storeSeenBySweep: counting.wrap });
+      await w.ingestHealthySince(T0 - 10 * TIMEOUT);
+      await w.nodes(ids('silent', 2), TIMEOUT + SECOND);
+      await w.nodes(ids('alive', 100), SECOND);
+      await w.sweep(); // the first sweep of a process also drains the outbox
+      await w.nodes(ids('later', 2), TIMEOUT + SECOND);
+      counting.reset();
+
+      const outcome = await w.sweep();
+
+      expect(outcome.kind === 'marked' && [...outcome.nodeIds].sort()).to.deep.equal(ids('later', 2));
+      expect(counting.calls.map((c) => c.method).sort()).to.deep.equal(['findExpired', 'guardState', 'ingestLiveness', 'removeFromOutbox', 'write']);
+      const [writes] = counting.calls.find((c) => c.method === 'write')!.args as [unknown[]];
+      expect(writes).to.have.length(2);
+      const [removals] = counting.calls.find((c) => c.method === 'removeFromOutbox')!.args as [Array<{ nodeId: string }>];
+      expect(removals.map((r) => r.nodeId).sort()).to.deep.equal(ids('later', 2));
+      expect((await w.store.get('later-0'))!.outbox).to.deep.equal([]);
+    });
+
+    it('counts the ONLINE nodes only as far as the guard needs: 3 silent of 100 stop the count at 7', async () => {
+      const counting = countingStore();
+      const w = await world({ storeSeenBySweep: counting.wrap });
+      await w.ingestHealthySince(T0 - 10 * TIMEOUT);
+      await w.nodes(ids('silent', 3), TIMEOUT + SECOND);
+      await w.nodes(ids('alive', 97), SECOND);
+
+      const outcome = await w.sweep();
+
+      expect(outcome.kind === 'marked' && outcome.nodeIds).to.have.length(3);
+      expect(counting.calls.filter((c) => c.method === 'countOnline').map((c) => c.args)).to.deep.equal([[7]]);
+      expect(counting.count('countByStatus') + counting.count('countExpired')).to.equal(0);
+    });
+
+    it('reads past a full first page to count the silent nodes exactly, with one query and no count of them', async () => {
+      const counting = countingStore();
+      const w = await world({ storeSeenBySweep: counting.wrap, batchSize: 2 });
+      await w.ingestHealthySince(T0 - 10 * TIMEOUT);
+      await w.nodes(ids('node', 7), TIMEOUT + SECOND);
+      await w.nodes(ids('alive', 3), SECOND);
+
+      const outcome = await w.sweep();
+
+      expect(outcome).to.deep.equal({ kind: 'held', reason: 'mass-silence', silent: 7 });
+      expect(w.clusterEvents()[0]).to.deep.include({ silentNodes: 7, onlineNodes: 10 });
+      expect(counting.count('findExpired')).to.equal(1);
+      expect(counting.count('countExpired')).to.equal(0);
+      expect(counting.count('write')).to.equal(0);
+    });
+
+    it('drains the outbox at its first sweep, then not at every sweep', async () => {
+      const counting = countingStore();
+      const w = await world({ storeSeenBySweep: counting.wrap });
+      await w.ingestHealthySince(T0 - 10 * TIMEOUT);
+      await w.nodes(ids('alive', 3), SECOND);
+
+      await w.sweep();
+      const first = counting.count('findWithOutbox');
+      for (let i = 0; i < 5; i++) {
+        await w.advance(5 * SECOND);
+        await w.sweep();
+      }
+      const withinAPeriod = counting.count('findWithOutbox') - first;
+      await w.advance(10 * SECOND);
+      await w.sweep();
+
+      expect(first).to.equal(1);
+      expect(withinAPeriod, 'five sweeps within 30 s').to.equal(0);
+      expect(counting.count('findWithOutbox') - first, 'after 30 s').to.equal(1);
+    });
+  });
+
+  describe('publishing', () => {
+    it('publishes the events of a page all at once: a confirm holds up only the events of its own node', async () => {
+      let inFlight = 0;
+      let mostInFlight = 0;
+      const w = await world({
+        busSeenBySweep: (bus) => ({
+          ...bus,
+          async publish(...args: Parameters<Bus['publish']>) {
+            inFlight++;
+            mostInFlight = Math.max(mostInFlight, inFlight);
+            await new Promise((resolve) => setTimeout(resolve, 5));
+            inFlight--;
+            return bus.publish(...args);
+          },
+        }),
+      });
+      await w.ingestHealthySince(T0 - 10 * TIMEOUT);
+      await w.nodes(ids('silent', 3), TIMEOUT + SECOND);
+      await w.nodes(ids('alive', 7), SECOND);
+
+      await w.sweep();
+
+      expect(mostInFlight).to.equal(3);
+      expect(w.offlineEvents()).to.have.length(3);
+    });
+
+    it("writes the next page while the page before is being published, at most one page's events in flight", async () => {
+      const counting = countingStore();
+      const w = await world({
+        storeSeenBySweep: counting.wrap,
+        batchSize: 2,
+        busSeenBySweep: (bus) => ({
+          ...bus,
+          async publish(...args: Parameters<Bus['publish']>) {
+            await new Promise((resolve) => setTimeout(resolve, 5));
+            return bus.publish(...args);
+          },
+        }),
+      });
+      await w.ingestHealthySince(T0 - 10 * TIMEOUT);
+      await w.nodes(ids('silent', 5), TIMEOUT + SECOND);
+      await w.nodes(ids('alive', 15), SECOND);
+      await w.sweep(); // the first sweep of a process also drains the outbox
+      await w.nodes(ids('later', 5), TIMEOUT + SECOND);
+      counting.reset();
+
+      await w.sweep();
+
+      const order = counting.calls.map((c) => c.method).filter((m) => m === 'write' || m === 'removeFromOutbox');
+      expect(order).to.deep.equal(['write', 'write', 'removeFromOutbox', 'write', 'removeFromOutbox', 'removeFromOutbox']);
+      expect(w.offlineEvents()).to.have.length(10);
+      for (const id of ids('later', 5)) expect((await w.store.get(id))!.outbox).to.deep.equal([]);
+    });
+
+    it('leaves the events the broker refused in the outbox, logs that once for the sweep, and the next drain publishes them', async () => {
+      let refusing = true;
+      const w = await world({
+        busSeenBySweep: (bus) => ({
+          ...bus,
+          async publish(exchange, routingKey, body, options) {
+            const nodeId = (body as NodeEvent).nodeId;
+            if (refusing && nodeId !== 'silent-0') throw new BusUnavailableError('broker refused the message (test)');
+            return bus.publish(exchange, routingKey, body, options);
+          },
+        }),
+      });
+      await w.ingestHealthySince(T0 - 10 * TIMEOUT);
+      await w.nodes(ids('silent', 3), TIMEOUT + SECOND);
+      await w.nodes(ids('alive', 7), SECOND);
+
+      const outcome = await w.sweep();
+
+      expect(outcome.kind === 'marked' && [...outcome.nodeIds].sort()).to.deep.equal(ids('silent', 3));
+      expect(w.offlineEvents().map((e) => e.nodeId)).to.deep.equal(['silent-0']);
+      expect((await w.store.get('silent-0'))!.outbox).to.deep.equal([]);
+      expect((await w.store.get('silent-1'))!.outbox).to.have.length(1);
+      expect(w.log.lines.filter((l) => l.includes('left in the outbox'))).to.have.length(1);
+      expect(w.log.lines.find((l) => l.includes('left in the outbox'))).to.include('node.offline of 2 nodes');
+
+      refusing = false;
+      await w.advance(5 * SECOND);
+      await w.sweep();
+
+      expect(w.offlineEvents().map((e) => e.nodeId).sort()).to.deep.equal(ids('silent', 3));
+      expect((await w.store.get('silent-1'))!.outbox).to.deep.equal([]);
     });
   });
 

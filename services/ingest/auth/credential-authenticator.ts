@@ -1,4 +1,5 @@
 import { decideAgentAuth, type AgentAction } from '../../../shared/auth/agent-auth.js';
+import { hashCredential, parseAuth } from '../../../shared/auth/credentials.js';
 import type { NodeDraft } from '../../../shared/domain/apply-message.js';
 import type { AgentMessage, RegisterMessage } from '../../../shared/messages/index.js';
 import type { Authenticator } from '../authenticator.js';
@@ -28,6 +29,10 @@ export function createCredentialAuthenticator(options: { joinToken: string }): A
       // A node registered while auth was off has no credential: ask its agent to register again (with one).
       if (decision.code === 'NO_CREDENTIAL_ON_RECORD') draft.askReregister = true;
       return decision.reason;
+    },
+    credentialCondition(message: AgentMessage): string | null {
+      const parsed = parseAuth(message.auth);
+      return parsed?.kind === 'node' ? hashCredential(parsed.credential) : null;
     },
     onRegistered(draft: NodeDraft, message: RegisterMessage): void {
       const decision = decideAgentAuth({ joinToken: options.joinToken, action: 'register', nodeId: message.nodeId, auth: message.auth, storedHash: undefined });

@@ -1,0 +1,92 @@
+import type { NodeWrite } from '../store/node-record.js';
+import { receiveTime, type ApplyContext, type MessageOutcome, type ReceivedMessage } from './apply-message.js';
+import { historySlot } from './history.js';
+
+export type RefreshWrite = Extract<NodeWrite, { kind: 'refresh' }>;
+
+export interface RefreshPlan {
+  write: RefreshWrite;
+  /** One per message, in the order given: what applyMessage would have answered had the write applied. */
+  outcomes: MessageOutcome[];
+}
+
+export interface RefreshOptions {
+  /**
+   * The credential hash the node must hold for these messages to be its own (authentication on), or null
+   * when a message carries no usable credential and only a read can say why it is refused.
+   */
+  credentialHash?: string | null;
+  /** The node's clock baseline as last seen by this process, if any: only for the reported message age. */
+  knownClockSkewMs?: number | null;
+}
+
+/**
+ * The common case of the ingest, decided without reading the node: heartbeats of a node that is, and stays,
+ * ONLINE. The rules are those of applyMessage, turned into conditions the store checks as it writes:
+ * - the node is ONLINE (an OFFLINE node coming back is a status change, with an event);
+ * - no message is late (semantics in docs/architecture.md): over HTTP the api's receive time says so here;
+ *   over AMQP a message is late when its clock offset exceeds the stored baseline by more than the timeout,
+ *   so the write requires a baseline of at least `max(offset + wait) − timeout`, and moves the baseline down
+ *   to the lowest offset seen, as applyMessage does;
+ * - with authentication on, the node holds the messages' credential.
+ * When the write does not apply, the store reports a conflict and the caller reads the node and applies the
+ * messages one by one (applyMessage), which also refuses, revives or judges lateness exactly.
+ * Returns null when the messages cannot be decided without a read (not all heartbeats, a late HTTP message,
+ * a message late against an earlier one of the same batch, messages with different credentials).
+ */
+export function planHeartbeatRefresh(nodeId: string, messages: ReceivedMessage[], ctx: ApplyContext, options: RefreshOptions = {}): RefreshPlan | null {
+  if (!messages.length || options.credentialHash === null) return null;
+  let lastHeartbeat = -Infinity;
+  let newest: { reportedAt: number; at: number; received: ReceivedMessage } | null = null;
+  let lowestOffset = Infinity;
+  let requiredSkew = -Infinity;
+  const outcomes: MessageOutcome[] = [];
+  for (const received of messages) {
+    const message = received.message;
+    if (message.type !== 'agent.heartbeat' || message.nodeId !== nodeId) return null;
+    const at = receiveTime(received, ctx.now);
+    let age: number;
+    if (message.receivedAt) {
+      age = Math.max(0, ctx.now - at);
+      if (age > ctx.timeoutMs) return null;
+    } else {
+      const offset = received.deliveredAt - Date.parse(message.payload.timestamp);
+      const wait = Math.max(0, ctx.now - received.deliveredAt);
+      // Late against this batch's own lower offsets: only the stored baseline can say how late; read it.
+      const threshold = offset + wait - ctx.timeoutMs;
+      lowestOffset = Math.min(lowestOffset, offset);
+      if (lowestOffset < threshold) return null;
+      requiredSkew = Math.max(requiredSkew, threshold);
+      const baseline = Math.min(options.knownClockSkewMs ?? lowestOffset, lowestOffset);
+      age = offset - baseline + wait;
+    }
+    outcomes.push({ kind: 'applied', ageMs: age });
+    lastHeartbeat = Math.max(lastHeartbeat, at);
+    const reportedAt = Date.parse(message.payload.timestamp);
+    if (!newest || reportedAt > newest.reportedAt) newest = { reportedAt, at, received };
+  }
+  const payload = newest!.received.message.type === 'agent.heartbeat' ? newest!.received.message.payload : null;
+  if (!payload) return null;
+  const write: RefreshWrite = {
+    kind: 'refresh',
+    nodeId,
+    lastHeartbeat: new Date(lastHeartbeat),
+    stats: {
+      cpuUsage: payload.cpuUsage,
+      memoryUsage: payload.memoryUsage,
+      diskUsage: payload.diskUsage,
+      containerCount: payload.containerCount,
+      reportedAt: new Date(newest!.reportedAt),
+    },
+  };
+  if (ctx.history.points > 0) {
+    const t = newest!.at;
+    write.historyPoint = { slot: historySlot(t, ctx.history), point: { t: new Date(t), cpu: payload.cpuUsage, mem: payload.memoryUsage } };
+  }
+  if (Number.isFinite(lowestOffset)) {
+    write.clockSkewMs = lowestOffset;
+    write.minClockSkewMs = requiredSkew;
+  }
+  if (options.credentialHash) write.credentialHash = options.credentialHash;
+  return { write, outcomes };
+}

@@ -1,0 +1,106 @@
+import { randomUUID } from 'node:crypto';
+import { expect } from 'chai';
+import fc from 'fast-check';
+import { applyMessage, newDraft, type ApplyContext, type ReceivedMessage } from '../../shared/domain/apply-message.js';
+import { planHeartbeatRefresh } from '../../shared/domain/heartbeat-refresh.js';
+import type { HeartbeatMessage, RegisterMessage } from '../../shared/messages/index.js';
+import type { NodeRecord } from '../../shared/store/node-record.js';
+
+const T0 = Date.UTC(2026, 0, 1, 12, 0, 0);
+const TIMEOUT = 180_000;
+const iso = (ms: number) => new Date(ms).toISOString();
+const ctx = (now: number): ApplyContext => ({ now, timeoutMs: TIMEOUT, history: { points: 120, resolutionMs: 30_000 } });
+
+function heartbeat(nodeId: string, deliveredAt: number, agentTime: number, receivedAt?: number): ReceivedMessage {
+  const message: HeartbeatMessage = {
+    id: randomUUID(),
+    version: 1,
+    sentAt: iso(agentTime),
+    nodeId,
+    ...(receivedAt !== undefined ? { receivedAt: iso(receivedAt) } : {}),
+    type: 'agent.heartbeat',
+    payload: { cpuUsage: 10, memoryUsage: 20, diskUsage: 30, containerCount: 2, timestamp: iso(agentTime) },
+  };
+  return { message, deliveredAt };
+}
+
+function onlineNode(clockSkewMs: number | null): NodeRecord {
+  return {
+    nodeId: 'node-1',
+    hostname: 'node-1.example',
+    ipAddress: '10.0.0.7',
+    maxServers: 20,
+    status: 'ONLINE',
+    registeredAt: new Date(T0 - 3_600_000),
+    lastHeartbeat: new Date(T0 - 60_000),
+    statusChangedAt: new Date(T0 - 3_600_000),
+    statusVersion: 1,
+    rev: randomUUID(),
+    stats: null,
+    history: [],
+    outbox: [],
+    clockSkewMs,
+    reregisterRequestedAt: null,
+    credentialHash: null,
+  };
+}
+
+describe('heartbeat refresh plan', () => {
+  it('plans one conditional write for the heartbeats of a node: the newest stats, the latest receive time, the lowest clock offset', () => {
+    const beats = [heartbeat('node-1', T0 + 100, T0 + 5_050), heartbeat('node-1', T0 + 200, T0 + 5_120), heartbeat('node-1', T0 + 300, T0 + 5_100)];
+
+    const plan = planHeartbeatRefresh('node-1', beats, ctx(T0 + 400))!;
+
+    expect(plan.write).to.deep.include({ kind: 'refresh', nodeId: 'node-1', lastHeartbeat: new Date(T0 + 300), clockSkewMs: -4_950 });
+    expect(plan.write.stats!.reportedAt).to.deep.equal(new Date(T0 + 5_120));
+    expect(plan.write.minClockSkewMs, 'the highest offset + wait − timeout of the batch').to.equal(-4_950 + 300 - TIMEOUT);
+    expect(plan.outcomes.map((o) => o.kind)).to.deep.equal(['applied', 'applied', 'applied']);
+  });
+
+  it('needs a read for anything but heartbeats, for a late HTTP heartbeat, for one late against the same batch, and for a message without a usable credential', () => {
+    const register: ReceivedMessage = {
+      message: { id: randomUUID(), version: 1, sentAt: iso(T0), nodeId: 'node-1', type: 'agent.register', payload: { nodeId: 'node-1', hostname: 'h', ipAddress: '10.0.0.1', maxServers: 1 } } satisfies RegisterMessage,
+      deliveredAt: T0,
+    };
+    expect(planHeartbeatRefresh('node-1', [heartbeat('node-1', T0, T0), register], ctx(T0))).to.equal(null);
+    expect(planHeartbeatRefresh('node-1', [heartbeat('node-1', T0, T0, T0 - TIMEOUT - 1)], ctx(T0)), 'late over HTTP').to.equal(null);
+    const live = heartbeat('node-1', T0, T0);
+    const backlogged = heartbeat('node-1', T0 + 1, T0 - TIMEOUT - 10_000);
+    expect(planHeartbeatRefresh('node-1', [live, backlogged], ctx(T0 + 1)), 'late against the batch').to.equal(null);
+    expect(planHeartbeatRefresh('node-1', [live], ctx(T0), { credentialHash: null })).to.equal(null);
+    expect(planHeartbeatRefresh('node-1', [live], ctx(T0), { credentialHash: 'sha256:x' })!.write.credentialHash).to.equal('sha256:x');
+  });
+
+  it('applies exactly when applying the same messages one by one to the stored node would call none of them late, and leaves the same baseline', () => {
+    const offset = fc.integer({ min: -600_000, max: 600_000 });
+    fc.assert(
+      fc.property(
+        fc.option(offset, { nil: null }),
+        fc.array(fc.record({ offset, deliveryGap: fc.integer({ min: 0, max: 5_000 }), http: fc.boolean(), httpAge: fc.integer({ min: 0, max: 2 * TIMEOUT }) }), { minLength: 1, maxLength: 6 }),
+        fc.integer({ min: 0, max: 2 * TIMEOUT }),
+        (storedSkew, specs, processingDelay) => {
+          let deliveredAt = T0;
+          const messages = specs.map((m) => {
+            deliveredAt += m.deliveryGap;
+            return m.http ? heartbeat('node-1', deliveredAt, deliveredAt + m.offset, deliveredAt - m.httpAge) : heartbeat('node-1', deliveredAt, deliveredAt - m.offset);
+          });
+          const now = deliveredAt + processingDelay;
+          const plan = planHeartbeatRefresh('node-1', messages, ctx(now));
+          const draft = newDraft(onlineNode(storedSkew));
+          const outcomes = messages.map((m) => applyMessage(draft, m, ctx(now)).kind);
+          if (!plan) return; // decided by a read: nothing to compare
+          const w = plan.write;
+          const storeApplies = w.minClockSkewMs === undefined || (storedSkew !== null && storedSkew >= w.minClockSkewMs);
+          expect(storeApplies, `store condition vs ${outcomes.join(',')}`).to.equal(outcomes.every((o) => o === 'applied') && (w.minClockSkewMs === undefined || storedSkew !== null));
+          if (!storeApplies) return;
+          expect(draft.events).to.deep.equal([]);
+          const before = onlineNode(null).lastHeartbeat!.getTime();
+          expect(draft.node!.lastHeartbeat!.getTime(), 'lastHeartbeat after $max').to.equal(Math.max(before, w.lastHeartbeat.getTime()));
+          const stored = storedSkew === null || w.clockSkewMs === undefined ? storedSkew : Math.min(storedSkew, w.clockSkewMs);
+          expect(stored, 'baseline after the write').to.equal(draft.node!.clockSkewMs);
+        },
+      ),
+      { numRuns: 2000 },
+    );
+  });
+});
