@@ -10,6 +10,7 @@ import { createBullmqScheduler } from '../shared/scheduler/bullmq-scheduler.js';
 import type { Scheduler } from '../shared/scheduler/scheduler.js';
 import type { NodeStore } from '../shared/store/node-store.js';
 import { ROUTING } from '../shared/topology.js';
+import { createIngest } from '../services/ingest/ingest.js';
 import { createSweeper } from '../services/sweeper/sweeper.js';
 import { REDIS_URL } from '../test/support/services.js';
 import { nodeIds, openEnv, seedNodes, sleep, waitFor } from './lib/env.js';
@@ -39,14 +40,14 @@ interface PhaseResult {
   silent: number;
   seedS: number;
   latenciesMs: number[];
-  /** Detection latency counted from the first ingest liveness report that covered the node's timeout. */
+  /** Detection latency counted from the arrival of the first canary that covered the node's timeout. */
   afterVouchMs: number[];
   sweeps: SweepRun[];
   raw: RawRun[];
   duplicates: number;
   detected: number;
   noopLatenessMs: number[];
-  livenessIntervalMs: number;
+  canaryIntervalMs: number;
 }
 
 /** The store as the sweeper sees it, recording each call into the sweep run in progress. */
@@ -109,15 +110,18 @@ async function phase(nodes: number, silentShare: number, timeoutS: number, sweep
       d.ack();
     }, { prefetch: 500 });
 
-    // The ingest's liveness record, as a long-healthy ingest writes it every INGEST_LIVENESS_MS.
-    const livenessAt: number[] = [];
-    const liveness = async () => {
-      const lastSeenAt = new Date();
-      await env.store.recordIngestLiveness({ instanceId: 'bench-ingest', healthySince: new Date(start - 10 * 60_000), lastSeenAt, lagMs: 0 });
-      livenessAt.push(lastSeenAt.getTime());
+    // A real ingest on the phase's queue: the sweeper's canaries make the whole trip through it. It notes
+    // when each canary arrived, to tell the sweep's own latency from the path's.
+    const arrivals: Array<{ sentAt: number; at: number }> = [];
+    const ingestStore: NodeStore = {
+      ...env.store,
+      recordCanaryArrival: async (arrival) => {
+        await env.store.recordCanaryArrival(arrival);
+        arrivals.push({ sentAt: arrival.sentAt.getTime(), at: Date.now() });
+      },
     };
-    await liveness();
-    const livenessTimer = setInterval(() => void liveness().catch(() => undefined), env.config.ingest.livenessIntervalMs);
+    const ingest = createIngest({ bus: env.bus, store: ingestStore, log: env.log, clock: systemClock, metrics: createMetrics(), config: env.config });
+    await ingest.start();
 
     // Baseline: a no-op BullMQ job on the same Redis, scheduled every sweep interval.
     const noopLateness: number[] = [];
@@ -157,7 +161,7 @@ async function phase(nodes: number, silentShare: number, timeoutS: number, sweep
     await sleep(sweepS * 1000); // one more sweep: would it publish anything twice?
     await sweeper.stop();
     stopSweeper = null;
-    clearInterval(livenessTimer);
+    await ingest.stop();
 
     const seen = new Map<string, number>();
     const latencies: number[] = [];
@@ -205,8 +209,8 @@ async function phase(nodes: number, silentShare: number, timeoutS: number, sweep
       const mid = runs.sort((a, b) => a.findMs + a.writeMs - (b.findMs + b.writeMs))[1]!;
       raw.push({ sweep: i, nodes: sweep.marked.length, ...mid });
     }
-    // When the ingest's liveness first covered each node's timeout: from then on the sweeper may mark it.
-    const vouched = latencyFromVouch(events, silentSet, lastBeat, timeoutMs, livenessAt);
+    // When the first canary that covered each node's timeout arrived: from then on the sweeper may mark it.
+    const vouched = latencyFromVouch(events, silentSet, lastBeat, timeoutMs, arrivals);
     return {
       nodes,
       silent: silentIds.length,
@@ -218,7 +222,7 @@ async function phase(nodes: number, silentShare: number, timeoutS: number, sweep
       duplicates,
       detected: latencies.length,
       noopLatenessMs: noopLateness,
-      livenessIntervalMs: env.config.ingest.livenessIntervalMs,
+      canaryIntervalMs: env.config.canaryIntervalMs,
     };
   } finally {
     await stopSweeper?.().catch(() => undefined);
@@ -232,18 +236,18 @@ async function phase(nodes: number, silentShare: number, timeoutS: number, sweep
 }
 
 /**
- * Per detected node: event arrival minus the first liveness report after lastBeat + timeout, i.e. the part of
+ * Per detected node: event arrival minus the arrival of the first canary sent after lastBeat + timeout, i.e. the part of
  * the detection latency that is the sweeper's (waiting for the next sweep, and the sweep itself).
  */
-function latencyFromVouch(events: Array<{ event: NodeEvent; at: number }>, silent: Set<string>, lastBeat: Map<string, number>, timeoutMs: number, livenessAt: number[]): number[] {
+function latencyFromVouch(events: Array<{ event: NodeEvent; at: number }>, silent: Set<string>, lastBeat: Map<string, number>, timeoutMs: number, arrivals: Array<{ sentAt: number; at: number }>): number[] {
   const first = new Set<string>();
   const out: number[] = [];
   for (const { event, at } of events) {
     if (!silent.has(event.nodeId) || first.has(event.nodeId)) continue;
     first.add(event.nodeId);
     const expiry = lastBeat.get(event.nodeId)! + timeoutMs;
-    const vouch = livenessAt.find((l) => l > expiry);
-    if (vouch !== undefined) out.push(at - vouch);
+    const vouch = arrivals.find((a) => a.sentAt > expiry);
+    if (vouch !== undefined) out.push(at - vouch.at);
   }
   return out;
 }
@@ -285,7 +289,7 @@ export async function runDetect(options: { long: boolean }): Promise<BenchResult
         met: p99 !== null && r.detected === r.silent && p99 <= targetMs,
       },
       {
-        figure: `${label}: detection p99 from the liveness report covering the timeout`,
+        figure: `${label}: detection p99 from the canary covering the timeout`,
         system: percentile(r.afterVouchMs, 99),
         baseline: scale.sweepS * 1000 + (noopP99 ?? 0),
         baselineName: 'sweep interval + no-op job lateness p99',
@@ -314,7 +318,7 @@ export async function runDetect(options: { long: boolean }): Promise<BenchResult
     );
     const calls = (c: Record<string, number>) => Object.entries(c).sort().map(([k, v]) => `${k}×${v}`).join(' ');
     notes.push(
-      `${label}: ${r.nodes} nodes seeded in ${r.seedS.toFixed(0)} s; ingest liveness every ${r.livenessIntervalMs} ms; no-op job lateness p50/p99 ${Math.round(percentile(r.noopLatenessMs, 50) ?? 0)}/${Math.round(noopP99 ?? 0)} ms`,
+      `${label}: ${r.nodes} nodes seeded in ${r.seedS.toFixed(0)} s; canary every ${r.canaryIntervalMs} ms; no-op job lateness p50/p99 ${Math.round(percentile(r.noopLatenessMs, 50) ?? 0)}/${Math.round(noopP99 ?? 0)} ms`,
       ...r.sweeps.map((s, i) => {
         const x = rawFor(r, i);
         return `${label}: sweep ${i + 1}: ${Math.round(s.ms)} ms, ${s.marked.length} marked, store calls: ${calls(s.calls)}; raw ${x ? `${Math.round(x.findMs)} ms find + ${Math.round(x.writeMs)} ms write (${(s.ms / (x.findMs + x.writeMs)).toFixed(2)}x)` : '-'}`;

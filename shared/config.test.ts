@@ -130,6 +130,12 @@ describe('loadOrchestratorConfig', () => {
       expect(error.code).to.equal('CONFIG_INVALID');
     });
 
+    it('refuses a canary interval longer than a sixth of the timeout, and derives one that fits', () => {
+      expect(configError(() => loadOrchestratorConfig({ TIMEOUT_MINUTES: '1', CANARY_INTERVAL_MS: '20000' })).message).to.include('CANARY_INTERVAL_MS must be at most a sixth of the timeout (10000 ms)');
+      expect(loadOrchestratorConfig({}).canaryIntervalMs).to.equal(5000);
+      expect(loadOrchestratorConfig({ TIMEOUT_MINUTES: '0.005' }).canaryIntervalMs).to.be.at.most(50);
+    });
+
     it('keeps a broker password out of the message', () => {
       const error = configError(() => loadOrchestratorConfig({ RABBITMQ_URL: 'http://user:hunter2@rabbitmq' }));
       expect(error.message).to.include('RABBITMQ_URL').and.not.include('hunter2');

@@ -118,9 +118,12 @@ export interface OrchestratorConfig {
     batchSize: number;
     flushIntervalMs: number;
     prefetch: number;
-    /** How often the ingest refreshes its liveness record (semantics §5.4). */
-    livenessIntervalMs: number;
   };
+  /**
+   * How often each sweeper and api sends a canary heartbeat along the agents' path (docs/architecture.md):
+   * at most a sixth of the timeout, so a break of the path is seen long before a node could time out in it.
+   */
+  canaryIntervalMs: number;
   sweep: {
     /** Nodes transitioned per store round trip. */
     batchSize: number;
@@ -169,8 +172,8 @@ export function loadOrchestratorConfig(env: Env = process.env): Readonly<Orchest
       batchSize: r.number('INGEST_BATCH_SIZE', 500, { positive: true, integer: true }),
       flushIntervalMs: r.number('INGEST_FLUSH_MS', 50, { positive: true }),
       prefetch: r.number('INGEST_PREFETCH', 2000, { positive: true, integer: true, max: 65535 }),
-      livenessIntervalMs: r.number('INGEST_LIVENESS_MS', Math.max(100, Math.min(5000, Math.round(timeoutMs / 10))), { positive: true }),
     },
+    canaryIntervalMs: r.number('CANARY_INTERVAL_MS', Math.max(Math.min(100, Math.floor(timeoutMs / 6)), Math.min(5000, Math.round(timeoutMs / 10), Math.round(sweepIntervalMs / 2))), { positive: true, integer: true }),
     sweep: {
       batchSize: r.number('SWEEP_BATCH_SIZE', 500, { positive: true, integer: true }),
       massSilence: {
@@ -186,6 +189,9 @@ export function loadOrchestratorConfig(env: Env = process.env): Readonly<Orchest
     rateLimit: { perNodePerMinute: r.number('RATE_LIMIT_PER_NODE_PER_MINUTE', 120, { positive: true, integer: true }) },
     stateFile: r.optionalString('STATE_FILE'),
   };
+  if (timeoutMs > 0 && config.canaryIntervalMs > 0 && config.canaryIntervalMs * 6 > timeoutMs) {
+    r.problems.push(`CANARY_INTERVAL_MS must be at most a sixth of the timeout (${Math.floor(timeoutMs / 6)} ms), got ${config.canaryIntervalMs}`);
+  }
   return r.done(config);
 }
 

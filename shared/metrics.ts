@@ -89,6 +89,16 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
       help: 'Age of the oldest publish not yet confirmed by the broker (0 when none)',
       registers: [registry],
     }),
+    heartbeatPathUp: new Gauge({
+      name: 'orchestrator_heartbeat_path_up',
+      help: '1 while every running canary sender gets its canary heartbeats recorded end to end (broker, ingest, store)',
+      registers: [registry],
+    }),
+    heartbeatPathLag: new Gauge({
+      name: 'orchestrator_heartbeat_path_lag_seconds',
+      help: 'How far behind now the time is up to which heartbeats are proven recorded (nodes are marked OFFLINE only for silence before it)',
+      registers: [registry],
+    }),
     httpRequests: new Counter({
       name: 'orchestrator_http_requests_total',
       help: 'HTTP requests by route and status',

@@ -23,6 +23,8 @@ export const ROUTING = {
   register: (nodeId: string) => `agent.register.${nodeId}`,
   heartbeat: (nodeId: string) => `agent.heartbeat.${nodeId}`,
   shutdown: (nodeId: string) => `agent.shutdown.${nodeId}`,
+  /** The orchestrator's own canary heartbeat, from one sweeper or api process. */
+  canary: (senderId: string) => `agent.canary.${senderId}`,
   control: (nodeId: string) => `agent.control.${nodeId}`,
   nodeRegistered: 'node.registered',
   nodeOnline: 'node.online',
@@ -101,6 +103,7 @@ export function topology(names: BrokerNames = brokerNames()): Topology {
       { source: EXCHANGES.agentInbound, destination: ingestQueue, routingKey: 'agent.register.#' },
       { source: EXCHANGES.agentInbound, destination: ingestQueue, routingKey: 'agent.heartbeat.#' },
       { source: EXCHANGES.agentInbound, destination: ingestQueue, routingKey: 'agent.shutdown.#' },
+      { source: EXCHANGES.agentInbound, destination: ingestQueue, routingKey: 'agent.canary.#' },
       { source: EXCHANGES.deadLetter, destination: deadLetterQueue, routingKey: '' },
     ],
   };

@@ -75,6 +75,7 @@ export async function startAllInOne(options: AllInOneOptions): Promise<AllInOne>
   let server: Server | undefined;
   let dashboard: Dashboard | undefined;
   let agent: Agent | undefined;
+  let stopApiBackground: (() => Promise<void>) | undefined;
 
   async function drainEmbeddedBus(): Promise<void> {
     if (backends.kinds.bus !== 'embedded') return;
@@ -98,6 +99,7 @@ export async function startAllInOne(options: AllInOneOptions): Promise<AllInOne>
         s.closeIdleConnections();
       });
     }
+    await stopApiBackground?.();
     // Whatever the api and the agent handed to the bus reaches the store before the ingest stops.
     if (ingest) await drainEmbeddedBus();
     await ingest?.stop();
@@ -125,11 +127,13 @@ export async function startAllInOne(options: AllInOneOptions): Promise<AllInOne>
       clock: systemClock,
       metrics,
       guard,
+      canaryIntervalMs: config.canaryIntervalMs,
       readiness: [{ name: backends.kinds.scheduler === 'redis' ? 'redis' : 'scheduler', check: () => scheduler.isReady() }],
       extend: (a) => {
         dashboard = mountDashboard(a, { store, bus, names, log: apiLog, clock: systemClock, authorize: (req) => guard.operator(req) });
       },
     });
+    stopApiBackground = () => app.stopBackground();
     server = await new Promise<Server>((resolve, reject) => {
       const s = app.listen(config.port);
       s.once('listening', () => resolve(s));

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { Bus } from '../../shared/bus/bus.js';
 import { BrokerBlockedError, BusUnavailableError } from '../../shared/bus/bus.js';
 import type { Clock } from '../../shared/clock.js';
-import type { AgentMessage, HeartbeatBody, RegisterBody, ShutdownBody } from '../../shared/messages/index.js';
+import type { AgentMessage, CanaryMessage, HeartbeatBody, RegisterBody, ShutdownBody } from '../../shared/messages/index.js';
 import { ROUTING, type BrokerNames } from '../../shared/topology.js';
 import { HttpError } from './http-error.js';
 
@@ -13,7 +13,7 @@ import { HttpError } from './http-error.js';
 export function createAgentGateway(options: { bus: Bus; names: BrokerNames; clock: Clock; retryAfterSeconds: number }) {
   const { bus, names, clock } = options;
 
-  async function send(message: AgentMessage, routingKey: string): Promise<void> {
+  async function send(message: AgentMessage | CanaryMessage, routingKey: string): Promise<void> {
     const retryAfter = { 'Retry-After': String(options.retryAfterSeconds) };
     try {
       await bus.publish(names.exchanges.agentInbound, routingKey, message, { messageId: message.id });
@@ -49,6 +49,10 @@ export function createAgentGateway(options: { bus: Bus; names: BrokerNames; cloc
     },
     shutdown(nodeId: string, body: ShutdownBody, auth?: string) {
       return send({ ...envelope(nodeId, auth), type: 'agent.shutdown', payload: body }, ROUTING.shutdown(nodeId));
+    },
+    /** The api's canary heartbeat takes the same hop as an agent's HTTP heartbeat (docs/architecture.md). */
+    canary(message: CanaryMessage) {
+      return send(message, ROUTING.canary(message.senderId));
     },
   };
 }

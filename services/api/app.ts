@@ -6,6 +6,8 @@ import type { Metrics } from '../../shared/metrics.js';
 import { describeIssues, heartbeatBodySchema, invalidFields, isValidNodeId, registerBodySchema, shutdownBodySchema } from '../../shared/messages/index.js';
 import type { NodeStore } from '../../shared/store/node-store.js';
 import type { BrokerNames } from '../../shared/topology.js';
+import { createCanarySender, type CanarySender } from '../../shared/canary/canary-sender.js';
+import { pathCoverage } from '../../shared/domain/path-coverage.js';
 import { createAgentGateway } from './agent-gateway.js';
 import { HttpError } from './http-error.js';
 import { createKnownNodes } from './known-nodes.js';
@@ -29,7 +31,14 @@ export interface ApiDeps {
   extend?: (app: express.Express) => void;
   /** Hooks for authentication and rate limiting (docs/security.md). */
   guard?: ApiGuard;
+  /** Sends a canary heartbeat through the gateway this often, proving the HTTP path to the sweeper (CANARY_INTERVAL_MS). */
+  canaryIntervalMs?: number;
 }
+
+export type ApiApp = express.Express & {
+  /** Stops what the api runs in the background (its canary sender); the HTTP server is the caller's. */
+  stopBackground(): Promise<void>;
+};
 
 /** Per-request checks that issue 7's authentication and rate limiting plug into. */
 export interface ApiGuard {
@@ -59,9 +68,14 @@ function validate<T>(schema: { safeParse(v: unknown): { success: true; data: T }
 }
 
 /** The api: the original agent endpoints as a gateway to the broker, plus reads, health and metrics. */
-export function createApp(deps: ApiDeps): express.Express {
+export function createApp(deps: ApiDeps): ApiApp {
   const { bus, store, names, log, clock, metrics } = deps;
   const gateway = createAgentGateway({ bus, names, clock, retryAfterSeconds: 5 });
+  let canary: CanarySender | null = null;
+  if (deps.canaryIntervalMs) {
+    canary = createCanarySender({ kind: 'api', intervalMs: deps.canaryIntervalMs, send: (message) => gateway.canary(message), store, clock, log });
+    canary.start();
+  }
   const knownNodes = createKnownNodes({ store, ttlMs: 2000, now: () => clock.now() });
   const guard = deps.guard;
   const app = express();
@@ -147,6 +161,8 @@ export function createApp(deps: ApiDeps): express.Express {
     );
     for (const extra of deps.readiness ?? []) checks[extra.name] = await extra.check().catch(() => false);
     const guardState = checks.store ? await store.guardState().catch(() => null) : null;
+    // Whether heartbeats are recorded end to end: shown, not a reason to stop taking them (the sweeper holds).
+    const path = checks.store ? await store.canaries().then((records) => pathCoverage(records, clock.now()), () => null) : null;
     const down = Object.entries(checks)
       .filter(([, ok]) => !ok)
       .map(([name]) => name);
@@ -158,6 +174,9 @@ export function createApp(deps: ApiDeps): express.Express {
       ...(publishing.blocked ? { brokerBlockedReason: publishing.reason, brokerBlockedSince: new Date(publishing.since).toISOString() } : {}),
       clusterDegraded: Boolean(guardState?.heldSince),
       ...(guardState?.heldSince ? { degradedSince: guardState.heldSince.toISOString() } : {}),
+      heartbeatPath: path
+        ? { state: path.state, ...(path.reason ? { reason: path.reason } : {}), coveredUntil: path.coveredUntil === null ? null : new Date(path.coveredUntil).toISOString(), senders: path.senders }
+        : { state: 'unknown' },
     });
   });
 
@@ -202,7 +221,7 @@ export function createApp(deps: ApiDeps): express.Express {
     res.status(http.status).json({ error: http.code, message: http.message, ...http.details });
   });
 
-  return app;
+  return Object.assign(app, { stopBackground: async () => canary?.stop() });
 }
 
 async function storeCall<T>(run: () => Promise<T>): Promise<T> {

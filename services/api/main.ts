@@ -27,6 +27,7 @@ async function main(): Promise<void> {
     clock: systemClock,
     metrics,
     guard,
+    canaryIntervalMs: config.canaryIntervalMs,
     extend: (a) => {
       dashboard = mountDashboard(a, { store, bus, names, log, clock: systemClock, authorize: (req) => guard.operator(req) });
     },
@@ -42,6 +43,7 @@ async function main(): Promise<void> {
     // Open dashboard streams would keep server.close() waiting.
     await dashboard?.close();
     await new Promise<void>((resolve) => server.close(() => resolve()));
+    await app.stopBackground();
     await bus.close();
     await store.close();
   });

@@ -9,7 +9,6 @@ import type { NodeStore } from '../../shared/store/node-store.js';
 import { brokerNames, topology } from '../../shared/topology.js';
 import type { Authenticator } from './authenticator.js';
 import { createBatcher } from './batcher.js';
-import { createLivenessReporter } from './liveness.js';
 import { createBatchProcessor } from './process-batch.js';
 import { createStoreRetry } from './store-retry.js';
 import { createFailureTracker } from './failure-tracker.js';
@@ -34,19 +33,11 @@ export function createIngest(deps: IngestDeps) {
   const instanceId = deps.instanceId ?? randomUUID();
   let stopping = false;
   let consumer: Consumer | null = null;
-  const inFlight = new Set<Delivery>();
-  const liveness = createLivenessReporter({
-    store,
-    clock,
-    instanceId,
-    intervalMs: config.ingest.livenessIntervalMs,
-    oldestInFlight: () => {
-      let oldest: number | null = null;
-      for (const d of inFlight) if (oldest === null || d.deliveredAt < oldest) oldest = d.deliveredAt;
-      return oldest;
-    },
-  });
-  const retry = createStoreRetry({ log, onHealthChange: (healthy) => liveness.setStoreHealthy(healthy), isStopping: () => stopping });
+  // Healthy while it consumes and its store answers (for readiness); whether heartbeats get recorded end to end
+  // is what the canaries prove (docs/architecture.md).
+  let consuming = false;
+  let storeHealthy = true;
+  const retry = createStoreRetry({ log, onHealthChange: (healthy) => (storeHealthy = healthy), isStopping: () => stopping });
   const events = createEventPublisher({ bus, store, exchange: names.exchanges.nodeEvents, log, metrics });
   const processBatch = createBatchProcessor({
     bus,
@@ -62,7 +53,6 @@ export function createIngest(deps: IngestDeps) {
     retry,
     authenticator: deps.authenticator,
     afterStore: deps.afterStore,
-    noteLag: (ms) => liveness.noteLag(ms),
   });
   const failures = createFailureTracker({ log, deadLetterAfter: 5 });
   const batcher = createBatcher<Delivery>({
@@ -85,30 +75,15 @@ export function createIngest(deps: IngestDeps) {
     onError: (error) => log.error(`Ingest batch error: ${(error as Error).message}`),
   });
 
-  /** Keeps a delivery in `inFlight` until it is settled, for the lag the liveness record reports. */
-  function track(delivery: Delivery): Delivery {
-    inFlight.add(delivery);
-    const settle = (fn: () => void) => () => {
-      inFlight.delete(delivery);
-      fn();
-    };
-    return { ...delivery, ack: settle(delivery.ack), requeue: settle(delivery.requeue) };
-  }
-  bus.onConnectionChange((connected) => {
-    // A lost channel takes its unacknowledged deliveries with it: the broker redelivers them.
-    if (!connected) inFlight.clear();
-  });
-
-  bus.onConnectionChange((connected) => liveness.setConsuming(connected && consumer !== null));
+  bus.onConnectionChange((connected) => (consuming = connected && consumer !== null));
 
   return {
     instanceId,
-    isHealthy: () => liveness.isHealthy(),
+    isHealthy: () => consuming && storeHealthy,
     async start(): Promise<void> {
       await bus.declareTopology(topology(names));
-      consumer = await bus.consume(names.queues.ingest, (delivery) => batcher.add(track(delivery)), { prefetch: config.ingest.prefetch });
-      liveness.setConsuming(bus.isConnected());
-      liveness.start();
+      consumer = await bus.consume(names.queues.ingest, (delivery) => batcher.add(delivery), { prefetch: config.ingest.prefetch });
+      consuming = bus.isConnected();
       log.info(`Ingest ${instanceId} consuming ${names.queues.ingest} (batch ${config.ingest.batchSize}, flush ${config.ingest.flushIntervalMs} ms, prefetch ${config.ingest.prefetch})`);
     },
     /** Finishes the batch in progress, stops consuming; unacknowledged messages return to the queue. */
@@ -118,7 +93,7 @@ export function createIngest(deps: IngestDeps) {
       for (const d of dropped) d.requeue();
       await consumer?.cancel();
       consumer = null;
-      await liveness.stop();
+      consuming = false;
     },
   };
 }

@@ -1,8 +1,8 @@
 import type { Delivery } from '../../shared/bus/bus.js';
-import { agentMessageSchema, describeIssues, type AgentMessage } from '../../shared/messages/index.js';
+import { agentMessageSchema, canaryMessageSchema, describeIssues, type AgentMessage, type CanaryMessage } from '../../shared/messages/index.js';
 import { ROUTING } from '../../shared/topology.js';
 
-export type ParsedDelivery = { ok: true; message: AgentMessage } | { ok: false; reason: string };
+export type ParsedDelivery = { ok: true; message: AgentMessage } | { ok: true; canary: CanaryMessage } | { ok: false; reason: string };
 
 const ROUTE_OF: Record<AgentMessage['type'], (nodeId: string) => string> = {
   'agent.register': ROUTING.register,
@@ -18,6 +18,13 @@ export function parseDelivery(delivery: Delivery, maxBytes = 16 * 1024): ParsedD
     json = JSON.parse(delivery.body.toString('utf8'));
   } catch {
     return { ok: false, reason: 'malformed JSON' };
+  }
+  // The orchestrator's own canary heartbeats take the agents' path (docs/architecture.md).
+  if (delivery.routingKey.startsWith(ROUTING.canary(''))) {
+    const canary = canaryMessageSchema.safeParse(json);
+    if (!canary.success) return { ok: false, reason: `invalid canary: ${describeIssues(canary.error)}` };
+    if (delivery.routingKey !== ROUTING.canary(canary.data.senderId)) return { ok: false, reason: `routing key ${delivery.routingKey} does not match the canary of ${canary.data.senderId}` };
+    return { ok: true, canary: canary.data };
   }
   const result = agentMessageSchema.safeParse(json);
   if (!result.success) return { ok: false, reason: `invalid message: ${describeIssues(result.error)}` };

@@ -4,6 +4,8 @@ import type { LogLevel } from '../../shared/config.js';
 import { applyMessage, newDraft, type MessageOutcome, type NodeDraft, type ReceivedMessage } from '../../shared/domain/apply-message.js';
 import { draftToWrite } from '../../shared/domain/draft-write.js';
 import { planHeartbeatRefresh } from '../../shared/domain/heartbeat-refresh.js';
+import { canaryArrived, stalledAfterMs } from '../../shared/domain/path-coverage.js';
+import type { CanaryMessage } from '../../shared/messages/index.js';
 import type { EventPublisher } from '../../shared/events/event-publisher.js';
 import type { Logger } from '../../shared/logger.js';
 import { createLogThrottle } from '../../shared/log-throttle.js';
@@ -30,8 +32,6 @@ export interface BatchDeps {
   authenticator?: Authenticator;
   /** Test hook: called after the batch is stored and before anything is acknowledged. */
   afterStore?: () => Promise<void>;
-  /** Told the age of each stored message (see liveness.ts). */
-  noteLag?: (ms: number) => void;
 }
 
 interface Item {
@@ -40,8 +40,6 @@ interface Item {
 }
 
 const MAX_CONFLICT_ROUNDS = 8;
-/** Clock baselines remembered for message ages; cleared past this many nodes. */
-const MAX_REMEMBERED_BASELINES = 200_000;
 const REREGISTER_MIN_GAP_MS = 1000;
 
 /**
@@ -52,16 +50,7 @@ const REREGISTER_MIN_GAP_MS = 1000;
 export function createBatchProcessor(deps: BatchDeps) {
   const { bus, store, names, events, log, clock, metrics } = deps;
   const askedAt = new Map<string, number>();
-  // The lowest clock offset this process has seen per node (or read from the store): only for the message
-  // ages it reports as lag, never for a decision (the store checks lateness against the stored baseline).
-  const baselines = new Map<string, number>();
-  function rememberBaseline(nodeId: string, offset: number | null | undefined): void {
-    if (offset === null || offset === undefined) return;
-    if (baselines.size > MAX_REMEMBERED_BASELINES) baselines.clear();
-    const known = baselines.get(nodeId);
-    if (known === undefined || offset < known) baselines.set(nodeId, offset);
-  }
-
+  const stalledAfter = stalledAfterMs(deps.timeoutMs);
   /** The one credential condition all of a node's messages share, null when there is none, undefined when auth is off. */
   function credentialCondition(items: Item[]): string | null | undefined {
     const auth = deps.authenticator;
@@ -105,14 +94,40 @@ export function createBatchProcessor(deps: BatchDeps) {
     await bus.publish(names.exchanges.agentControl, ROUTING.control(nodeId), message, { persistent: false, expirationMs: 60_000 }).catch(() => undefined);
   }
 
+  /** Records the newest canary of each sender in the batch (docs/architecture.md, "The heartbeat path and its canary"). */
+  async function storeCanaries(received: CanaryMessage[]): Promise<void> {
+    const records = new Map((await store.canaries()).map((r) => [r.senderId, r]));
+    const arrivedAt = clock.now();
+    const newest = new Map<string, CanaryMessage>();
+    const broke = new Set<string>();
+    for (const c of received) {
+      const sentAt = Date.parse(c.sentAt);
+      const stored = records.get(c.senderId)?.sentAt?.getTime() ?? -Infinity;
+      if (sentAt <= stored) continue; // a redelivery
+      const kept = newest.get(c.senderId);
+      if (!kept || sentAt > Date.parse(kept.sentAt)) newest.set(c.senderId, c);
+      // Any canary of the batch that failed before, or stalled, breaks the run, not only the newest.
+      if (c.failedSince || arrivedAt - sentAt > stalledAfter) broke.add(c.senderId);
+    }
+    for (const c of newest.values()) {
+      const arrival = canaryArrived(records.get(c.senderId) ?? null, { sentAt: Date.parse(c.sentAt), arrivedAt, failedBefore: broke.has(c.senderId) }, stalledAfter);
+      if (arrival) await store.recordCanaryArrival({ senderId: c.senderId, kind: c.kind, intervalMs: c.intervalMs, sentAt: arrival.sentAt!, pathSince: arrival.pathSince });
+    }
+  }
+
   async function processBatch(deliveries: Delivery[]): Promise<void> {
     metrics.batchSize.observe(deliveries.length);
     const groups = new Map<string, Item[]>();
     const refusals: Array<{ delivery: Delivery; reason: string }> = [];
+    const canaries: Array<{ delivery: Delivery; canary: CanaryMessage }> = [];
     for (const delivery of deliveries) {
       const parsed = parseDelivery(delivery);
       if (!parsed.ok) {
         refusals.push({ delivery, reason: parsed.reason });
+        continue;
+      }
+      if ('canary' in parsed) {
+        canaries.push({ delivery, canary: parsed.canary });
         continue;
       }
       const item = { delivery, received: { message: parsed.message, deliveredAt: delivery.deliveredAt } };
@@ -140,7 +155,7 @@ export function createBatchProcessor(deps: BatchDeps) {
                 nodeId,
                 items.map((i) => i.received),
                 ctx,
-                { credentialHash: credentialCondition(items), knownClockSkewMs: baselines.get(nodeId) },
+                { credentialHash: credentialCondition(items) },
               )
             : null;
         if (!plan) {
@@ -148,13 +163,11 @@ export function createBatchProcessor(deps: BatchDeps) {
           continue;
         }
         items.forEach((item, i) => outcomes.set(item.delivery, plan.outcomes[i]!));
-        rememberBaseline(nodeId, plan.write.clockSkewMs);
         writes.push(plan.write);
       }
       const current = toRead.length ? await deps.retry('read', () => store.getMany(toRead)) : new Map<string, NodeRecord>();
       for (const nodeId of toRead) {
         const draft = newDraft(current.get(nodeId) ?? null);
-        rememberBaseline(nodeId, draft.node?.clockSkewMs);
         let accepted = false;
         for (const item of groups.get(nodeId)!) {
           const refusal = deps.authenticator?.check(draft, item.received.message);
@@ -174,9 +187,12 @@ export function createBatchProcessor(deps: BatchDeps) {
       if (result.conflicts.length) metrics.storeConflicts.inc(result.conflicts.length);
       pending = result.conflicts;
     }
+    // After the agents' messages of the batch: a canary that arrives proves that what was sent before it is stored.
+    if (canaries.length) await deps.retry('write', () => storeCanaries(canaries.map((c) => c.canary)));
     await deps.afterStore?.();
 
     // Everything below happens only once the batch is durable.
+    for (const { delivery } of canaries) delivery.ack();
     const storedAt = clock.now();
     for (const nodeId of pending) {
       // Lost the race too often (a hot node written by several ingests): let the broker redeliver.
@@ -198,7 +214,6 @@ export function createBatchProcessor(deps: BatchDeps) {
           const age = outcome.kind === 'late' ? outcome.ageMs : (outcome.ageMs ?? 0);
           const waited = Math.max(storedAt - delivery.deliveredAt, age);
           metrics.ingestLag.observe(waited / 1000);
-          deps.noteLag?.(waited);
           if (type === 'agent.heartbeat' && outcome.kind === 'applied') log.log(deps.heartbeatLogLevel, `Node stats updated successfully for ${nodeId}`);
           if (outcome.kind === 'late') log.debug(`Late ${type} for ${nodeId} (${Math.round(outcome.ageMs / 1000)} s old): stored stats only, liveness unchanged`);
         } else if (outcome.kind === 'unknown-node') {

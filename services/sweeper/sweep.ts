@@ -3,14 +3,15 @@ import type { Bus } from '../../shared/bus/bus.js';
 import type { Clock } from '../../shared/clock.js';
 import type { OrchestratorConfig } from '../../shared/config.js';
 import { expireNode, type ExpiringNode, type Expiry } from '../../shared/domain/expire-node.js';
+import { offlineCutoff, pathCoverage, type PathCoverage } from '../../shared/domain/path-coverage.js';
 import type { EventPublisher, PublishOutcome } from '../../shared/events/event-publisher.js';
 import type { Logger } from '../../shared/logger.js';
+import { createOutageLog } from '../../shared/outage-log.js';
 import type { ClusterEvent } from '../../shared/messages/index.js';
 import type { Metrics } from '../../shared/metrics.js';
 import type { ClusterGuardState, NodeRecord } from '../../shared/store/node-record.js';
 import type { NodeStore } from '../../shared/store/node-store.js';
 import { ROUTING } from '../../shared/topology.js';
-import { ingestCoverage } from './ingest-coverage.js';
 
 export interface SweepDeps {
   store: NodeStore;
@@ -20,7 +21,9 @@ export interface SweepDeps {
   log: Logger;
   clock: Clock;
   metrics: Metrics;
-  config: Pick<OrchestratorConfig, 'timeoutMs' | 'sweep'> & { ingestLivenessMs: number };
+  config: Pick<OrchestratorConfig, 'timeoutMs' | 'sweep'>;
+  /** Told the heartbeat path's coverage at each sweep (metrics, readiness). */
+  onCoverage?: (coverage: PathCoverage) => void;
   /** Test hook: runs after nodes are marked OFFLINE and before their events are published. */
   afterMark?: (nodeIds: string[]) => Promise<void>;
 }
@@ -40,7 +43,7 @@ const READ_AHEAD_NODES = 10_000;
 
 export type SweepOutcome =
   | { kind: 'marked'; nodeIds: string[] }
-  | { kind: 'held'; reason: 'ingest-down' | 'ingest-recovering' | 'mass-silence'; silent?: number };
+  | { kind: 'held'; reason: 'path-down' | 'path-recovering' | 'mass-silence'; silent?: number };
 
 /** Where a sweep's time went (ms), for its debug line. */
 interface Timing {
@@ -62,18 +65,20 @@ const slim = (n: NodeRecord): ExpiringNode => ({ nodeId: n.nodeId, status: n.sta
  */
 export function createSweep(deps: SweepDeps) {
   const { store, bus, events, log, clock, metrics, config } = deps;
-  const staleMs = Math.max(3 * config.ingestLivenessMs, 1000);
   const drainEveryMs = Math.min(OUTBOX_DRAIN_EVERY_MS, config.timeoutMs);
   let lastHold: string | null = null;
+  // Logged when the heartbeat path breaks and when it heals, whatever the sweeps decide meanwhile.
+  const pathLog = createOutageLog({ log, what: 'Heartbeat path down: nodes silent since then are held ONLINE', now: () => clock.now() });
   // The first sweep of a process drains: a sweeper or ingest that died may have left events behind.
   let nextDrainAt = -Infinity;
 
-  function hold(reason: 'ingest-down' | 'ingest-recovering' | 'mass-silence', message: string, silent?: number): SweepOutcome {
+  function hold(reason: 'path-down' | 'path-recovering' | 'mass-silence', message: string, silent?: number): SweepOutcome {
     metrics.sweepsSkipped.inc({ reason });
-    if (lastHold !== reason) {
+    // A path that is down is logged by pathLog when it breaks and when it heals.
+    if (lastHold !== reason && reason !== 'path-down') {
       // Once per state change, not once per sweep.
-      if (reason === 'ingest-recovering') log.info(message);
-      else log.warn(message);
+      if (reason === 'path-recovering') log.info(message, { reason });
+      else log.warn(message, { reason });
       lastHold = reason;
     }
     return { kind: 'held', reason, silent };
@@ -158,15 +163,18 @@ export function createSweep(deps: SweepDeps) {
   async function markExpired(): Promise<SweepOutcome> {
     const now = clock.now();
     const guard = config.sweep.massSilence;
-    const [liveness, state] = await Promise.all([store.ingestLiveness(), guard.enabled ? store.guardState() : null]);
-    const coverage = ingestCoverage(liveness, now, staleMs);
-    if (!coverage.healthy || coverage.seenUntil === null || coverage.healthySince === null) {
-      return hold('ingest-down', 'No ingest is recording heartbeats: marking no node OFFLINE until one is back and a full timeout has passed');
+    const [canaries, state] = await Promise.all([store.canaries(), guard.enabled ? store.guardState() : null]);
+    // Only silence within time the canaries proved counts: no node goes OFFLINE for time in which the
+    // orchestrator itself could not record heartbeats (docs/architecture.md).
+    const coverage = pathCoverage(canaries, now);
+    deps.onCoverage?.(coverage);
+    if (coverage.state === 'down') pathLog.failed(new Error(coverage.reason ?? 'down'));
+    else pathLog.recovered();
+    const decision = offlineCutoff(coverage, config.timeoutMs);
+    if ('held' in decision) {
+      return hold(decision.held, decision.held === 'path-down' ? `Marking no node OFFLINE: heartbeats cannot be shown to be recorded (${decision.reason})` : `Heartbeat path back: ${decision.reason}`);
     }
-    const cutoff = coverage.seenUntil - config.timeoutMs;
-    if (coverage.healthySince > cutoff) {
-      return hold('ingest-recovering', 'Ingest recording heartbeats again: every node gets a full timeout before it can be marked OFFLINE');
-    }
+    const { cutoff } = decision;
 
     const pageSize = config.sweep.batchSize;
     const timing: Timing = { read: 0, count: 0, write: 0, publish: 0 };

@@ -1,12 +1,13 @@
 import type { Bus } from '../../shared/bus/bus.js';
 import type { Clock } from '../../shared/clock.js';
 import type { OrchestratorConfig } from '../../shared/config.js';
+import { createCanarySender } from '../../shared/canary/canary-sender.js';
 import { createEventPublisher } from '../../shared/events/event-publisher.js';
 import type { Logger } from '../../shared/logger.js';
 import type { Metrics } from '../../shared/metrics.js';
 import type { Scheduler } from '../../shared/scheduler/scheduler.js';
 import type { NodeStore } from '../../shared/store/node-store.js';
-import { brokerNames, topology } from '../../shared/topology.js';
+import { brokerNames, ROUTING, topology } from '../../shared/topology.js';
 import { createSweep, type SweepDeps } from './sweep.js';
 
 export const SWEEP_JOB = 'sweep';
@@ -18,7 +19,7 @@ export interface SweeperDeps {
   log: Logger;
   clock: Clock;
   metrics: Metrics;
-  config: Pick<OrchestratorConfig, 'timeoutMs' | 'sweep' | 'sweepIntervalMs' | 'brokerNamespace' | 'ingest'>;
+  config: Pick<OrchestratorConfig, 'timeoutMs' | 'sweep' | 'sweepIntervalMs' | 'brokerNamespace' | 'canaryIntervalMs'>;
   afterMark?: SweepDeps['afterMark'];
 }
 
@@ -35,8 +36,21 @@ export function createSweeper(deps: SweeperDeps) {
     log,
     clock,
     metrics,
-    config: { timeoutMs: config.timeoutMs, sweep: config.sweep, ingestLivenessMs: config.ingest.livenessIntervalMs },
+    config: { timeoutMs: config.timeoutMs, sweep: config.sweep },
     afterMark: deps.afterMark,
+    onCoverage: (coverage) => {
+      metrics.heartbeatPathUp.set(coverage.state === 'up' ? 1 : 0);
+      metrics.heartbeatPathLag.set(coverage.coveredUntil === null ? -1 : Math.max(0, clock.now() - coverage.coveredUntil) / 1000);
+    },
+  });
+  // Proves, for the sweeps, that agents' heartbeats published to the broker are recorded (docs/architecture.md).
+  const canary = createCanarySender({
+    kind: 'sweeper',
+    intervalMs: config.canaryIntervalMs,
+    send: (message) => bus.publish(names.exchanges.agentInbound, ROUTING.canary(message.senderId), message, { messageId: message.id }),
+    store,
+    clock,
+    log,
   });
   let storeDown = false;
 
@@ -55,11 +69,13 @@ export function createSweeper(deps: SweeperDeps) {
     sweep,
     async start(): Promise<void> {
       await bus.declareTopology(topology(names)).catch((error: Error) => log.warn(`Broker topology not declared yet: ${error.message}`));
+      canary.start();
       await scheduler.every(SWEEP_JOB, config.sweepIntervalMs, run);
       log.info(`Sweeper scheduled every ${config.sweepIntervalMs} ms; nodes time out after ${config.timeoutMs} ms`);
     },
     async stop(): Promise<void> {
       await scheduler.close();
+      await canary.stop();
     },
   };
 }

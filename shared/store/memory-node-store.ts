@@ -1,7 +1,8 @@
 import { readFileSync, writeFileSync, renameSync, existsSync } from 'node:fs';
 import { historyRing, historySlotKey, historyView, type HistorySettings } from '../domain/history.js';
 import type { NodeStatus } from '../messages/index.js';
-import type { ClusterGuardState, HistoryPoint, HistoryWrite, IngestLiveness, NodeRecord, NodeWrite } from './node-record.js';
+import type { CanaryRecord } from '../domain/path-coverage.js';
+import type { ClusterGuardState, HistoryPoint, HistoryWrite, NodeRecord, NodeWrite } from './node-record.js';
 import type { NodeStore, WriteResult } from './node-store.js';
 
 export interface MemoryNodeStoreOptions {
@@ -21,7 +22,7 @@ export function createMemoryNodeStore(options: MemoryNodeStoreOptions): NodeStor
   /** Each node's history ring, as the MongoDB adapter stores it; records show its view. */
   const rings = new Map<string, Record<string, HistoryPoint>>();
   const history: HistorySettings = { points: options.historyPoints, resolutionMs: options.historyResolutionMs ?? 30_000 };
-  const liveness = new Map<string, IngestLiveness>();
+  const canaries = new Map<string, CanaryRecord>();
   let guard: ClusterGuardState = { heldSince: null, eventId: null };
   let trips = 0;
   let saveTimer: NodeJS.Timeout | null = null;
@@ -184,20 +185,42 @@ export function createMemoryNodeStore(options: MemoryNodeStoreOptions): NodeStor
     async deleteAll() {
       nodes.clear();
       rings.clear();
-      liveness.clear();
+      canaries.clear();
       guard = { heldSince: null, eventId: null };
       scheduleSave();
     },
-    async recordIngestLiveness(entry) {
+    async canaries() {
       trips++;
-      liveness.set(entry.instanceId, clone(entry));
+      return [...canaries.values()].map(clone);
     },
-    async ingestLiveness() {
+    async recordCanarySender(report) {
       trips++;
-      return [...liveness.values()].map(clone);
+      const current = canaries.get(report.senderId);
+      canaries.set(report.senderId, {
+        senderId: report.senderId,
+        kind: report.kind,
+        intervalMs: report.intervalMs,
+        firstAliveAt: current?.firstAliveAt ?? new Date(report.aliveAt),
+        aliveAt: new Date(report.aliveAt),
+        sentAt: current?.sentAt ?? null,
+        pathSince: current?.pathSince ?? null,
+      });
     },
-    async removeIngestLiveness(instanceId) {
-      liveness.delete(instanceId);
+    async recordCanaryArrival(arrival) {
+      trips++;
+      const current = canaries.get(arrival.senderId);
+      canaries.set(arrival.senderId, {
+        senderId: arrival.senderId,
+        kind: arrival.kind,
+        intervalMs: arrival.intervalMs,
+        firstAliveAt: current?.firstAliveAt ?? new Date(arrival.sentAt),
+        aliveAt: current?.aliveAt ?? new Date(arrival.sentAt),
+        sentAt: maxDate(current?.sentAt ?? null, arrival.sentAt),
+        pathSince: arrival.pathSince ? new Date(arrival.pathSince) : null,
+      });
+    },
+    async removeCanarySender(senderId) {
+      canaries.delete(senderId);
     },
     async guardState() {
       return clone(guard);

@@ -2,7 +2,8 @@ import { randomUUID } from 'node:crypto';
 import mongoose, { type Connection, type Model } from 'mongoose';
 import { historyRing, historySlotKey, historyView, type HistorySettings } from '../domain/history.js';
 import type { NodeEvent, NodeStatus } from '../messages/index.js';
-import type { ClusterGuardState, HistoryPoint, IngestLiveness, NodeRecord, NodeWrite } from './node-record.js';
+import type { CanaryRecord } from '../domain/path-coverage.js';
+import type { CanaryArrival, CanarySenderReport, ClusterGuardState, HistoryPoint, NodeRecord, NodeWrite } from './node-record.js';
 import { StoreUnavailableError, type NodeStore, type OutboxRemoval, type WriteResult } from './node-store.js';
 
 // Explicit, so no mongoose upgrade changes it under us: unknown filter keys are dropped. Every filter
@@ -73,24 +74,31 @@ export const nodeSchema = new mongoose.Schema<NodeDocument>(
 nodeSchema.index({ status: 1, lastHeartbeat: 1 });
 nodeSchema.index({ 'outbox.eventId': 1 }, { sparse: true });
 
-interface LivenessDocument {
+/** `orchestrator_state`: the mass-silence guard, and one document per canary sender. */
+interface StateDocument {
   _id: string;
-  kind: 'ingest' | 'guard';
-  healthySince?: Date | null;
-  lastSeenAt?: Date;
-  lagMs?: number;
+  kind: 'canary' | 'guard';
   heldSince?: Date | null;
   eventId?: string | null;
+  senderKind?: CanaryRecord['kind'];
+  intervalMs?: number;
+  firstAliveAt?: Date;
+  aliveAt?: Date;
+  sentAt?: Date | null;
+  pathSince?: Date | null;
 }
-const livenessSchema = new mongoose.Schema<LivenessDocument>(
+const stateSchema = new mongoose.Schema<StateDocument>(
   {
     _id: { type: String, required: true },
     kind: { type: String, required: true },
-    healthySince: { type: Date, default: null },
-    lastSeenAt: Date,
-    lagMs: { type: Number, default: 0 },
     heldSince: { type: Date, default: null },
     eventId: { type: String, default: null },
+    senderKind: String,
+    intervalMs: Number,
+    firstAliveAt: Date,
+    aliveAt: Date,
+    sentAt: { type: Date, default: null },
+    pathSince: { type: Date, default: null },
   },
   { collection: 'orchestrator_state', versionKey: false, autoIndex: false, autoCreate: false },
 );
@@ -105,6 +113,7 @@ export interface MongoNodeStoreOptions {
 }
 
 const GUARD_ID = 'guard:mass-silence';
+const CANARY_PREFIX = 'canary:';
 
 function toRecord(doc: NodeDocument, history: HistorySettings): NodeRecord {
   return {
@@ -187,7 +196,7 @@ export async function createMongoNodeStore(options: MongoNodeStoreOptions): Prom
   const Nodes: Model<NodeDocument> = connection.model<NodeDocument>('Node', nodeSchema);
   const history: HistorySettings = { points: options.historyPoints, resolutionMs: options.historyResolutionMs ?? 30_000 };
   const record = (doc: NodeDocument) => toRecord(doc, history);
-  const State: Model<LivenessDocument> = connection.model<LivenessDocument>('OrchestratorState', livenessSchema);
+  const State: Model<StateDocument> = connection.model<StateDocument>('OrchestratorState', stateSchema);
 
   async function ensureIndexes(): Promise<void> {
     await guarded('createCollection', async () => {
@@ -354,24 +363,45 @@ export async function createMongoNodeStore(options: MongoNodeStoreOptions): Prom
         await State.deleteMany({}).exec();
       });
     },
-    async recordIngestLiveness(entry: IngestLiveness) {
-      await guarded('recordIngestLiveness', () =>
-        State.updateOne(
-          { _id: `ingest:${entry.instanceId}` },
-          { $set: { kind: 'ingest', healthySince: entry.healthySince, lastSeenAt: entry.lastSeenAt, lagMs: entry.lagMs } },
+    async canaries(): Promise<CanaryRecord[]> {
+      const docs = (await guarded('canaries', () => State.collection.find({ kind: 'canary' } as never).toArray())) as unknown as StateDocument[];
+      return docs.map((d) => ({
+        senderId: d._id.slice(CANARY_PREFIX.length),
+        kind: d.senderKind ?? 'sweeper',
+        intervalMs: d.intervalMs ?? 1000,
+        firstAliveAt: d.firstAliveAt ?? d.aliveAt ?? new Date(0),
+        aliveAt: d.aliveAt ?? new Date(0),
+        sentAt: d.sentAt ?? null,
+        pathSince: d.pathSince ?? null,
+      }));
+    },
+    async recordCanarySender(report: CanarySenderReport) {
+      await guarded('recordCanarySender', () =>
+        State.collection.updateOne(
+          { _id: CANARY_PREFIX + report.senderId } as never,
+          { $set: { kind: 'canary', senderKind: report.kind, intervalMs: report.intervalMs, aliveAt: report.aliveAt }, $setOnInsert: { firstAliveAt: report.aliveAt, sentAt: null, pathSince: null } } as never,
           { upsert: true },
-        ).exec(),
+        ),
       );
     },
-    async ingestLiveness() {
-      const docs = await guarded('ingestLiveness', () => State.find({ kind: 'ingest' }).lean<LivenessDocument[]>().exec());
-      return docs.map((d) => ({ instanceId: d._id.slice('ingest:'.length), healthySince: d.healthySince ?? null, lastSeenAt: d.lastSeenAt ?? new Date(0), lagMs: d.lagMs ?? 0 }));
+    async recordCanaryArrival(arrival: CanaryArrival) {
+      await guarded('recordCanaryArrival', () =>
+        State.collection.updateOne(
+          { _id: CANARY_PREFIX + arrival.senderId } as never,
+          {
+            $max: { sentAt: arrival.sentAt },
+            $set: { kind: 'canary', senderKind: arrival.kind, intervalMs: arrival.intervalMs, pathSince: arrival.pathSince },
+            $setOnInsert: { firstAliveAt: arrival.sentAt, aliveAt: arrival.sentAt },
+          } as never,
+          { upsert: true },
+        ),
+      );
     },
-    async removeIngestLiveness(instanceId: string) {
-      await guarded('removeIngestLiveness', () => State.deleteOne({ _id: `ingest:${instanceId}` }).exec());
+    async removeCanarySender(senderId: string) {
+      await guarded('removeCanarySender', () => State.collection.deleteOne({ _id: CANARY_PREFIX + senderId } as never));
     },
     async guardState(): Promise<ClusterGuardState> {
-      const doc = await guarded('guardState', () => State.findById(GUARD_ID).lean<LivenessDocument>().exec());
+      const doc = await guarded('guardState', () => State.findById(GUARD_ID).lean<StateDocument>().exec());
       return { heldSince: doc?.heldSince ?? null, eventId: doc?.eventId ?? null };
     },
     async setGuardState(state: ClusterGuardState) {

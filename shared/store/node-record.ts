@@ -100,16 +100,21 @@ export type NodeWrite =
       credentialHash?: string;
     };
 
-export interface IngestLiveness {
-  instanceId: string;
-  /** Start of the instance's current unbroken period of consuming and storing; null while it cannot. */
-  healthySince: Date | null;
-  lastSeenAt: Date;
-  /**
-   * How far behind the instance is: the age of the oldest message it stored since its last report.
-   * The sweeper marks nobody OFFLINE for time the ingest has not caught up with yet.
-   */
-  lagMs?: number;
+/** A canary sender saying it runs (written by the sender itself, straight to the store). */
+export interface CanarySenderReport {
+  senderId: string;
+  kind: 'sweeper' | 'api';
+  intervalMs: number;
+  aliveAt: Date;
+}
+
+/** A canary that made the whole trip, as an ingest stores it (shared/domain/path-coverage.ts). */
+export interface CanaryArrival {
+  senderId: string;
+  kind: 'sweeper' | 'api';
+  intervalMs: number;
+  sentAt: Date;
+  pathSince: Date | null;
 }
 
 export interface ClusterGuardState {

@@ -1,5 +1,6 @@
 import type { NodeEvent, NodeStatus } from '../messages/index.js';
-import type { ClusterGuardState, IngestLiveness, NodeRecord, NodeWrite } from './node-record.js';
+import type { CanaryRecord } from '../domain/path-coverage.js';
+import type { CanaryArrival, CanarySenderReport, ClusterGuardState, NodeRecord, NodeWrite } from './node-record.js';
 
 export interface WriteResult {
   /** Node ids whose write did not apply because another writer changed the node first. */
@@ -60,9 +61,13 @@ export interface NodeStore {
   /** Operator reset / tests. */
   deleteAll(): Promise<void>;
 
-  recordIngestLiveness(entry: IngestLiveness): Promise<void>;
-  ingestLiveness(): Promise<IngestLiveness[]>;
-  removeIngestLiveness(instanceId: string): Promise<void>;
+  /** The canary senders and their arrivals, apart from the nodes (docs/architecture.md, "The heartbeat path and its canary"). */
+  canaries(): Promise<CanaryRecord[]>;
+  /** Creates or refreshes a sender's record; `firstAliveAt` is set by the first report. */
+  recordCanarySender(report: CanarySenderReport): Promise<void>;
+  /** Stores a canary's arrival: `sentAt` only moves forward; a sender not yet recorded is created by it. */
+  recordCanaryArrival(arrival: CanaryArrival): Promise<void>;
+  removeCanarySender(senderId: string): Promise<void>;
   /** Cluster-wide mass-silence guard state, shared by every sweeper replica. */
   guardState(): Promise<ClusterGuardState>;
   setGuardState(state: ClusterGuardState): Promise<void>;

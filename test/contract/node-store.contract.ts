@@ -209,15 +209,15 @@ export function nodeStoreContract(adapter: string, factory: NodeStoreFactory): v
         expect((await store.list()).map((n) => n.nodeId)).to.deep.equal(['b']);
       });
 
-      it('deletes every node, liveness record and guard state at once', async () => {
+      it('deletes every node, canary record and guard state at once', async () => {
         await store.write([insert(nodeRecord('a')), insert(nodeRecord('b'))]);
-        await store.recordIngestLiveness({ instanceId: 'i-1', healthySince: at(0), lastSeenAt: at(1000) });
+        await store.recordCanarySender({ senderId: 'sweeper-1', kind: 'sweeper', intervalMs: 1000, aliveAt: at(1000) });
         await store.setGuardState({ heldSince: at(0), eventId: 'e-1' });
 
         await store.deleteAll();
 
         expect(await store.list()).to.deep.equal([]);
-        expect(await store.ingestLiveness()).to.deep.equal([]);
+        expect(await store.canaries()).to.deep.equal([]);
         expect(await store.guardState()).to.deep.equal({ heldSince: null, eventId: null });
       });
     });
@@ -450,25 +450,34 @@ export function nodeStoreContract(adapter: string, factory: NodeStoreFactory): v
     });
 
     describe('orchestrator state', () => {
-      it('records, lists, refreshes and removes ingest liveness per instance', async () => {
-        await store.recordIngestLiveness({ instanceId: 'i-1', healthySince: at(0), lastSeenAt: at(1000), lagMs: 5 });
-        await store.recordIngestLiveness({ instanceId: 'i-2', healthySince: null, lastSeenAt: at(2000), lagMs: 0 });
-        await store.recordIngestLiveness({ instanceId: 'i-1', healthySince: at(0), lastSeenAt: at(3000), lagMs: 40 });
+      it('records a canary sender, keeping when it first ran, and the arrivals of its canaries, moving only forward', async () => {
+        await store.recordCanarySender({ senderId: 'sweeper-1', kind: 'sweeper', intervalMs: 1000, aliveAt: at(1000) });
+        await store.recordCanarySender({ senderId: 'sweeper-1', kind: 'sweeper', intervalMs: 1000, aliveAt: at(2000) });
+        await store.recordCanaryArrival({ senderId: 'sweeper-1', kind: 'sweeper', intervalMs: 1000, sentAt: at(1900), pathSince: at(1900) });
+        await store.recordCanaryArrival({ senderId: 'sweeper-1', kind: 'sweeper', intervalMs: 1000, sentAt: at(1500), pathSince: at(1900) });
 
-        const listed = (await store.ingestLiveness()).sort((a, b) => a.instanceId.localeCompare(b.instanceId));
+        const [record] = await store.canaries();
 
-        expect(listed).to.deep.equal([
-          { instanceId: 'i-1', healthySince: at(0), lastSeenAt: at(3000), lagMs: 40 },
-          { instanceId: 'i-2', healthySince: null, lastSeenAt: at(2000), lagMs: 0 },
-        ]);
-        expect(listed[0]!.lastSeenAt).to.be.instanceOf(Date);
-
-        await store.removeIngestLiveness('i-1');
-        expect((await store.ingestLiveness()).map((l) => l.instanceId)).to.deep.equal(['i-2']);
+        expect(record).to.deep.equal({ senderId: 'sweeper-1', kind: 'sweeper', intervalMs: 1000, firstAliveAt: at(1000), aliveAt: at(2000), sentAt: at(1900), pathSince: at(1900) });
+        expect(record!.aliveAt).to.be.instanceOf(Date);
       });
 
-      it('keeps ingest liveness apart from the nodes', async () => {
-        await store.recordIngestLiveness({ instanceId: 'i-1', healthySince: at(0), lastSeenAt: at(1000) });
+      it('creates the record of a sender from its first arrival, lists every sender, and removes one', async () => {
+        await store.recordCanaryArrival({ senderId: 'api-1', kind: 'api', intervalMs: 500, sentAt: at(3000), pathSince: null });
+        await store.recordCanarySender({ senderId: 'sweeper-1', kind: 'sweeper', intervalMs: 1000, aliveAt: at(1000) });
+
+        const listed = (await store.canaries()).sort((a, b) => a.senderId.localeCompare(b.senderId));
+
+        expect(listed.map((r) => [r.senderId, r.kind, r.sentAt])).to.deep.equal([
+          ['api-1', 'api', at(3000)],
+          ['sweeper-1', 'sweeper', null],
+        ]);
+        await store.removeCanarySender('api-1');
+        expect((await store.canaries()).map((r) => r.senderId)).to.deep.equal(['sweeper-1']);
+      });
+
+      it('keeps canary records apart from the nodes', async () => {
+        await store.recordCanarySender({ senderId: 'sweeper-1', kind: 'sweeper', intervalMs: 1000, aliveAt: at(1000) });
 
         expect(await store.list()).to.deep.equal([]);
         expect(await store.countByStatus()).to.deep.equal({ ONLINE: 0, OFFLINE: 0 });

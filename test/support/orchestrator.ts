@@ -89,7 +89,6 @@ export async function startOrchestrator(options: HarnessOptions = {}): Promise<H
     REDIS_URL,
     TIMEOUT_MINUTES: String(1 / 60),
     HEALTH_CHECK_INTERVAL: '250',
-    INGEST_LIVENESS_MS: '100',
     INGEST_FLUSH_MS: '20',
     BROKER_NAMESPACE: namespace,
     REDIS_PREFIX: `test:${namespace}`,
@@ -115,6 +114,7 @@ export async function startOrchestrator(options: HarnessOptions = {}): Promise<H
   const collectors: EventCollector[] = [];
   let server: Server | null = null;
   let dashboard: Dashboard | undefined;
+  let stopApiBackground: (() => Promise<void>) | undefined;
   let url = '';
 
   async function startIngest(): Promise<Ingest> {
@@ -156,10 +156,12 @@ export async function startOrchestrator(options: HarnessOptions = {}): Promise<H
       clock,
       metrics,
       guard,
+      canaryIntervalMs: config.canaryIntervalMs,
       extend: (a) => {
         dashboard = mountDashboard(a, { store, bus, names, log: apiLog, clock, authorize: (req) => guard.operator(req) });
       },
     });
+    stopApiBackground = () => app.stopBackground();
     server = await new Promise<Server>((resolve) => {
       const s = app.listen(0, '127.0.0.1', () => resolve(s));
     });
@@ -219,6 +221,7 @@ export async function startOrchestrator(options: HarnessOptions = {}): Promise<H
       await dashboard?.close();
       if (server) await new Promise<void>((resolve) => server!.close(() => resolve()));
       server?.closeAllConnections?.();
+      await stopApiBackground?.();
       for (const s of sweepers.splice(0)) await s.stop().catch(() => undefined);
       for (const i of ingests.splice(0)) await i.stop().catch(() => undefined);
       for (const c of collectors.splice(0)) await c.close().catch(() => undefined);

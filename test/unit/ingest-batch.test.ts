@@ -19,7 +19,6 @@ const config = loadOrchestratorConfig({
   INGEST_BATCH_SIZE: '500',
   INGEST_FLUSH_MS: String(FLUSH_MS),
   INGEST_PREFETCH: '2000',
-  INGEST_LIVENESS_MS: '1000',
   BROKER_NAMESPACE: 'ingest-test',
 });
 const broker = brokerNames(config.brokerNamespace);
@@ -75,7 +74,8 @@ function switchableStore(store: NodeStore) {
     }),
     write: guard(store.write),
     removeFromOutbox: guard(store.removeFromOutbox),
-    recordIngestLiveness: guard(store.recordIngestLiveness),
+    canaries: guard(store.canaries),
+    recordCanaryArrival: guard(store.recordCanaryArrival),
   };
   return { store: wrapped, state };
 }
@@ -189,6 +189,57 @@ describe('ingest batches', () => {
       expect((await memoryStore.get('down'))!).to.deep.include({ status: 'ONLINE', statusVersion: 3 });
       expect(events).to.deep.equal(['node.online']);
       expect(settled.requeued).to.equal(0);
+    });
+  });
+
+  describe('canaries', () => {
+    const canary = (senderId: string, sentAt: number) => ({ id: randomUUID(), type: 'orchestrator.canary', version: 1, sentAt: new Date(sentAt).toISOString(), senderId, kind: 'sweeper', intervalMs: 1000 });
+
+    it('stores the newest canary of each sender with the batch, and acknowledges it only then', async () => {
+      await bus.publish(names.inbound, ROUTING.canary('sweeper-a'), canary('sweeper-a', T0 - 2000), { messageId: 'c1' });
+      await bus.publish(names.inbound, ROUTING.canary('sweeper-a'), canary('sweeper-a', T0 - 1000), { messageId: 'c2' });
+      await publish('agent.register', 'node-1', registration('node-1'));
+      await settle();
+
+      const [record] = await memoryStore.canaries();
+      expect(record).to.deep.include({ senderId: 'sweeper-a', kind: 'sweeper', sentAt: new Date(T0 - 1000), pathSince: null });
+      expect(settled).to.deep.equal({ acked: 3, requeued: 0 });
+      expect(deadLetters).to.deep.equal([]);
+    });
+
+    it('starts a new run of a sender whose earlier canaries failed to get onto the path, or that arrives stalled', async () => {
+      // TIMEOUT_MINUTES=1: a canary is stalled once it took more than 20 s.
+      await bus.publish(names.inbound, ROUTING.canary('sweeper-a'), canary('sweeper-a', Date.now() - 10_000), { messageId: 'c1' });
+      await settle();
+      expect((await memoryStore.canaries())[0], 'slow, not stalled').to.deep.include({ pathSince: null });
+      await bus.publish(names.inbound, ROUTING.canary('sweeper-a'), { ...canary('sweeper-a', Date.now()), failedSince: new Date(Date.now() - 900).toISOString() }, { messageId: 'c2' });
+      await settle();
+      const failed = (await memoryStore.canaries())[0]!;
+      expect(failed.pathSince!.getTime()).to.be.at.least(failed.sentAt!.getTime());
+      await bus.publish(names.inbound, ROUTING.canary('sweeper-b'), canary('sweeper-b', Date.now() - 30_000), { messageId: 'c3' });
+      await settle();
+
+      expect((await memoryStore.canaries()).find((r) => r.senderId === 'sweeper-b')!.pathSince, 'stalled').to.not.equal(null);
+    });
+
+    it('acknowledges nothing while the store cannot record the canary', async () => {
+      storeState.down = true;
+      await bus.publish(names.inbound, ROUTING.canary('sweeper-a'), canary('sweeper-a', T0), { messageId: 'c1' });
+      await settle(10, 200);
+
+      expect(settled.acked).to.equal(0);
+      storeState.down = false;
+      await settle(10, 1000);
+      expect(settled.acked).to.equal(1);
+      expect((await memoryStore.canaries())[0]!.sentAt).to.deep.equal(new Date(T0));
+    });
+
+    it('dead-letters a canary whose routing key names another sender', async () => {
+      await bus.publish(names.inbound, ROUTING.canary('sweeper-b'), canary('sweeper-a', T0), { messageId: 'c1' });
+      await settle();
+
+      expect(deadLetters.map((d) => String(d.headers[HEADERS.refusalReason]))).to.deep.equal(['routing key agent.canary.sweeper-b does not match the canary of sweeper-a']);
+      expect(await memoryStore.canaries()).to.deep.equal([]);
     });
   });
 

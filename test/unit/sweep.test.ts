@@ -15,6 +15,7 @@ import { insert, nodeRecord, update } from '../contract/node-fixtures.js';
 const SECOND = 1000;
 const TIMEOUT = 60 * SECOND;
 const HOLD = 2 * TIMEOUT;
+const CANARY_INTERVAL = 5 * SECOND;
 const T0 = Date.UTC(2026, 0, 1, 12, 0, 0);
 
 /** Lets the memory bus deliver (it pumps on setImmediate). */
@@ -62,7 +63,6 @@ async function world(options: WorldOptions = {}) {
     config: {
       timeoutMs: TIMEOUT,
       sweep: { batchSize: options.batchSize ?? 500, massSilence: { enabled: true, share: 0.5, minNodes: 4, holdMs: HOLD } },
-      ingestLivenessMs: 5 * SECOND,
     },
     afterMark: options.afterMark,
   });
@@ -72,19 +72,20 @@ async function world(options: WorldOptions = {}) {
     store,
     log,
     received,
-    /** An ingest that has been healthy since `since` and refreshed its record just now. */
-    async ingestHealthySince(since: number) {
-      await store.recordIngestLiveness({ instanceId: 'ingest-1', healthySince: new Date(since), lastSeenAt: new Date(clock.now()) });
+    /** A canary sender whose canaries have made the trip since `since`, the last one just now. */
+    async pathProvenSince(since: number) {
+      await store.recordCanarySender({ senderId: 'sweeper-1', kind: 'sweeper', intervalMs: CANARY_INTERVAL, aliveAt: new Date(clock.now()) });
+      await store.recordCanaryArrival({ senderId: 'sweeper-1', kind: 'sweeper', intervalMs: CANARY_INTERVAL, sentAt: new Date(clock.now()), pathSince: new Date(since) });
     },
     /** Nodes whose last heartbeat was `silentForMs` ago. */
     async nodes(ids: string[], silentForMs: number, status: 'ONLINE' | 'OFFLINE' = 'ONLINE') {
       await store.write(ids.map((id) => insert(nodeRecord(id, { status, statusVersion: 1, lastHeartbeat: new Date(clock.now() - silentForMs), outbox: [] }))));
     },
-    /** Moves time on; the ingest keeps refreshing its record meanwhile, as a live one does. */
+    /** Moves time on; canaries keep making the trip meanwhile, as they do while the path works. */
     async advance(ms: number) {
       clock.advance(ms);
-      const [record] = await store.ingestLiveness();
-      if (record?.healthySince) await w.ingestHealthySince(record.healthySince.getTime());
+      const [record] = await store.canaries();
+      if (record?.sentAt) await w.pathProvenSince(record.pathSince?.getTime() ?? T0 - 10 * TIMEOUT);
     },
     async sweep() {
       const outcome = await sweepOnce();
@@ -121,7 +122,7 @@ describe('sweep', () => {
   describe('timeouts', () => {
     it('marks a node OFFLINE once its last heartbeat is older than the timeout, with one node.offline event, reason timeout', async () => {
       const w = await world();
-      await w.ingestHealthySince(T0 - 10 * TIMEOUT);
+      await w.pathProvenSince(T0 - 10 * TIMEOUT);
       await w.nodes(['silent'], TIMEOUT + SECOND);
       await w.nodes(['fresh'], 10 * SECOND);
       await w.nodes(['at-the-timeout'], TIMEOUT);
@@ -143,7 +144,7 @@ describe('sweep', () => {
 
     it('does nothing to a node it already marked: a second sweep publishes no second event', async () => {
       const w = await world();
-      await w.ingestHealthySince(T0 - 10 * TIMEOUT);
+      await w.pathProvenSince(T0 - 10 * TIMEOUT);
       await w.nodes(['silent'], TIMEOUT + SECOND);
       await w.sweep();
 
@@ -157,7 +158,7 @@ describe('sweep', () => {
 
     it('marks every expired node when there are more than one batch of them', async () => {
       const w = await world({ batchSize: 2 });
-      await w.ingestHealthySince(T0 - 10 * TIMEOUT);
+      await w.pathProvenSince(T0 - 10 * TIMEOUT);
       await w.nodes(ids('silent', 5), 2 * TIMEOUT);
       await w.nodes(ids('fresh', 10), SECOND);
 
@@ -183,7 +184,7 @@ describe('sweep', () => {
           },
         }),
       });
-      await w.ingestHealthySince(T0 - 10 * TIMEOUT);
+      await w.pathProvenSince(T0 - 10 * TIMEOUT);
       await w.nodes(['node-1'], TIMEOUT + SECOND);
 
       const outcome = await w.sweep();
@@ -194,32 +195,40 @@ describe('sweep', () => {
     });
   });
 
-  describe('ingest coverage (semantics §5.4)', () => {
-    it('marks nobody while no ingest records liveness', async () => {
+  describe('heartbeat path coverage (canaries)', () => {
+    it('marks nobody while no canary has made the trip', async () => {
       const w = await world();
       await w.nodes(['node-1'], 10 * TIMEOUT);
 
       const outcome = await w.sweep();
 
-      expect(outcome).to.deep.include({ kind: 'held', reason: 'ingest-down' });
+      expect(outcome).to.deep.include({ kind: 'held', reason: 'path-down' });
       expect((await w.store.get('node-1'))!.status).to.equal('ONLINE');
       expect(w.offlineEvents()).to.deep.equal([]);
+      expect(w.log.lines.filter((l) => l.includes('Heartbeat path down'))).to.have.length(1);
     });
 
-    it('marks nobody while the only ingest record is stale or says it cannot store', async () => {
+    it('while canaries stop arriving, marks only nodes silent for a timeout before the last one, and logs the break once', async () => {
       const w = await world();
-      await w.nodes(['node-1'], 10 * TIMEOUT);
-      await w.store.recordIngestLiveness({ instanceId: 'stale', healthySince: new Date(T0 - 10 * TIMEOUT), lastSeenAt: new Date(T0 - 20 * SECOND) });
-      await w.store.recordIngestLiveness({ instanceId: 'stuck', healthySince: null, lastSeenAt: new Date(T0) });
+      await w.pathProvenSince(T0 - 10 * TIMEOUT); // the last canary that made the trip: now, T0
+      await w.nodes(['silent-before'], TIMEOUT + SECOND);
+      await w.nodes(['alive-then'], SECOND);
+      w.clock.advance(5 * TIMEOUT); // nothing arrives any more (a broker alarm, say); the sender still runs
+      await w.store.recordCanarySender({ senderId: 'sweeper-1', kind: 'sweeper', intervalMs: CANARY_INTERVAL, aliveAt: new Date(w.clock.now()) });
 
-      expect(await w.sweep()).to.deep.include({ kind: 'held', reason: 'ingest-down' });
-      expect((await w.store.get('node-1'))!.status).to.equal('ONLINE');
+      const first = await w.sweep();
+      const second = await w.sweep();
+
+      expect(first).to.deep.equal({ kind: 'marked', nodeIds: ['silent-before'] });
+      expect(second).to.deep.equal({ kind: 'marked', nodeIds: [] });
+      expect((await w.store.get('alive-then'))!.status, 'its silence lies in unproven time').to.equal('ONLINE');
+      expect(w.log.lines.filter((l) => l.includes('Heartbeat path down'))).to.have.length(1);
     });
 
-    it('gives every node a full timeout after the ingest recovers before marking it', async () => {
+    it('gives every node a full timeout after the path comes back before marking it', async () => {
       const w = await world();
       await w.nodes(['node-1'], 10 * TIMEOUT);
-      await w.ingestHealthySince(T0 - 10 * SECOND);
+      await w.pathProvenSince(T0 - 10 * SECOND);
 
       const justRecovered = await w.sweep();
       await w.advance(TIMEOUT - 20 * SECOND);
@@ -227,8 +236,8 @@ describe('sweep', () => {
       await w.advance(11 * SECOND);
       const afterATimeout = await w.sweep();
 
-      expect(justRecovered).to.deep.include({ kind: 'held', reason: 'ingest-recovering' });
-      expect(almostATimeout).to.deep.include({ kind: 'held', reason: 'ingest-recovering' });
+      expect(justRecovered).to.deep.include({ kind: 'held', reason: 'path-recovering' });
+      expect(almostATimeout).to.deep.include({ kind: 'held', reason: 'path-recovering' });
       expect(afterATimeout).to.deep.equal({ kind: 'marked', nodeIds: ['node-1'] });
       expect(w.offlineEvents()).to.have.length(1);
     });
@@ -242,7 +251,7 @@ describe('sweep', () => {
           if (failures-- > 0) throw new Error('sweeper killed between marking and publishing');
         },
       });
-      await w.ingestHealthySince(T0 - 10 * TIMEOUT);
+      await w.pathProvenSince(T0 - 10 * TIMEOUT);
       await w.nodes(['node-1'], TIMEOUT + SECOND);
 
       const error = await w.sweep().then(
@@ -270,7 +279,7 @@ describe('sweep', () => {
 
     it('leaves an event younger than the outbox grace (5 s) to the process that stored it', async () => {
       const w = await world();
-      await w.ingestHealthySince(T0 - 10 * TIMEOUT);
+      await w.pathProvenSince(T0 - 10 * TIMEOUT);
       const young = { eventId: 'e-young', type: 'node.online', version: 1, nodeId: 'node-1', status: 'ONLINE', previousStatus: 'OFFLINE', statusVersion: 2, lastHeartbeat: new Date(T0).toISOString(), occurredAt: new Date(T0 - 200).toISOString(), reason: 'heartbeat' } as const;
       await w.store.write([insert(nodeRecord('node-1', { statusVersion: 2, lastHeartbeat: new Date(T0), outbox: [young] }))]);
 
@@ -288,7 +297,7 @@ describe('sweep', () => {
     it('reads the expired nodes with one query, marks them with one bulk write, clears their outbox with one more, and counts no fleet for 2 silent nodes', async () => {
       const counting = countingStore();
       const w = await world({ storeSeenBySweep: counting.wrap });
-      await w.ingestHealthySince(T0 - 10 * TIMEOUT);
+      await w.pathProvenSince(T0 - 10 * TIMEOUT);
       await w.nodes(ids('silent', 2), TIMEOUT + SECOND);
       await w.nodes(ids('alive', 100), SECOND);
       await w.sweep(); // the first sweep of a process also drains the outbox
@@ -298,7 +307,7 @@ describe('sweep', () => {
       const outcome = await w.sweep();
 
       expect(outcome.kind === 'marked' && [...outcome.nodeIds].sort()).to.deep.equal(ids('later', 2));
-      expect(counting.calls.map((c) => c.method).sort()).to.deep.equal(['findExpired', 'guardState', 'ingestLiveness', 'removeFromOutbox', 'write']);
+      expect(counting.calls.map((c) => c.method).sort()).to.deep.equal(['canaries', 'findExpired', 'guardState', 'removeFromOutbox', 'write']);
       const [writes] = counting.calls.find((c) => c.method === 'write')!.args as [unknown[]];
       expect(writes).to.have.length(2);
       const [removals] = counting.calls.find((c) => c.method === 'removeFromOutbox')!.args as [Array<{ nodeId: string }>];
@@ -309,7 +318,7 @@ describe('sweep', () => {
     it('counts the ONLINE nodes only as far as the guard needs: 3 silent of 100 stop the count at 7', async () => {
       const counting = countingStore();
       const w = await world({ storeSeenBySweep: counting.wrap });
-      await w.ingestHealthySince(T0 - 10 * TIMEOUT);
+      await w.pathProvenSince(T0 - 10 * TIMEOUT);
       await w.nodes(ids('silent', 3), TIMEOUT + SECOND);
       await w.nodes(ids('alive', 97), SECOND);
 
@@ -323,7 +332,7 @@ describe('sweep', () => {
     it('reads past a full first page to count the silent nodes exactly, with one query and no count of them', async () => {
       const counting = countingStore();
       const w = await world({ storeSeenBySweep: counting.wrap, batchSize: 2 });
-      await w.ingestHealthySince(T0 - 10 * TIMEOUT);
+      await w.pathProvenSince(T0 - 10 * TIMEOUT);
       await w.nodes(ids('node', 7), TIMEOUT + SECOND);
       await w.nodes(ids('alive', 3), SECOND);
 
@@ -339,7 +348,7 @@ describe('sweep', () => {
     it('drains the outbox at its first sweep, then not at every sweep', async () => {
       const counting = countingStore();
       const w = await world({ storeSeenBySweep: counting.wrap });
-      await w.ingestHealthySince(T0 - 10 * TIMEOUT);
+      await w.pathProvenSince(T0 - 10 * TIMEOUT);
       await w.nodes(ids('alive', 3), SECOND);
 
       await w.sweep();
@@ -374,7 +383,7 @@ describe('sweep', () => {
           },
         }),
       });
-      await w.ingestHealthySince(T0 - 10 * TIMEOUT);
+      await w.pathProvenSince(T0 - 10 * TIMEOUT);
       await w.nodes(ids('silent', 3), TIMEOUT + SECOND);
       await w.nodes(ids('alive', 7), SECOND);
 
@@ -397,7 +406,7 @@ describe('sweep', () => {
           },
         }),
       });
-      await w.ingestHealthySince(T0 - 10 * TIMEOUT);
+      await w.pathProvenSince(T0 - 10 * TIMEOUT);
       await w.nodes(ids('silent', 5), TIMEOUT + SECOND);
       await w.nodes(ids('alive', 15), SECOND);
       await w.sweep(); // the first sweep of a process also drains the outbox
@@ -424,7 +433,7 @@ describe('sweep', () => {
           },
         }),
       });
-      await w.ingestHealthySince(T0 - 10 * TIMEOUT);
+      await w.pathProvenSince(T0 - 10 * TIMEOUT);
       await w.nodes(ids('silent', 3), TIMEOUT + SECOND);
       await w.nodes(ids('alive', 7), SECOND);
 
@@ -449,7 +458,7 @@ describe('sweep', () => {
   describe('mass-silence guard', () => {
     it('marks nobody when all 10 nodes go silent at once, and publishes one cluster.degraded event', async () => {
       const w = await world();
-      await w.ingestHealthySince(T0 - 10 * TIMEOUT);
+      await w.pathProvenSince(T0 - 10 * TIMEOUT);
       await w.nodes(ids('node', 10), TIMEOUT + SECOND);
 
       const first = await w.sweep();
@@ -467,7 +476,7 @@ describe('sweep', () => {
 
     it('marks the silent nodes when only 2 of 10 go silent', async () => {
       const w = await world();
-      await w.ingestHealthySince(T0 - 10 * TIMEOUT);
+      await w.pathProvenSince(T0 - 10 * TIMEOUT);
       await w.nodes(ids('silent', 2), TIMEOUT + SECOND);
       await w.nodes(ids('alive', 8), SECOND);
 
@@ -480,7 +489,7 @@ describe('sweep', () => {
 
     it('marks them after all once the silence outlasts the hold, then releases the guard', async () => {
       const w = await world();
-      await w.ingestHealthySince(T0 - 10 * TIMEOUT);
+      await w.pathProvenSince(T0 - 10 * TIMEOUT);
       await w.nodes(ids('node', 10), TIMEOUT + SECOND);
       await w.sweep();
 
