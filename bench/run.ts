@@ -19,6 +19,7 @@ const BENCHMARKS: Record<string, (options: { long: boolean }) => Promise<BenchRe
   detect: runDetect,
   http: runHttp,
   agent: runAgent,
+  dashboard: (o) => import('./dashboard.js').then((m) => m.runDashboard(o)),
 };
 
 async function main(): Promise<void> {

@@ -11,6 +11,8 @@ export interface SseStream {
   next(event: string, timeoutMs?: number): Promise<SseMessage>;
   /** Comment lines seen so far (keep-alives). */
   comments: string[];
+  /** Every event received so far, in order (whether or not next() consumed it). */
+  received: SseMessage[];
   close(): void;
 }
 
@@ -20,6 +22,7 @@ export async function openSse(url: string): Promise<SseStream> {
   const response = await fetch(url, { headers: { Accept: 'text/event-stream' }, signal: abort.signal });
   const queue: SseMessage[] = [];
   const comments: string[] = [];
+  const received: SseMessage[] = [];
   let wake = null as (() => void) | null;
   let ended = false;
 
@@ -43,7 +46,11 @@ export async function openSse(url: string): Promise<SseStream> {
               else if (line.startsWith('event:')) event = line.slice(6).trim();
               else if (line.startsWith('data:')) data.push(line.slice(5).replace(/^ /, ''));
             }
-            if (data.length) queue.push({ event, data: data.join('\n') });
+            if (data.length) {
+              const message = { event, data: data.join('\n') };
+              queue.push(message);
+              received.push(message);
+            }
           }
           wake?.();
         }
@@ -60,6 +67,7 @@ export async function openSse(url: string): Promise<SseStream> {
     status: response.status,
     headers: response.headers,
     comments,
+    received,
     async next(event, timeoutMs = 3000) {
       const deadline = Date.now() + timeoutMs;
       for (;;) {

@@ -10,13 +10,39 @@ export interface HistoryPointView {
   mem: number;
 }
 
-/** A node as the dashboard receives it: the GET /api/nodes view plus its recent stats history. */
-export type DashboardNode = NodeView & { history: HistoryPointView[] };
+/**
+ * A node as the dashboard receives it: the GET /api/nodes view plus its recent stats history. An update
+ * leaves `history` out when the page already has the node's current one.
+ */
+export type DashboardNode = NodeView & { history?: HistoryPointView[] };
 
-export function toDashboardNode(node: NodeRecord, now: number): DashboardNode {
+export function toDashboardNode(node: NodeRecord, now: number, withHistory = true): DashboardNode {
+  if (!withHistory) return toNodeView(node);
   const since = now - HISTORY_WINDOW_MS;
   const history = (node.history ?? [])
     .filter((p) => new Date(p.t).getTime() >= since)
     .map((p) => ({ t: new Date(p.t).toISOString(), cpu: p.cpu, mem: p.mem }));
   return { ...toNodeView(node), history };
+}
+
+const time = (d: Date | null | undefined) => (d ? new Date(d).getTime() : '');
+
+/** What a page shows of a node apart from its history: when it differs from what a page was sent, the page gets the node again. */
+export function changeKey(node: NodeRecord): string {
+  const s = node.stats;
+  return [
+    time(node.lastHeartbeat),
+    node.status,
+    node.statusVersion,
+    node.hostname,
+    node.ipAddress,
+    node.maxServers,
+    s ? `${time(s.reportedAt)}/${s.cpuUsage}/${s.memoryUsage}/${s.diskUsage}/${s.containerCount}` : '',
+  ].join('|');
+}
+
+/** The history grows by one point every HISTORY_RESOLUTION_MS at most: its newest point and length identify it. */
+export function historyKey(node: NodeRecord): string {
+  const history = node.history ?? [];
+  return `${history.length}|${time(history.at(-1)?.t)}`;
 }

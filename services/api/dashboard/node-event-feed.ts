@@ -22,6 +22,8 @@ export interface NodeEventFeed {
   /** The newest events this process saw, oldest first. */
   recent(): FeedEvent[];
   onEvent(listener: (event: FeedEvent) => void): void;
+  /** Called each time a subscription starts consuming; `again` after the first (events may have been missed in between). */
+  onSubscribed(listener: (again: boolean) => void): void;
   /** Resolves once the subscription is consuming (for tests). */
   ready(): Promise<void>;
   close(): Promise<void>;
@@ -38,6 +40,8 @@ export function createNodeEventFeed(options: NodeEventFeedOptions): NodeEventFee
   const keep = options.keep ?? 100;
   const retryMs = options.retryMs ?? 5000;
   const listeners: Array<(event: FeedEvent) => void> = [];
+  const subscribedListeners: Array<(again: boolean) => void> = [];
+  let subscriptions = 0;
   const recent: FeedEvent[] = [];
   let consumer: Consumer | null = null;
   let queue: string | null = null;
@@ -100,6 +104,8 @@ export function createNodeEventFeed(options: NodeEventFeedOptions): NodeEventFee
       queue = name;
       log.debug(`Dashboard subscribed to ${names.exchanges.nodeEvents} with queue ${name}`);
       for (const resolve of waiters.splice(0)) resolve();
+      const again = subscriptions++ > 0;
+      for (const listener of subscribedListeners) listener(again);
     } catch (error) {
       log.warn(`Dashboard could not subscribe to node events, retrying: ${(error as Error).message}`);
       scheduleRetry();
@@ -136,6 +142,9 @@ export function createNodeEventFeed(options: NodeEventFeedOptions): NodeEventFee
     onEvent(listener) {
       listeners.push(listener);
     },
+    onSubscribed(listener) {
+      subscribedListeners.push(listener);
+    },
     ready() {
       if (consumer) return Promise.resolve();
       return new Promise<void>((resolve) => waiters.push(resolve));
@@ -149,6 +158,7 @@ export function createNodeEventFeed(options: NodeEventFeedOptions): NodeEventFee
       consumer = null;
       queue = null;
       listeners.length = 0;
+      subscribedListeners.length = 0;
       waiters = [];
       if (c && name) await release(c, name);
     },

@@ -1,95 +1,267 @@
 import type { Logger } from '../../../shared/logger.js';
+import type { NodeEvent } from '../../../shared/messages/index.js';
 import type { NodeRecord } from '../../../shared/store/node-record.js';
 import type { NodeStore } from '../../../shared/store/node-store.js';
-
-export interface NodeChanges {
-  changed: NodeRecord[];
-  removed: string[];
-}
+import { createFleetIndex, summarize, type FleetIndex } from './fleet-index.js';
 
 export interface NodeWatchOptions {
-  store: Pick<NodeStore, 'list'>;
+  store: Pick<NodeStore, 'list' | 'getMany'>;
   log: Logger;
-  pollMs: number;
-  onChanges(changes: NodeChanges): void;
+  now: () => number;
+  /** A record read this recently may be served again instead of reading it anew (default 5 s). */
+  maxAgeMs?: number;
+  /**
+   * Full re-read of the fleet at most this often, and only while somebody watches (default 10 min): picks up
+   * what no event announces for nodes nobody looks at (host name changes, deletions, container counts).
+   */
+  resyncMs?: number;
+  /** Called (synchronously, often in bursts: debounce it) when a node was added, removed or changed in the index. */
+  onIndexChange(): void;
 }
 
 export interface NodeWatch {
+  readonly index: FleetIndex;
+  /** Resolves true once the index holds the fleet, false if that took longer than `timeoutMs`. */
+  whenLoaded(timeoutMs: number): Promise<boolean>;
   /**
-   * Lists the nodes, reports what changed since the last look through onChanges, then calls `then` with
-   * the full list in the same step, so a page added there misses no change. Runs one at a time.
+   * The stored records of these nodes: read by `_id` (one `getMany` per READ_CHUNK ids), or served from a read
+   * of at most `maxAgeMs` ago unless `fresh`. The index follows what was read; a node the store no longer has
+   * is absent from the result and removed from the index.
    */
-  refresh(then?: (nodes: NodeRecord[]) => void): Promise<void>;
-  /** Polls every pollMs while active (at least one page connected); forgets everything when not. */
-  setActive(active: boolean): void;
+  read(nodeIds: string[], fresh: boolean): Promise<Map<string, NodeRecord>>;
+  /** A node.events message: its status goes into the index at once; a node the index lacks is read. */
+  applyEvent(event: NodeEvent): void;
+  /** Resolves once the nodes that events announced so far are in the index (a new page then shows them). */
+  settled(): Promise<void>;
+  /** Events may have been missed (the subscription was re-established): re-read the fleet soon. */
+  resyncSoon(): void;
+  /** Somebody watches: resyncs run (when due) only then. */
+  setWatched(watched: boolean): void;
   close(): void;
 }
 
-/** What a heartbeat or status change alters; the stats history grows with heartbeats, so it needs no key of its own. */
-function changeKey(node: NodeRecord): string {
-  const time = (d: Date | null | undefined) => (d ? new Date(d).getTime() : '');
-  return `${time(node.lastHeartbeat)}|${node.status}|${time(node.stats?.reportedAt)}`;
-}
+/**
+ * After a failed full read, wait at least this long: a read that timed out on our side may still run on the
+ * store's, and a retry at once would only add a second scan to it.
+ */
+const RETRY_FIRST_MS = 10_000;
+/** Most ids in one `getMany`. */
+const READ_CHUNK = 500;
+/** Records kept for pages that open on rows another page just read. */
+const MAX_CACHED = 2000;
+/** Nodes announced by events within this long are read together. */
+const UNKNOWN_BATCH_MS = 20;
+const RETRY_MAX_MS = 60_000;
+/** A resync asked for by resyncSoon() waits at least this long after the previous one. */
+const MIN_RESYNC_GAP_MS = 30_000;
 
 /**
- * Heartbeats produce no events, so the dashboard learns about them by polling the store, and only while
- * somebody is watching.
+ * Keeps the dashboard's in-memory fleet index fresh without reading the fleet over and over:
+ * - one full `list()` when the api starts (and a resync every `resyncMs` while pages are open, or after the
+ *   event subscription was lost, since events may have been missed then);
+ * - status changes from node.events as they arrive (the sweeper and the ingest publish one per change);
+ *   a node the index does not know (node.registered) is read by `_id`;
+ * - the rows pages show are re-read by `_id` (`getMany`, indexed on MongoDB and on the test server) by the
+ *   caller, every few seconds, and whatever those reads show goes into the index too.
+ * Only the rare full reads scan the collection.
  */
 export function createNodeWatch(options: NodeWatchOptions): NodeWatch {
-  const { store, log, pollMs } = options;
-  let seen: Map<string, string> | null = null;
-  let timer: NodeJS.Timeout | null = null;
-  let queue: Promise<void> = Promise.resolve();
-  let pending = 0;
+  const { store, log, now } = options;
+  const resyncMs = options.resyncMs ?? 10 * 60_000;
+  const index = createFleetIndex();
+  const maxAgeMs = options.maxAgeMs ?? 5000;
+  const cache = new Map<string, { record: NodeRecord; at: number }>();
+  let loaded = false;
+  let closed = false;
+  let watched = false;
+  let generation = 0;
+  let syncing: Promise<void> | null = null;
+  let lastSync = 0;
   let failing = false;
+  let retryMs = RETRY_FIRST_MS;
+  let timer: NodeJS.Timeout | null = null;
+  /** Events that arrived before the first full read finished: applied after it (their status may be newer). */
+  let early: NodeEvent[] = [];
+  let waiters: Array<(loaded: boolean) => void> = [];
+  const unknown = new Set<string>();
+  let unknownTimer: NodeJS.Timeout | null = null;
+  /** Settles when the nodes announced so far that the index lacked have been read. */
+  let unknownRead: Promise<void> | null = null;
+  let releaseUnknown: (() => void) | null = null;
 
-  async function look(then?: (nodes: NodeRecord[]) => void): Promise<void> {
-    let nodes: NodeRecord[];
+  function changed(): void {
+    if (!closed) options.onIndexChange();
+  }
+
+  async function sync(): Promise<void> {
+    const gen = ++generation;
+    const started = now();
+    let records: NodeRecord[];
     try {
-      nodes = await store.list();
-      if (failing) log.info('Dashboard reads the node store again');
-      failing = false;
+      records = await store.list();
     } catch (error) {
-      if (!failing) log.warn(`Dashboard cannot read the node store: ${(error as Error).message}`);
+      if (closed) return;
+      if (!failing) log.warn(`Dashboard cannot read the fleet from the node store, retrying: ${(error as Error).message}`);
       failing = true;
-      throw error;
+      schedule(retryMs);
+      retryMs = Math.min(retryMs * 2, RETRY_MAX_MS);
+      return;
     }
-    const next = new Map(nodes.map((n) => [n.nodeId, changeKey(n)]));
-    if (seen) {
-      const changed = nodes.filter((n) => seen!.get(n.nodeId) !== next.get(n.nodeId));
-      const removed = [...seen.keys()].filter((id) => !next.has(id));
-      if (changed.length || removed.length) options.onChanges({ changed, removed });
+    if (closed) return;
+    if (failing) log.info('Dashboard reads the node store again');
+    failing = false;
+    retryMs = RETRY_FIRST_MS;
+    lastSync = started;
+    let touched = false;
+    for (const record of records) touched = index.upsert(summarize(record), gen) || touched;
+    // Nodes read by _id while the list ran carry this generation too, so only nodes really gone are removed.
+    touched = index.removeUnseen(gen).length > 0 || touched;
+    if (!loaded) {
+      loaded = true;
+      log.debug(`Dashboard fleet index holds ${index.size} nodes (read in ${now() - started} ms)`);
+      const pending = early;
+      early = [];
+      for (const event of pending) applyEvent(event);
+      for (const resolve of waiters.splice(0)) resolve(true);
     }
-    seen = next;
-    then?.(nodes);
+    if (touched) changed();
+    schedule(resyncMs);
   }
 
-  function enqueue(then?: (nodes: NodeRecord[]) => void): Promise<void> {
-    pending++;
-    const run = queue.then(() => look(then)).finally(() => pending--);
-    queue = run.catch(() => undefined);
-    return run;
+  function runSync(): Promise<void> {
+    syncing ??= sync().finally(() => {
+      syncing = null;
+    });
+    return syncing;
   }
+
+  /** The next full read: the first one and its retries always run; later ones only while watched. */
+  function schedule(delayMs: number): void {
+    if (closed) return;
+    if (timer) clearTimeout(timer);
+    timer = setTimeout(() => {
+      timer = null;
+      if (!loaded || watched) void runSync();
+    }, delayMs);
+    timer.unref();
+  }
+
+  function absorb(records: Map<string, NodeRecord>, asked: string[]): void {
+    let touched = false;
+    for (const record of records.values()) touched = index.upsert(summarize(record), generation) || touched;
+    for (const nodeId of asked) if (!records.has(nodeId)) touched = index.remove(nodeId) || touched;
+    if (touched) changed();
+  }
+
+  function pruneCache(): void {
+    if (cache.size <= MAX_CACHED) return;
+    const cutoff = now() - maxAgeMs;
+    for (const [nodeId, entry] of cache) if (entry.at < cutoff) cache.delete(nodeId);
+    if (cache.size > MAX_CACHED) cache.clear();
+  }
+
+  async function read(nodeIds: string[], fresh: boolean): Promise<Map<string, NodeRecord>> {
+    const unique = [...new Set(nodeIds)];
+    const at = now();
+    const records = new Map<string, NodeRecord>();
+    const wanted: string[] = [];
+    for (const nodeId of unique) {
+      const hit = cache.get(nodeId);
+      if (!fresh && hit && at - hit.at < maxAgeMs) records.set(nodeId, hit.record);
+      else wanted.push(nodeId);
+    }
+    for (let i = 0; i < wanted.length; i += READ_CHUNK) {
+      const chunk = wanted.slice(i, i + READ_CHUNK);
+      const found = await store.getMany(chunk);
+      for (const nodeId of chunk) {
+        const record = found.get(nodeId);
+        if (record) {
+          records.set(nodeId, record);
+          cache.set(nodeId, { record, at });
+        } else cache.delete(nodeId);
+      }
+    }
+    pruneCache();
+    if (!closed && loaded) absorb(records, unique);
+    return records;
+  }
+
+  function applyEvent(event: NodeEvent): void {
+    if (closed) return;
+    if (!loaded) {
+      early.push(event);
+      return;
+    }
+    cache.delete(event.nodeId);
+    if (index.has(event.nodeId)) {
+      if (index.applyStatus(event.nodeId, event.status, event.statusVersion)) changed();
+      return;
+    }
+    // A node this index has not seen yet (node.registered, or one added while the last full read ran):
+    // read with the others announced within the same moment, in one store call.
+    unknown.add(event.nodeId);
+    if (unknownTimer) return;
+    let done: () => void = () => undefined;
+    const settledNow = new Promise<void>((resolve) => (done = resolve));
+    unknownRead = settledNow;
+    releaseUnknown = done;
+    unknownTimer = setTimeout(() => {
+      unknownTimer = null;
+      const nodeIds = [...unknown];
+      unknown.clear();
+      read(nodeIds, true)
+        .catch((error: Error) => log.debug(`Dashboard could not read ${nodeIds.length} new nodes: ${error.message}`))
+        .finally(() => {
+          if (unknownRead === settledNow) unknownRead = null;
+          done();
+        });
+    }, UNKNOWN_BATCH_MS);
+  }
+
+  schedule(0);
 
   return {
-    refresh: (then) => enqueue(then),
-    setActive(active) {
-      if (active && !timer) {
-        timer = setInterval(() => {
-          // A slow store must not pile up polls.
-          if (pending === 0) enqueue().catch(() => undefined);
-        }, pollMs);
-        timer.unref();
-      } else if (!active && timer) {
-        clearInterval(timer);
-        timer = null;
-        seen = null;
-      }
+    index,
+    whenLoaded(timeoutMs) {
+      if (loaded) return Promise.resolve(true);
+      return new Promise<boolean>((resolve) => {
+        const done = (ok: boolean) => {
+          clearTimeout(timeout);
+          resolve(ok);
+        };
+        const timeout = setTimeout(() => {
+          waiters = waiters.filter((w) => w !== done);
+          resolve(false);
+        }, timeoutMs);
+        waiters.push(done);
+      });
+    },
+    read,
+    applyEvent,
+    async settled() {
+      // A read that fails leaves them out until the next event or resync: never wait for more than the one read.
+      await unknownRead;
+    },
+    resyncSoon() {
+      if (!loaded || closed) return;
+      schedule(Math.max(0, lastSync + MIN_RESYNC_GAP_MS - now()));
+    },
+    setWatched(next) {
+      const was = watched;
+      watched = next;
+      // The first page after a quiet spell gets a resync if one is overdue (served from the index meanwhile).
+      if (next && !was && loaded && !syncing && now() - lastSync >= resyncMs) schedule(0);
     },
     close() {
-      if (timer) clearInterval(timer);
+      closed = true;
+      if (timer) clearTimeout(timer);
       timer = null;
-      seen = null;
+      if (unknownTimer) clearTimeout(unknownTimer);
+      unknownTimer = null;
+      unknown.clear();
+      releaseUnknown?.();
+      cache.clear();
+      for (const resolve of waiters.splice(0)) resolve(false);
     },
   };
 }

@@ -1,11 +1,14 @@
 /*
  * Live node dashboard: plain browser script, no build step.
  *
- * Stream protocol (GET /api/stream, server-sent events):
- *   snapshot  {serverTime, nodes: [nodeView + history], events: [event, oldest first]}  on every (re)connect
- *   node      nodeView + history                                                         a node's heartbeat/status changed
- *   remove    {nodeId}                                                                   a node was deleted
+ * The page shows one page of the fleet (a search, a status filter, a page of at most 100 rows) and streams
+ * just that: GET /api/stream?q=&status=&offset=&limit= (server-sent events). A new query opens a new stream.
+ *   snapshot  {serverTime, query, total, matched, fleet, ids, nodes, events}   on every (re)connect
+ *   page      {query, total, matched, fleet, ids, nodes}   the page's rows or counts changed; nodes: rows not sent before
+ *   node      nodeView (+ history when it grew)           a row's heartbeat, stats or status changed
+ *   remove    {nodeId}                                     a row's node was deleted
  *   event     node.events message (node.registered/online/offline, cluster.degraded)
+ * The view is kept in the address's #fragment, so a reload or a shared link shows the same page.
  * All text coming from agents is written with textContent, never as HTML.
  */
 (function () {
@@ -13,29 +16,84 @@
 
   var MAX_EVENTS = 100;
   var RETRY_AFTER_CLOSE_MS = 5000;
+  var SEARCH_DEBOUNCE_MS = 250;
+  var PAGE_SIZES = [25, 50, 100];
   var SVG_NS = 'http://www.w3.org/2000/svg';
 
-  var nodes = new Map();
+  var view = readView();
+  var nodes = new Map(); // the rows of the page shown
   var rows = new Map();
+  var pageIds = [];
+  var total = 0;
+  var fleet = null;
   var events = [];
-  var filter = 'ALL';
+  var pendingEvents = [];
+  var eventsTimer = null;
   var clockOffset = 0; // server time minus browser time, so "N s ago" is right on a skewed laptop
   var source = null;
   var retryTimer = null;
+  var searchTimer = null;
+  var firstRowsMarked = false;
 
   var tbody = document.getElementById('node-rows');
   var template = document.getElementById('node-row-template');
+  var tableWrap = document.querySelector('.table-wrap');
   var nodesEmpty = document.getElementById('nodes-empty');
   var feed = document.getElementById('event-feed');
   var eventsEmpty = document.getElementById('events-empty');
   var connection = document.querySelector('[data-testid="connection-status"]');
+  var search = document.getElementById('node-search');
+  var prev = document.querySelector('[data-testid="page-prev"]');
+  var next = document.querySelector('[data-testid="page-next"]');
+  var pageSize = document.querySelector('[data-testid="page-size"]');
+  var pagerRange = document.querySelector('[data-testid="pager-range"]');
 
-  // Operator token (issue 7): EventSource cannot send headers, so ?token= is passed on in the URL.
+  // Operator token: EventSource cannot send headers, so ?token= is passed on in the URL.
   var token = new URLSearchParams(window.location.search).get('token');
-  function apiUrl(path) {
-    var url = new URL(path, window.location.href);
+  function streamUrl() {
+    var url = new URL('/api/stream', window.location.href);
     if (token) url.searchParams.set('token', token);
+    if (view.q) url.searchParams.set('q', view.q);
+    if (view.status !== 'ALL') url.searchParams.set('status', view.status);
+    if (view.offset) url.searchParams.set('offset', String(view.offset));
+    url.searchParams.set('limit', String(view.limit));
     return url.pathname + url.search;
+  }
+
+  // ---------- the view (search, filter, page), kept in the #fragment ----------
+  function readView() {
+    var p = new URLSearchParams(window.location.hash.replace(/^#/, ''));
+    var status = String(p.get('status') || 'ALL').toUpperCase();
+    var limit = Number(p.get('size'));
+    var page = Math.max(1, Math.floor(Number(p.get('page')) || 1));
+    if (PAGE_SIZES.indexOf(limit) < 0) limit = 50;
+    return {
+      q: (p.get('q') || '').slice(0, 128),
+      status: status === 'ONLINE' || status === 'OFFLINE' ? status : 'ALL',
+      offset: (page - 1) * limit,
+      limit: limit,
+    };
+  }
+
+  function writeView() {
+    var p = new URLSearchParams();
+    if (view.q) p.set('q', view.q);
+    if (view.status !== 'ALL') p.set('status', view.status);
+    if (view.offset) p.set('page', String(Math.floor(view.offset / view.limit) + 1));
+    if (view.limit !== 50) p.set('size', String(view.limit));
+    var hash = p.toString();
+    var url = window.location.pathname + window.location.search + (hash ? '#' + hash : '');
+    if (url !== window.location.pathname + window.location.search + window.location.hash) history.replaceState(null, '', url);
+  }
+
+  function setView(change) {
+    var before = JSON.stringify(view);
+    Object.keys(change).forEach(function (k) { view[k] = change[k]; });
+    if (JSON.stringify(view) === before) return;
+    writeView();
+    renderControls();
+    tableWrap.setAttribute('aria-busy', 'true');
+    connect();
   }
 
   function serverNow() {
@@ -178,90 +236,117 @@
     else servers.appendChild(meter(max > 0 ? (count / max) * 100 : count > 0 ? 100 : 0, count + ' / ' + max, count + ' containers running, capacity ' + max));
 
     tr.querySelector('.cell-trend').appendChild(sparkline(node.history));
-    tr.hidden = !matchesFilter(node);
     return tr;
   }
 
-  function matchesFilter(node) {
-    return filter === 'ALL' || node.status === filter;
+  function flashIfChanged(tr, previous, node) {
+    if (previous && previous.status !== node.status) tr.classList.add('flash');
   }
 
-  function placeRow(nodeId, tr, append) {
-    var old = rows.get(nodeId);
-    rows.set(nodeId, tr);
-    if (old) {
-      old.replaceWith(tr);
-      return;
-    }
-    if (append) {
-      tbody.appendChild(tr); // the snapshot arrives in nodeId order
-      return;
-    }
-    // Keep rows in nodeId order, like GET /api/nodes.
-    var before = null;
-    rows.forEach(function (row, id) {
-      if (row !== tr && id.localeCompare(nodeId) > 0 && row.isConnected && (!before || id.localeCompare(before.dataset.nodeId) < 0)) before = row;
-    });
-    tbody.insertBefore(tr, before);
-  }
-
-  function upsertNode(node, options) {
+  /** Puts the row of a node on the page in place of its old row (if any). */
+  function renderNode(node, flash) {
     var previous = nodes.get(node.nodeId);
-    if (previous && previous.statusVersion > node.statusVersion) {
-      // A live event already moved this node on; an older store read must not move it back.
-      node.status = previous.status;
-      node.statusVersion = previous.statusVersion;
-      node.statusChangedAt = previous.statusChangedAt;
+    if (previous) {
+      if (previous.statusVersion > node.statusVersion) {
+        // A live event already moved this node on; an older store read must not move it back.
+        node.status = previous.status;
+        node.statusVersion = previous.statusVersion;
+        node.statusChangedAt = previous.statusChangedAt;
+      }
+      if (!node.history) node.history = previous.history;
     }
     nodes.set(node.nodeId, node);
     var tr = buildRow(node);
-    if (options && options.flash && previous && previous.status !== node.status) tr.classList.add('flash');
-    placeRow(node.nodeId, tr, options && options.append);
+    if (flash) flashIfChanged(tr, previous, node);
+    var old = rows.get(node.nodeId);
+    rows.set(node.nodeId, tr);
+    if (old) old.replaceWith(tr);
+    return tr;
+  }
+
+  /** Shows the page `ids` (in that order), with the nodes just received and the rows already shown. */
+  function renderPage(ids, received, replace) {
+    if (replace) {
+      nodes.clear();
+      rows.clear();
+    }
+    (received || []).forEach(function (n) { renderNode(n, !replace); });
+    var keep = new Set(ids);
+    nodes.forEach(function (_n, id) {
+      if (!keep.has(id)) {
+        nodes.delete(id);
+        rows.delete(id);
+      }
+    });
+    pageIds = ids.filter(function (id) { return rows.has(id); });
+    tbody.replaceChildren.apply(tbody, pageIds.map(function (id) { return rows.get(id); }));
   }
 
   function removeNode(nodeId) {
-    nodes.delete(nodeId);
     var tr = rows.get(nodeId);
     if (tr) tr.remove();
+    nodes.delete(nodeId);
     rows.delete(nodeId);
+    pageIds = pageIds.filter(function (id) { return id !== nodeId; });
+    renderControls();
   }
 
-  function applyFilter() {
-    nodes.forEach(function (node, id) {
-      var tr = rows.get(id);
-      if (tr) tr.hidden = !matchesFilter(node);
-    });
-    document.querySelectorAll('.filter-button').forEach(function (b) {
-      b.setAttribute('aria-pressed', String(b.dataset.filter === filter));
-    });
-    updateSummary();
+  function applyCounts(data) {
+    if (data.query) {
+      view.offset = data.query.offset;
+      writeView();
+    }
+    total = data.total || 0;
+    fleet = data.fleet || fleet;
+    if (data.matched) {
+      document.querySelectorAll('.filter-button').forEach(function (b) {
+        b.querySelector('.filter-count').textContent = formatCount(data.matched[b.dataset.filter] || 0);
+      });
+    }
+    if (fleet) {
+      setText('[data-testid="count-total"]', formatCount(fleet.total));
+      setText('[data-testid="count-online"]', formatCount(fleet.online));
+      setText('[data-testid="count-offline"]', formatCount(fleet.offline));
+      setText('[data-testid="count-containers"]', formatCount(fleet.containers));
+    }
   }
 
-  function updateSummary() {
-    var online = 0, offline = 0, containers = 0;
-    nodes.forEach(function (n) {
-      if (n.status === 'ONLINE') {
-        online++;
-        if (n.stats) containers += n.stats.containerCount;
-      } else offline++;
-    });
-    setText('[data-testid="count-total"]', String(nodes.size));
-    setText('[data-testid="count-online"]', String(online));
-    setText('[data-testid="count-offline"]', String(offline));
-    setText('[data-testid="count-containers"]', String(containers));
-    var counts = { ALL: nodes.size, ONLINE: online, OFFLINE: offline };
+  /** Filter buttons, search box, pager and the empty-table message, from the view and the last counts. */
+  function renderControls() {
     document.querySelectorAll('.filter-button').forEach(function (b) {
-      var badge = b.querySelector('.filter-count') || b.appendChild(el('span', 'filter-count'));
-      badge.textContent = String(counts[b.dataset.filter]);
+      b.setAttribute('aria-pressed', String(b.dataset.filter === view.status));
     });
-    var visible = filter === 'ALL' ? nodes.size : counts[filter];
-    nodesEmpty.hidden = visible > 0;
-    nodesEmpty.textContent = nodes.size === 0 ? 'No nodes registered yet. Start an agent and it appears here.' : 'No ' + filter.toLowerCase() + ' nodes.';
+    if (document.activeElement !== search && search.value !== view.q) search.value = view.q;
+    pageSize.value = String(view.limit);
+    var first = total ? view.offset + 1 : 0;
+    var last = Math.min(total, view.offset + pageIds.length);
+    var what = view.status === 'ALL' ? '' : ' ' + view.status.toLowerCase();
+    pagerRange.textContent = total ? formatCount(first) + '–' + formatCount(last) + ' of ' + formatCount(total) + what : '';
+    prev.disabled = view.offset <= 0;
+    next.disabled = view.offset + view.limit >= total;
+    nodesEmpty.hidden = pageIds.length > 0;
+    if (!fleet) nodesEmpty.textContent = 'Waiting for data…';
+    else if (fleet.total === 0) nodesEmpty.textContent = 'No nodes registered yet. Start an agent and it appears here.';
+    else if (view.q) nodesEmpty.textContent = 'No' + what + ' nodes match “' + view.q + '”.';
+    else nodesEmpty.textContent = 'No' + what + ' nodes.';
+  }
+
+  function formatCount(n) {
+    return Number(n).toLocaleString('en-US');
   }
 
   function setText(selector, text) {
     var e = document.querySelector(selector);
     if (e) e.textContent = text;
+  }
+
+  /** Navigation start to the first rows on screen: the figure the fleet-size browser test prints. */
+  function markFirstRows() {
+    if (firstRowsMarked || !pageIds.length) return;
+    firstRowsMarked = true;
+    requestAnimationFrame(function () {
+      if (window.performance && performance.mark) performance.mark('dashboard:first-rows');
+    });
   }
 
   // ---------- events ----------
@@ -302,8 +387,10 @@
 
   function addEvents(list, fresh) {
     var added = false;
+    var known = new Set(events.map(function (x) { return x.eventId; }));
     list.forEach(function (e) {
-      if (!e || !e.eventId || events.some(function (x) { return x.eventId === e.eventId; })) return;
+      if (!e || !e.eventId || known.has(e.eventId)) return;
+      known.add(e.eventId);
       events.push(e);
       added = true;
     });
@@ -315,18 +402,25 @@
     eventsEmpty.hidden = events.length > 0;
   }
 
-  // A status event shows at once; the next store poll brings the full node.
+  /** Live events are drawn together every 100 ms: a burst of status changes redraws the feed once. */
+  function queueEvent(e) {
+    pendingEvents.push(e);
+    if (pendingEvents.length > MAX_EVENTS) pendingEvents.splice(0, pendingEvents.length - MAX_EVENTS);
+    if (eventsTimer) return;
+    eventsTimer = setTimeout(function () {
+      eventsTimer = null;
+      addEvents(pendingEvents.splice(0), true);
+    }, 100);
+  }
+
+  // A status event shows at once on its row (if the page shows the node); the next refresh brings the full node.
   function applyEventToNode(e) {
     if (e.type === 'cluster.degraded') return;
     var node = nodes.get(e.nodeId);
     if (!node || !(e.statusVersion > node.statusVersion)) return;
     var next = Object.assign({}, node, { status: e.status, statusVersion: e.statusVersion, statusChangedAt: e.occurredAt });
     if (e.lastHeartbeat) next.lastHeartbeat = e.lastHeartbeat;
-    nodes.set(e.nodeId, next);
-    var tr = buildRow(next);
-    tr.classList.add('flash');
-    placeRow(e.nodeId, tr);
-    updateSummary();
+    renderNode(next, true);
   }
 
   // ---------- stream ----------
@@ -346,45 +440,55 @@
   function connect() {
     if (retryTimer) clearTimeout(retryTimer);
     retryTimer = null;
+    var reconnecting = source !== null;
     if (source) source.close();
-    setConnection(source ? 'reconnecting' : 'connecting', source ? 'Reconnecting…' : 'Connecting…');
-    var es = new EventSource(apiUrl('/api/stream'));
+    if (!reconnecting) setConnection('connecting', 'Connecting…');
+    var es = new EventSource(streamUrl());
     source = es;
 
     es.addEventListener('snapshot', function (m) {
+      if (es !== source) return;
       var data = parse(m);
       if (!data) return;
       clockOffset = Date.parse(data.serverTime) - Date.now() || 0;
-      nodes.clear();
-      rows.clear();
-      tbody.replaceChildren();
-      (data.nodes || []).forEach(function (n) { upsertNode(n, { append: true }); });
-      updateSummary();
+      applyCounts(data);
+      renderPage(data.ids || [], data.nodes || [], true);
+      renderControls();
+      tableWrap.removeAttribute('aria-busy');
       addEvents(data.events || [], false);
       setConnection('live', 'Live');
+      markFirstRows();
     });
-    es.addEventListener('node', function (m) {
-      var node = parse(m);
-      if (!node) return;
-      upsertNode(node, { flash: true });
-      updateSummary();
-    });
-    es.addEventListener('remove', function (m) {
+    es.addEventListener('page', function (m) {
+      if (es !== source) return;
       var data = parse(m);
       if (!data) return;
-      removeNode(data.nodeId);
-      updateSummary();
+      applyCounts(data);
+      renderPage(data.ids || [], data.nodes || [], false);
+      renderControls();
+    });
+    es.addEventListener('node', function (m) {
+      if (es !== source) return;
+      var node = parse(m);
+      if (!node || !nodes.has(node.nodeId)) return;
+      renderNode(node, true);
+    });
+    es.addEventListener('remove', function (m) {
+      if (es !== source) return;
+      var data = parse(m);
+      if (data) removeNode(data.nodeId);
     });
     es.addEventListener('event', function (m) {
+      if (es !== source) return;
       var e = parse(m);
       if (!e) return;
-      addEvents([e], true);
+      queueEvent(e);
       applyEventToNode(e);
     });
     es.onerror = function () {
       if (es !== source) return;
       if (es.readyState === EventSource.CLOSED) {
-        // The server refused the stream (503, 401...): EventSource gives up, so try again later ourselves.
+        // The server refused the stream (503, 401, 400...): EventSource gives up, so try again later ourselves.
         setConnection('offline', 'Disconnected, retrying…');
         retryTimer = setTimeout(connect, RETRY_AFTER_CLOSE_MS);
       } else {
@@ -401,11 +505,38 @@
 
   document.querySelectorAll('.filter-button').forEach(function (b) {
     b.addEventListener('click', function () {
-      filter = b.dataset.filter;
-      applyFilter();
+      setView({ status: b.dataset.filter, offset: 0 });
     });
   });
+  search.addEventListener('input', function () {
+    if (searchTimer) clearTimeout(searchTimer);
+    searchTimer = setTimeout(function () {
+      searchTimer = null;
+      setView({ q: search.value.trim(), offset: 0 });
+    }, SEARCH_DEBOUNCE_MS);
+  });
+  search.addEventListener('keydown', function (e) {
+    if (e.key !== 'Enter') return;
+    if (searchTimer) clearTimeout(searchTimer);
+    searchTimer = null;
+    setView({ q: search.value.trim(), offset: 0 });
+  });
+  prev.addEventListener('click', function () {
+    setView({ offset: Math.max(0, view.offset - view.limit) });
+  });
+  next.addEventListener('click', function () {
+    if (view.offset + view.limit < total) setView({ offset: view.offset + view.limit });
+  });
+  pageSize.addEventListener('change', function () {
+    var limit = Number(pageSize.value);
+    setView({ limit: limit, offset: Math.floor(view.offset / limit) * limit });
+  });
+  window.addEventListener('hashchange', function () {
+    var wanted = readView();
+    if (JSON.stringify(wanted) !== JSON.stringify(view)) setView(wanted);
+  });
 
+  renderControls();
   setInterval(tick, 1000);
   connect();
 })();
