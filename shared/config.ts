@@ -171,7 +171,7 @@ export function loadOrchestratorConfig(env: Env = process.env): Readonly<Orchest
     ingest: {
       batchSize: r.number('INGEST_BATCH_SIZE', 500, { positive: true, integer: true }),
       flushIntervalMs: r.number('INGEST_FLUSH_MS', 50, { positive: true }),
-      prefetch: r.number('INGEST_PREFETCH', 2000, { positive: true, integer: true, max: 65535 }),
+      prefetch: r.number('INGEST_PREFETCH', 10000, { positive: true, integer: true, max: 65535 }),
     },
     canaryIntervalMs: r.number('CANARY_INTERVAL_MS', Math.max(Math.min(100, Math.floor(timeoutMs / 6)), Math.min(5000, Math.round(timeoutMs / 10), Math.round(sweepIntervalMs / 2))), { positive: true, integer: true }),
     sweep: {

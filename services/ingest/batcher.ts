@@ -1,9 +1,12 @@
 /**
  * Gathers items and hands them to `flush` in batches: when `maxSize` items are waiting, or `maxWaitMs`
- * after the first one arrived. One flush runs at a time; items that arrive meanwhile form the next batch.
+ * after the first one arrived. One flush runs at a time; the items that arrived meanwhile form the next batch,
+ * up to `maxBatch` of them (group commit): when the store falls behind, batches grow, and since the ingest writes
+ * each node once per batch, a node's heartbeats coalesce into one write instead of queueing one write each.
  * Memory stays bounded because the broker's prefetch bounds the items that can be waiting.
  */
-export function createBatcher<T>(options: { maxSize: number; maxWaitMs: number; flush: (items: T[]) => Promise<void>; onError: (error: unknown) => void }) {
+export function createBatcher<T>(options: { maxSize: number; maxBatch?: number; maxWaitMs: number; flush: (items: T[]) => Promise<void>; onError: (error: unknown) => void }) {
+  const maxBatch = Math.max(options.maxSize, options.maxBatch ?? options.maxSize);
   let pending: T[] = [];
   let timer: NodeJS.Timeout | null = null;
   let running: Promise<void> | null = null;
@@ -26,7 +29,7 @@ export function createBatcher<T>(options: { maxSize: number; maxWaitMs: number; 
       timer = null;
     }
     if (running || pending.length === 0) return;
-    const batch = pending.slice(0, options.maxSize);
+    const batch = pending.slice(0, maxBatch);
     pending = pending.slice(batch.length);
     running = options
       .flush(batch)

@@ -57,6 +57,8 @@ export function createIngest(deps: IngestDeps) {
   const failures = createFailureTracker({ log, deadLetterAfter: 5 });
   const batcher = createBatcher<Delivery>({
     maxSize: config.ingest.batchSize,
+    // Behind the broker, take all that waits (group commit): see batcher.ts.
+    maxBatch: config.ingest.prefetch,
     maxWaitMs: config.ingest.flushIntervalMs,
     flush: async (batch) => {
       try {

@@ -113,6 +113,12 @@ export interface MongoNodeStoreOptions {
 }
 
 const GUARD_ID = 'guard:mass-silence';
+/**
+ * Statements per bulk-write command. A batch behind a backlog can hold thousands of node writes; commands of
+ * this size each stay far inside the operation deadline (about 1 s on the SQLite-backed test server, much less
+ * on MongoDB, whose own limit is 100,000).
+ */
+const MAX_STATEMENTS_PER_COMMAND = 1000;
 const CANARY_PREFIX = 'canary:';
 
 function toRecord(doc: NodeDocument, history: HistorySettings): NodeRecord {
@@ -266,17 +272,23 @@ export async function createMongoNodeStore(options: MongoNodeStoreOptions): Prom
       const tokens = writes.map(() => randomUUID());
       const ops = writes.map((w, i) => toOp(w, tokens[i]!));
       let applied = 0;
-      // One command for the whole batch, through the driver without mongoose casting: field order as built here.
-      try {
-        const result = await guarded('write', () => Nodes.collection.bulkWrite(ops as never, { ordered: false }));
-        applied = (result.insertedCount ?? 0) + (result.matchedCount ?? 0);
-      } catch (error) {
-        const writeErrors = (error as { writeErrors?: Array<{ code?: number; err?: { code?: number } }> }).writeErrors;
-        const codes = Array.isArray(writeErrors) ? writeErrors.map((e) => e.code ?? e.err?.code) : [(error as { code?: number }).code];
-        if (!codes.length || codes.some((code) => code !== 11000)) throw error;
-        applied = -1; // an insert raced another writer's insert: resolved below like any conflict
+      let commands = 0;
+      // One command per batch (up to MAX_STATEMENTS_PER_COMMAND, so that no command outlasts the operation
+      // deadline), through the driver without mongoose casting: field order as built here.
+      for (let i = 0; i < ops.length; i += MAX_STATEMENTS_PER_COMMAND) {
+        const chunk = ops.slice(i, i + MAX_STATEMENTS_PER_COMMAND);
+        commands++;
+        try {
+          const result = await guarded('write', () => Nodes.collection.bulkWrite(chunk as never, { ordered: false }));
+          applied += (result.insertedCount ?? 0) + (result.matchedCount ?? 0);
+        } catch (error) {
+          const writeErrors = (error as { writeErrors?: Array<{ code?: number; err?: { code?: number } }> }).writeErrors;
+          const codes = Array.isArray(writeErrors) ? writeErrors.map((e) => e.code ?? e.err?.code) : [(error as { code?: number }).code];
+          if (!codes.length || codes.some((code) => code !== 11000)) throw error;
+          applied = -Infinity; // an insert raced another writer's insert: resolved below like any conflict
+        }
       }
-      if (applied === writes.length) return { conflicts: [], roundTrips: 1 };
+      if (applied === writes.length) return { conflicts: [], roundTrips: commands };
       // Some writes did not apply. The bulk result has no per-operation counts, so read back which
       // documents carry what this batch wrote: the rev of an insert or update, the token of a refresh.
       const id = (w: NodeWrite) => (w.kind === 'insert' ? w.record.nodeId : w.nodeId);
@@ -290,7 +302,7 @@ export async function createMongoNodeStore(options: MongoNodeStoreOptions): Prom
           return found?.rev !== expected && found?.prevRev !== expected;
         })
         .map(id);
-      return { conflicts, roundTrips: 2 };
+      return { conflicts, roundTrips: commands + 1 };
     },
     async *findExpired(cutoff: Date, pageSize: number) {
       // One query, answered from the {status, lastHeartbeat} index (equality, then range and sort) on MongoDB;

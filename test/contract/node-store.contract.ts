@@ -164,6 +164,19 @@ export function nodeStoreContract(adapter: string, factory: NodeStoreFactory): v
         expect(stored.get('d')).to.deep.include({ hostname: 'd.example', rev: d.rev });
       });
 
+      it('applies a batch of thousands of writes (a backlog coalesced into one batch) and names the one that conflicted', async function () {
+        this.timeout(60_000);
+        const records = Array.from({ length: 2500 }, (_, i) => nodeRecord(`bulk-${String(i).padStart(4, '0')}`));
+        expect((await store.write(records.map(insert))).conflicts).to.deep.equal([]);
+
+        const changes = records.map((r, i) => update(r.nodeId, i === 1717 ? 'stale-rev' : r.rev, { maxServers: 7 }));
+        const result = await store.write(changes);
+
+        expect(result.conflicts).to.deep.equal(['bulk-1717']);
+        expect((await store.getMany(['bulk-0000', 'bulk-2499', 'bulk-1717'])).get('bulk-2499')!.maxServers).to.equal(7);
+        expect((await store.get('bulk-1717'))!.maxServers).to.equal(20);
+      });
+
       it('answers an empty batch with no conflicts', async () => {
         expect((await store.write([])).conflicts).to.deep.equal([]);
       });

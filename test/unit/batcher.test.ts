@@ -96,6 +96,23 @@ describe('batcher', () => {
     expect(flush.maxConcurrent()).to.equal(1);
   });
 
+  it('takes everything that waited during a flush as the next batch, up to maxBatch (group commit)', async () => {
+    const flush = controlledFlush();
+    const batcher = createBatcher<number>({ maxSize: 2, maxBatch: 5, maxWaitMs: MAX_WAIT, flush: flush.flush, onError: () => undefined });
+
+    for (const i of range(0, 10)) batcher.add(i);
+    await clock.tickAsync(0);
+    flush.finishNext();
+    await clock.tickAsync(0);
+    flush.finishNext();
+    await clock.tickAsync(0);
+    flush.finishNext();
+    await clock.tickAsync(MAX_WAIT);
+
+    expect(flush.batches).to.deep.equal([range(0, 2), range(2, 7), range(7, 10)]);
+    expect(flush.maxConcurrent()).to.equal(1);
+  });
+
   it('reports a failed flush and goes on with the next batch', async () => {
     const errors: unknown[] = [];
     const batches: number[][] = [];
