@@ -115,7 +115,12 @@ export function createBatchProcessor(deps: BatchDeps) {
     }
   }
 
-  async function processBatch(deliveries: Delivery[]): Promise<void> {
+  /**
+   * `behind()`: more is waiting than one batch holds (asked once the batch is stored). Messages then look late or
+   * name nodes whose registration is still queued behind them, and asking their agents to register again would
+   * only add to the backlog.
+   */
+  async function processBatch(deliveries: Delivery[], options: { behind?: () => boolean } = {}): Promise<void> {
     metrics.batchSize.observe(deliveries.length);
     const groups = new Map<string, Item[]>();
     const refusals: Array<{ delivery: Delivery; reason: string }> = [];
@@ -200,6 +205,7 @@ export function createBatchProcessor(deps: BatchDeps) {
       drafts.delete(nodeId);
     }
     const unresolved = new Set(pending);
+    let behind: boolean | undefined;
     // Dead-letters are confirmed concurrently: one at a time, a flood of bad messages would drain at the
     // pace of the broker's disk syncs and hold up the good ones behind it.
     const deadLetters: Array<Promise<void>> = [];
@@ -223,7 +229,7 @@ export function createBatchProcessor(deps: BatchDeps) {
         }
       }
       const draft = drafts.get(nodeId);
-      if (draft?.askReregister) await askToReregister(nodeId, draft.node ? 'heartbeat clock baseline is stale' : 'node is not registered');
+      if (draft?.askReregister && !(behind ??= options.behind?.() ?? false)) await askToReregister(nodeId, draft.node ? 'heartbeat clock baseline is stale' : 'node is not registered');
     }
     for (const { delivery, reason } of refusals) {
       metrics.messagesIngested.inc({ type: 'invalid', outcome: 'refused' });

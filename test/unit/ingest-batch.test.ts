@@ -192,6 +192,24 @@ describe('ingest batches', () => {
     });
   });
 
+  describe('behind a backlog', () => {
+    it('asks no agent to register again while more waits than one batch holds, and asks once it has caught up', async () => {
+      const asked: string[] = [];
+      await bus.declareQueue({ name: 'ingest-test.control', bindings: [{ exchange: broker.exchanges.agentControl, routingKey: '#' }] });
+      await bus.consume('ingest-test.control', (d) => { asked.push(String((JSON.parse(d.body.toString()) as { nodeId: string }).nodeId)); d.ack(); }, { prefetch: 100 });
+
+      for (let i = 0; i < 1200; i++) await publish('agent.heartbeat', `queued-${i}`, stats(1));
+      await settle(10);
+      const whileBehind = asked.length;
+      await publish('agent.heartbeat', 'lost-record', stats(1));
+      await settle();
+
+      expect(whileBehind).to.equal(0);
+      expect(asked).to.deep.equal(['lost-record']);
+      expect(deadLetters).to.have.length(1201);
+    });
+  });
+
   describe('canaries', () => {
     const canary = (senderId: string, sentAt: number) => ({ id: randomUUID(), type: 'orchestrator.canary', version: 1, sentAt: new Date(sentAt).toISOString(), senderId, kind: 'sweeper', intervalMs: 1000 });
 
