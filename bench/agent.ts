@@ -90,7 +90,7 @@ function stopTree(child: ChildProcess): Promise<void> {
 
 export async function runAgent(options: { long: boolean }): Promise<BenchResult> {
   const scale = { intervalS: 1, runS: 120, warmupS: 10 };
-  void options; // the size already fits in 3 minutes
+  void options; // the full size already fits in 3 minutes
   const h = await startOrchestrator({ env: { TIMEOUT_MINUTES: '0.5', HEALTH_CHECK_INTERVAL: '5000', AUTH_MODE: 'off', LOG_LEVEL: 'warn' } });
   let agent: ChildProcess | null = null;
   let idle: ChildProcess | null = null;

@@ -9,7 +9,7 @@ import { runSustained } from './sustained.js';
 
 /**
  * `npm run bench` runs every benchmark, `npm run bench -- <name> [<name>...]` some; `--long` runs the
- * issue's full sizes (far longer than 3 minutes on the SQLite-backed test store). Each benchmark prints
+ * full sizes (far longer than 3 minutes on the SQLite-backed test store). Each benchmark prints
  * its table and writes bench/results/<time>-<name>.json. Nothing here asserts: tables say whether targets were met.
  */
 const BENCHMARKS: Record<string, (options: { long: boolean }) => Promise<BenchResult>> = {

@@ -21,7 +21,7 @@ function configError(load: () => unknown): ConfigError {
 }
 
 describe('loadOrchestratorConfig', () => {
-  describe('defaults (contract §2)', () => {
+  describe('defaults (docs/reference.md)', () => {
     const config = loadOrchestratorConfig({});
 
     it('connects to the local RabbitMQ, MongoDB and Redis', () => {
@@ -154,7 +154,7 @@ describe('loadOrchestratorConfig', () => {
 });
 
 describe('loadAgentConfig', () => {
-  describe('defaults (contract §2)', () => {
+  describe('defaults (docs/reference.md)', () => {
     const config = loadAgentConfig({});
 
     it('uses the host name as NODE_ID', () => {
@@ -240,7 +240,7 @@ describe('loadAgentConfig', () => {
       expect(configError(() => loadAgentConfig({ HEARTBEAT_TIMEOUT: '90' })).message).to.include('HEARTBEAT_TIMEOUT');
     });
 
-    it('rejects a NODE_ID outside the contract alphabet and a URL of the wrong kind', () => {
+    it('rejects a NODE_ID outside the node id alphabet and a URL of the wrong kind', () => {
       expect(configError(() => loadAgentConfig({ NODE_ID: 'node 1' })).message).to.include('NODE_ID');
       expect(configError(() => loadAgentConfig({ NODE_ID: 'n'.repeat(65) })).message).to.include('NODE_ID');
       expect(configError(() => loadAgentConfig({ ORCHESTRATOR_URL: 'ftp://api' })).message).to.include('ORCHESTRATOR_URL');
@@ -278,7 +278,7 @@ describe('.env.development', () => {
     expect(config.timeoutMs).to.equal(30000);
   });
 
-  it('logs every heartbeat at info on the orchestrator (contract §6)', () => {
+  it('logs every heartbeat at info on the orchestrator', () => {
     expect(loadOrchestratorConfig(env).log.heartbeatLevel).to.equal('info');
   });
 

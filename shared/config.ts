@@ -96,7 +96,7 @@ function deepFreeze<T>(value: T): T {
 export interface LogConfig {
   level: LogLevel;
   format: 'text' | 'json';
-  /** Level of the per-heartbeat "Node stats updated successfully" line (contract §6). */
+  /** Level of the per-heartbeat "Node stats updated successfully" line: one per heartbeat is too many at info for a large fleet (docs/reference.md). */
   heartbeatLevel: LogLevel;
 }
 

@@ -23,7 +23,8 @@ function errorReplacer(_key: string, value: unknown): unknown {
 }
 
 /**
- * Human-readable timestamped lines by default (contract §6), JSON lines with LOG_FORMAT=json.
+ * Human-readable timestamped lines by default, worded as users grep for them (docs/reference.md), JSON lines with
+ * LOG_FORMAT=json.
  * Writes to stdout; pass `stream` to capture lines in tests.
  */
 export function createLogger(config: Pick<LogConfig, 'level' | 'format'>, stream: NodeJS.WritableStream = process.stdout): Logger {

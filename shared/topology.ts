@@ -9,7 +9,7 @@ export const EXCHANGES = {
   agentControl: 'agent.control',
   /** Refused agent messages, with the reason in the `x-refusal-reason` header. */
   deadLetter: 'agent.dead-letter',
-  /** Contract §4: node status events for subscribers. */
+  /** Node status events for subscribers (docs/reference.md, events). */
   nodeEvents: 'node.events',
 } as const;
 

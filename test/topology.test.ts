@@ -77,7 +77,7 @@ describe('rabbitmq/definitions.json', () => {
     expect(definitions.bindings.some((b) => b.source === dlx && b.destination === QUEUES.deadLetter)).to.equal(true);
   });
 
-  it('declares node.events as a durable topic exchange (contract §4)', () => {
+  it('declares node.events as a durable topic exchange (docs/reference.md)', () => {
     expect(definitions.exchanges.find((e) => e.name === 'node.events')).to.include({ type: 'topic', durable: true });
     expect(EXCHANGES.nodeEvents).to.equal('node.events');
   });

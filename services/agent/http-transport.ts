@@ -8,7 +8,7 @@ export interface HttpTransportDeps {
   fetch?: typeof globalThis.fetch;
 }
 
-/** The original system's endpoints (contract §3): the envelope's payload is the request body. */
+/** The original system's endpoints (docs/reference.md, HTTP API): the envelope's payload is the request body. */
 function requestFor(message: OutboundMessage): { path: string; body: unknown } {
   const node = encodeURIComponent(message.nodeId);
   switch (message.type) {
@@ -79,7 +79,7 @@ function summary(text: string): string {
   return `: ${text.slice(0, 200)}`;
 }
 
-/** Retry-After as seconds or an HTTP date (RFC 9110 §10.2.3). */
+/** Retry-After as a number of seconds or as an HTTP date: a server may send either form. */
 export function retryAfterMs(header: string | null, now = Date.now()): number | undefined {
   if (!header) return undefined;
   const seconds = Number(header);

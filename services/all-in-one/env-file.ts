@@ -16,7 +16,7 @@ export interface LoadedEnv {
 /**
  * The all-in-one's environment: ENV_FILE (default `.env.development`, relative to `cwd`) parsed with
  * node:util parseEnv, then the real environment on top, so `PORT=9000 npm start` overrides the file.
- * ENV_FILE=none reads no file. A missing default file is fine (contract defaults apply); a missing ENV_FILE
+ * ENV_FILE=none reads no file. A missing default file is fine (the built-in defaults apply); a missing ENV_FILE
  * that was asked for by name is an error.
  */
 export function loadEnvWithFile(real: Env, cwd: string = process.cwd()): LoadedEnv {

@@ -7,7 +7,7 @@ import { loadEnvWithFile } from './env-file.js';
 async function main(): Promise<void> {
   const { env, file } = loadEnvWithFile(process.env);
   const log = createLogger(loadOrchestratorConfig(env).log).child({ component: 'all-in-one' });
-  log.info(file ? `Settings from ${file} (environment variables override it)` : 'No env file read: contract defaults apply');
+  log.info(file ? `Settings from ${file} (environment variables override it)` : 'No env file read: built-in defaults apply');
   const app = await startAllInOne({ env, log });
   // The agent may use most of HEARTBEAT_TIMEOUT to announce its shutdown; the rest needs a few seconds.
   stopOnSignals(log, () => app.stop(), app.agentConfig.heartbeatTimeoutMs + 10_000);

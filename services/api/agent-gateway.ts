@@ -8,7 +8,8 @@ import { HttpError } from './http-error.js';
 
 /**
  * Turns the original HTTP calls into the broker messages agents publish themselves, stamped with the
- * api's receive time, and answers only after the broker confirmed them (contract §3, §5.6).
+ * api's receive time, and answers only after the broker confirmed them: a 2xx means the message is durable
+ * and will reach the store (docs/reference.md, HTTP API and guarantees).
  */
 export function createAgentGateway(options: { bus: Bus; names: BrokerNames; clock: Clock; retryAfterSeconds: number }) {
   const { bus, names, clock } = options;

@@ -40,7 +40,7 @@ export type ApiApp = express.Express & {
   stopBackground(): Promise<void>;
 };
 
-/** Per-request checks that issue 7's authentication and rate limiting plug into. */
+/** Per-request checks that agent authentication and rate limiting plug into (docs/security.md). */
 export interface ApiGuard {
   /** Returns the message auth to forward, or throws an HttpError (401/403/429). */
   agent(req: Request, nodeId: string, action: 'register' | 'heartbeat' | 'shutdown'): Promise<string | undefined>;

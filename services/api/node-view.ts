@@ -1,6 +1,6 @@
 import type { NodeRecord } from '../../shared/store/node-record.js';
 
-/** Contract §3 node view: times as ISO-8601 strings. */
+/** The node view of the read API (docs/reference.md): times as ISO-8601 strings. */
 export function toNodeView(node: NodeRecord) {
   const iso = (d: Date | null | undefined) => (d ? new Date(d).toISOString() : null);
   return {

@@ -22,7 +22,7 @@ export interface ApplyContext {
 export type MessageOutcome =
   /** `ageMs`: how long the message waited before it was processed (the ingest's lag). */
   | { kind: 'applied'; ageMs?: number }
-  /** Accepted, but too old to change liveness (semantics §5.3). */
+  /** Accepted, but too old to change liveness: it never revives a node nor refreshes lastHeartbeat (docs/architecture.md). */
   | { kind: 'late'; ageMs: number }
   | { kind: 'unknown-node' }
   | { kind: 'refused'; reason: string };

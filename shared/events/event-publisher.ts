@@ -39,7 +39,7 @@ export interface DrainOutcome extends PublishOutcome {
 /**
  * Publishes stored (outbox) events with publisher confirms, then removes them from the nodes' outboxes.
  * If the process dies in between, the next drain publishes the same event again with the same eventId:
- * delivery is at least once, and subscribers deduplicate by eventId / statusVersion (contract §4).
+ * delivery is at least once, and subscribers deduplicate by eventId / statusVersion (docs/reference.md, events).
  */
 export function createEventPublisher({ bus, store, exchange, log, metrics }: EventPublisherDeps) {
   async function publishEvent(event: NodeEvent): Promise<void> {

@@ -18,7 +18,7 @@ describe('registerBodySchema', () => {
     expect(registerBodySchema.parse(register)).to.deep.equal(register);
   });
 
-  it('accepts a node id of 64 characters of the contract alphabet', () => {
+  it('accepts a node id of 64 characters of the node id alphabet', () => {
     const nodeId = 'aZ09._-'.repeat(9).slice(0, 64);
     expect(registerBodySchema.parse({ ...register, nodeId }).nodeId).to.equal(nodeId);
   });

@@ -10,7 +10,7 @@ export type NodeEventType = (typeof NODE_EVENT_TYPES)[number];
 export const EVENT_REASONS = ['registered', 'heartbeat', 'timeout', 'shutdown'] as const;
 export type EventReason = (typeof EVENT_REASONS)[number];
 
-/** Contract §4: the body of every message on the node.events exchange. */
+/** The body of every message on the node.events exchange (docs/reference.md, events). */
 export const nodeEventSchema = z.strictObject({
   eventId: z.string().min(1),
   type: z.enum(NODE_EVENT_TYPES),

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 
-/** Contract §3: 1-64 characters of A-Z a-z 0-9 . _ - */
+/** The node id rule, the same on every transport: 1-64 characters of A-Z a-z 0-9 . _ - (safe in routing keys, URLs and `_id`). */
 export const NODE_ID_PATTERN = /^[A-Za-z0-9._-]{1,64}$/;
 
 export const nodeIdSchema = z

@@ -16,7 +16,7 @@ export interface HistoryPoint {
   mem: number;
 }
 
-/** One node as stored (contract §7: one document per node, `_id` = nodeId). */
+/** One node as stored: one document per node in `nodes`, `_id` = nodeId (docs/reference.md, storage). */
 export interface NodeRecord {
   nodeId: string;
   hostname: string;
@@ -40,7 +40,7 @@ export interface NodeRecord {
   outbox: NodeEvent[];
   /**
    * Orchestrator receive time minus agent send time, the smallest seen since the last registration.
-   * A message whose own offset exceeds it by more than the timeout sat in a backlog (semantics §5.3).
+   * A message whose own offset exceeds it by more than the timeout sat in a backlog (docs/architecture.md, late messages).
    */
   clockSkewMs: number | null;
   /** Last time the orchestrator asked this agent to re-register (rate limit of that request). */

@@ -57,7 +57,7 @@ describe('agent against the orchestrator @int', function () {
   });
 
   it('registers again over HTTP within two heartbeat intervals after its record is deleted from the store', async () => {
-    // The api caches "node is known" for 2 s, so the interval is longer than that here (contract: 60 s by default).
+    // The api caches "node is known" for 2 s, so the interval is longer than that here (60 s by default).
     const intervalMs = 3000;
     h = await startOrchestrator({ env: { AUTH_MODE: 'off', TIMEOUT_MINUTES: String(10 / 60) } });
     const harness = h;

@@ -21,7 +21,8 @@ const count = (lines: string[], text: string) => lines.filter((l) => l.includes(
  * The agent publishes to a private RabbitMQ (stopped and started by these tests) and falls back to the api,
  * reached through a proxy that can refuse connections. The orchestrator consumes from both that broker (an
  * extra ingest) and the shared one behind the api: the api turns HTTP into broker messages and answers 503
- * while its own broker is down (contract §3), so "broker down, HTTP works" is a broker the agent cannot reach.
+ * while its own broker is down (it answers 2xx only after a broker confirm), so "broker down, HTTP works" is a
+ * broker the agent cannot reach.
  */
 describe('agent through broker and api outages @int', function () {
   this.timeout(90_000);

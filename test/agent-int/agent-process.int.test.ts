@@ -54,11 +54,11 @@ describe('agent as a process @int', function () {
     expect(agent.lines.some((l) => l.text.includes('Shutdown announced to the orchestrator over amqp'))).to.equal(true);
   });
 
-  it('logs the contract §6 lines verbatim, with timestamps, on both sides', async () => {
+  it('logs the documented lines verbatim, with timestamps, on both sides', async () => {
     h = await startOrchestrator({ env: { AUTH_MODE: 'off', TIMEOUT_MINUTES: String(2 / 60), LOG_HEARTBEATS: 'info' } });
     const harness = h;
     proxy = await new ApiProxy(h.url).start();
-    // HTTP only, so that making the api unreachable makes beats fail; three failures as in the contract's example.
+    // HTTP only, so that making the api unreachable makes beats fail; three failures as in the documented example (docs/reference.md).
     agent = spawnAgentProcess({ NODE_ID: 'node-1', ORCHESTRATOR_URL: proxy.url, HEARTBEAT_INTERVAL: '0.5', HEARTBEAT_TIMEOUT: '0.4', MAX_HEARTBEAT_FAILURES: '3' });
     const agentLines = () => agent!.lines.map((l) => l.text);
     await eventually(() => lineWith(agentLines(), 'Heartbeat sent successfully for node-1'), 30_000);

@@ -25,7 +25,7 @@ describe('all-in-one environment', () => {
     expect(env).to.include({ PORT: '9000', TIMEOUT_MINUTES: '0.5' });
   });
 
-  it('reads no file with ENV_FILE=none, and falls back to the contract defaults when the default file is absent', () => {
+  it('reads no file with ENV_FILE=none, and falls back to the built-in defaults when the default file is absent', () => {
     expect(loadEnvWithFile({ ENV_FILE: 'none', PORT: '1' }, dir)).to.deep.equal({ env: { ENV_FILE: 'none', PORT: '1' }, file: null });
     rmSync(join(dir, '.env.development'));
     expect(loadEnvWithFile({}, dir)).to.deep.equal({ env: {}, file: null });

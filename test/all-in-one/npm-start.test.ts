@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { expect } from 'chai';
 import { envWithoutServices, runNpm, type NpmProcess } from './npm-process.js';
 
-/** Issue 5, must show 1: on a machine without RabbitMQ, Redis or MongoDB, `npm start` brings the local node ONLINE within 15 s. */
+/** On a machine without RabbitMQ, Redis or MongoDB, `npm start` brings the local node ONLINE within 15 s (docs/all-in-one.md). */
 const ONLINE_WITHIN_MS = 15_000;
 
 interface NodeView {

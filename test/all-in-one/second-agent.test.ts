@@ -10,7 +10,7 @@ interface NodeView {
   status: string;
 }
 
-/** Issue 5, must show 4: an agent in another process, pointed at the all-in-one over HTTP, shows up. */
+/** An agent in another process, pointed at the all-in-one over HTTP, shows up (docs/all-in-one.md, "Pointing other agents at it"). */
 describe('all-in-one with a second agent process', function () {
   this.timeout(60_000);
   const log = createMemoryLogger('info');

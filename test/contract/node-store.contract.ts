@@ -22,7 +22,8 @@ function expectDates(record: NodeRecord): void {
 }
 
 /**
- * The node store port's contract (STYLE.md habit 12): what ingest, sweeper and api rely on. Every adapter
+ * The node store port's contract: what ingest, sweeper and api rely on (the in-memory store must behave like
+ * the MongoDB one, or the all-in-one mode would show behaviour production does not have). Every adapter
  * runs it, so the embedded mode cannot behave differently from MongoDB.
  */
 export function nodeStoreContract(adapter: string, factory: NodeStoreFactory): void {
