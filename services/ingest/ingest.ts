@@ -62,7 +62,7 @@ export function createIngest(deps: IngestDeps) {
     maxWaitMs: config.ingest.flushIntervalMs,
     flush: async (batch) => {
       try {
-        await processBatch(batch, { behind: () => batch.length > config.ingest.batchSize || batcher.size() > 0 });
+        await processBatch(batch, { behind: () => batch.length > config.ingest.batchSize || batcher.size() >= config.ingest.batchSize });
         failures.succeeded();
       } catch (error) {
         if (stopping) {
