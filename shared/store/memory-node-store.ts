@@ -142,6 +142,11 @@ export function createMemoryNodeStore(options: MemoryNodeStoreOptions): NodeStor
       const expired = [...nodes.values()].filter((n) => n.status === 'ONLINE' && n.lastHeartbeat !== null && n.lastHeartbeat < cutoff).sort(byExpiry);
       for (let i = 0; i < expired.length; i += pageSize) yield expired.slice(i, i + pageSize).map(clone);
     },
+    async *scan(pageSize) {
+      trips++;
+      const all = [...nodes.values()];
+      for (let i = 0; i < all.length; i += pageSize) yield all.slice(i, i + pageSize).map(clone);
+    },
     async countExpired(cutoff) {
       trips++;
       let count = 0;

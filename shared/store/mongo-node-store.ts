@@ -331,6 +331,26 @@ export async function createMongoNodeStore(options: MongoNodeStoreOptions): Prom
         await cursor.close().catch(() => undefined);
       }
     },
+    async *scan(pageSize: number) {
+      const cursor = Nodes.collection.find({} as never).batchSize(pageSize);
+      try {
+        for (;;) {
+          const page = await guarded('scan', async () => {
+            const docs: NodeRecord[] = [];
+            while (docs.length < pageSize) {
+              const doc = await cursor.next();
+              if (!doc) break;
+              docs.push(record(doc as unknown as NodeDocument));
+            }
+            return docs;
+          });
+          if (page.length) yield page;
+          if (page.length < pageSize) return;
+        }
+      } finally {
+        await cursor.close().catch(() => undefined);
+      }
+    },
     async countExpired(cutoff: Date) {
       return guarded('countExpired', () => Nodes.collection.countDocuments({ status: 'ONLINE', lastHeartbeat: { $lt: cutoff } } as never, { maxTimeMS: OPERATION_DEADLINE_MS }));
     },

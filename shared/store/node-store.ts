@@ -40,6 +40,11 @@ export interface NodeStore {
    * early closes the query.
    */
   findExpired(cutoff: Date, pageSize: number): AsyncIterable<NodeRecord[]>;
+  /**
+   * Every node, in pages of at most `pageSize`, in no particular order: one query whose pages each stay inside
+   * the operation deadline however large the fleet (a whole-fleet `list()` may not, on a slow store).
+   */
+  scan(pageSize: number): AsyncIterable<NodeRecord[]>;
   /** How many nodes findExpired would return (one count query). */
   countExpired(cutoff: Date): Promise<number>;
   /** Nodes by status, in one query. */

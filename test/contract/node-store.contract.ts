@@ -87,6 +87,17 @@ export function nodeStoreContract(adapter: string, factory: NodeStoreFactory): v
         for (const record of all) expectDates(record);
       });
 
+      it('scans every node in pages of at most the page size, each once', async () => {
+        const ids = Array.from({ length: 23 }, (_, i) => `scan-${i}`);
+        await store.write(ids.map((id) => insert(nodeRecord(id))));
+
+        const pages: string[][] = [];
+        for await (const page of store.scan(10)) pages.push(page.map((n) => n.nodeId));
+
+        expect(pages.map((p) => p.length)).to.deep.equal([10, 10, 3]);
+        expect(pages.flat().sort()).to.deep.equal([...ids].sort());
+      });
+
       it('hands out copies: changing a returned record changes nothing stored', async () => {
         await store.write([insert(nodeRecord('node-1'))]);
         const first = (await store.get('node-1'))!;

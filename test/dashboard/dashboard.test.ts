@@ -135,8 +135,11 @@ describe('dashboard', () => {
         return new Map([...found].map(([id, record]) => [id, withExtra(record)]));
       },
       async list(filter?: { status?: 'ONLINE' | 'OFFLINE' }) {
-        reads.list++;
         return (await store.list(filter)).map(withExtra);
+      },
+      async *scan(pageSize: number) {
+        reads.list++;
+        for await (const page of store.scan(pageSize)) yield page.map(withExtra);
       },
     };
   }

@@ -4,8 +4,11 @@ import type { NodeRecord } from '../../../shared/store/node-record.js';
 import type { NodeStore } from '../../../shared/store/node-store.js';
 import { createFleetIndex, summarize, type FleetIndex } from './fleet-index.js';
 
+/** Nodes per page of the full read of the fleet. */
+const SCAN_PAGE = 2000;
+
 export interface NodeWatchOptions {
-  store: Pick<NodeStore, 'list' | 'getMany'>;
+  store: Pick<NodeStore, 'scan' | 'getMany'>;
   log: Logger;
   now: () => number;
   /** A record read this recently may be served again instead of reading it anew (default 5 s). */
@@ -98,7 +101,9 @@ export function createNodeWatch(options: NodeWatchOptions): NodeWatch {
     const started = now();
     let records: NodeRecord[];
     try {
-      records = await store.list();
+      // Page by page: one query, but no single call long enough to run into the store's deadline at fleet size.
+      records = [];
+      for await (const page of store.scan(SCAN_PAGE)) records.push(...page);
     } catch (error) {
       if (closed) return;
       if (!failing) log.warn(`Dashboard cannot read the fleet from the node store, retrying: ${(error as Error).message}`);
