@@ -1,4 +1,4 @@
-import amqp, { type Channel, type ChannelModel, type ConfirmChannel, type ConsumeMessage } from 'amqplib';
+import amqp, { type Channel, type ChannelModel, type ConfirmChannel, type ConsumeMessage, type RecoveringChannelModel } from 'amqplib';
 import type { Logger } from '../logger.js';
 import type { Topology } from '../topology.js';
 import { createPublishTracker } from './publish-tracker.js';
@@ -11,7 +11,7 @@ export interface RabbitBusOptions {
   confirmTimeoutMs?: number;
   /** Reject connect() after this many failed first attempts instead of waiting forever (default: wait forever). */
   initialMaxRetries?: number;
-  /** Connection name shown in the management UI. */
+  /** Connection name shown in the management UI, as `<name> (publish)` and `<name> (consume)`. */
   name?: string;
   /** Longest wait between reconnect attempts (default 5 s). */
   maxReconnectDelayMs?: number;
@@ -40,10 +40,25 @@ interface ConsumerEntry {
   cancelled: boolean;
 }
 
+/** One of the bus's two connections. */
+interface Link {
+  role: 'publish' | 'consume';
+  /** The current connection (null before the first); `up` says whether it is usable. */
+  model: ChannelModel | null;
+  up: boolean;
+}
+
 /**
- * RabbitMQ adapter: publisher confirms, and amqplib's recovery to reconnect with back-off. After every
- * (re)connect the topology, declared queues and consumers are set up again; deliveries of a lost channel
- * are redelivered by the broker, so their late acks are ignored.
+ * RabbitMQ adapter: publisher confirms, and amqplib's recovery to reconnect with back-off.
+ *
+ * Publishing and consuming use two connections, as RabbitMQ advises: during a memory or disk alarm the broker
+ * blocks a connection once it publishes and then reads nothing more from it, so acknowledgements sent on it
+ * would wait for the alarm to clear and its consumers would stall at their prefetch. The consuming connection
+ * never publishes, so it is never blocked; it also declares the queues (an exclusive queue can only be used on
+ * the connection that declared it), deletes, and reads queue depths. Each connection reconnects on its own;
+ * after every (re)connect the topology is declared again on it, and on the consuming one the declared queues
+ * and the consumers too. Deliveries of a lost channel are redelivered by the broker, so their late acks are
+ * ignored. `isConnected()` is true while both connections are up; `publishState()` is the publishing one's.
  */
 export async function createRabbitBus(options: RabbitBusOptions): Promise<Bus> {
   const log = options.log;
@@ -51,8 +66,11 @@ export async function createRabbitBus(options: RabbitBusOptions): Promise<Bus> {
   const blockedGraceMs = options.blockedGraceMs ?? 500;
   const tracker = createPublishTracker({ wedgedAfterMs: options.wedgedAfterMs ?? Math.min(2000, Math.max(1, Math.floor(confirmTimeoutMs / 2))), log });
   const inFlight = new Set<InFlight>();
-  let model: ChannelModel | null = null;
+  const publishing: Link = { role: 'publish', model: null, up: false };
+  const consuming: Link = { role: 'consume', model: null, up: false };
   let publishChannel: ConfirmChannel | null = null;
+  /** On the consuming connection: declarations, deletions, queue depths. Opened when first needed. */
+  let admin: { model: ChannelModel; channel: Promise<Channel> } | null = null;
   let connected = false;
   let closing = false;
   let topologyToDeclare: Topology | null = null;
@@ -61,34 +79,42 @@ export async function createRabbitBus(options: RabbitBusOptions): Promise<Bus> {
   const listeners: Array<(connected: boolean) => void> = [];
   let downSince: number | null = null;
   let reportedDown = false;
+  let reportedDeclareFailure = false;
 
-  function setConnected(value: boolean): void {
+  /** Connected while both connections are up; an outage of either is logged once, and its end once both are back. */
+  function updateConnected(): void {
+    const value = publishing.up && consuming.up;
     if (connected === value) return;
     connected = value;
+    if (value) {
+      if (reportedDown) log.info(`Broker connection restored after ${Math.round((Date.now() - (downSince ?? Date.now())) / 1000)} s`);
+      downSince = null;
+      reportedDown = false;
+    }
     for (const l of listeners) l(value);
   }
 
-  let reportedDeclareFailure = false;
-
   /**
-   * Declares the topology and the named queues again after a (re)connect, each on a throwaway channel: a
-   * refused declaration (an agent's broker user may publish but not configure shared exchanges) closes only
-   * that channel, is logged once, and does not stop the connection from being used.
+   * Declares the topology (and, on the consuming connection, the named queues) again after a (re)connect, each
+   * on a throwaway channel: a refused declaration (an agent's broker user may publish but not configure shared
+   * exchanges) closes only that channel, is logged once, and does not stop the connection from being used.
    */
-  async function declareAll(m: ChannelModel): Promise<void> {
+  async function declareAll(m: ChannelModel, withQueues: boolean): Promise<void> {
     const steps: Array<[string, (ch: Channel) => Promise<void>]> = [];
     if (topologyToDeclare) {
       const t = topologyToDeclare;
       steps.push(['topology', (ch) => declare(ch, t)]);
     }
-    for (const [name, q] of queues) {
-      steps.push([
-        `queue ${name}`,
-        async (ch) => {
-          await ch.assertQueue(name, { durable: q.durable ?? false, exclusive: q.exclusive ?? false, autoDelete: q.autoDelete ?? false, arguments: q.arguments });
-          for (const b of q.bindings) await ch.bindQueue(name, b.exchange, b.routingKey);
-        },
-      ]);
+    if (withQueues) {
+      for (const [name, q] of queues) {
+        steps.push([
+          `queue ${name}`,
+          async (ch) => {
+            await ch.assertQueue(name, { durable: q.durable ?? false, exclusive: q.exclusive ?? false, autoDelete: q.autoDelete ?? false, arguments: q.arguments });
+            for (const b of q.bindings) await ch.bindQueue(name, b.exchange, b.routingKey);
+          },
+        ]);
+      }
     }
     for (const [what, step] of steps) {
       const channel = await m.createChannel();
@@ -110,10 +136,31 @@ export async function createRabbitBus(options: RabbitBusOptions): Promise<Bus> {
       if (publishChannel !== channel) return;
       publishChannel = null;
       // A channel-level error (not a lost connection): open a fresh one on the same connection.
-      if (!closing && model === m && connected) openPublishChannel(m).catch(() => undefined);
+      if (!closing && publishing.model === m && publishing.up) openPublishChannel(m).catch(() => undefined);
     });
-    await declareAll(m);
+    // The exchanges it publishes to, in case this connection is back before the consuming one declared them.
+    await declareAll(m, false);
     publishChannel = channel;
+  }
+
+  /** The consuming connection's channel for declarations, deletions and queue depths (reopened after an error closed it). */
+  function adminChannel(): Promise<Channel> {
+    const m = consuming.model;
+    if (!m || !consuming.up) return Promise.reject(new BusUnavailableError('broker unavailable'));
+    if (admin?.model !== m) {
+      const opening: Promise<Channel> = m.createChannel().then((channel) => {
+        channel.on('error', () => undefined);
+        channel.on('close', () => {
+          if (admin?.channel === opening) admin = null;
+        });
+        return channel;
+      });
+      opening.catch(() => {
+        if (admin?.channel === opening) admin = null;
+      });
+      admin = { model: m, channel: opening };
+    }
+    return admin.channel;
   }
 
   async function startConsumer(m: ChannelModel, entry: ConsumerEntry): Promise<void> {
@@ -126,7 +173,7 @@ export async function createRabbitBus(options: RabbitBusOptions): Promise<Bus> {
       if (entry.channel !== channel) return;
       entry.channel = null;
       entry.tag = null;
-      if (!closing && !entry.cancelled && model === m && connected) {
+      if (!closing && !entry.cancelled && consuming.model === m && consuming.up) {
         setTimeout(() => startConsumer(m, entry).catch(() => undefined), 500).unref();
       }
     });
@@ -166,31 +213,77 @@ export async function createRabbitBus(options: RabbitBusOptions): Promise<Bus> {
   const url = new URL(options.url);
   // Broker heartbeats notice a dead peer within ~2 intervals instead of the OS TCP timeout.
   if (!url.searchParams.has('heartbeat')) url.searchParams.set('heartbeat', '10');
-  const connection = await amqp.connect(url.toString(), {
-    clientProperties: { connection_name: options.name ?? 'orchestrator' },
-    recovery: {
-      initialDelay: 200,
-      maxDelay: options.maxReconnectDelayMs ?? 5000,
-      factor: 2,
-      jitter: 0.2,
-      waitForConnect: options.initialMaxRetries !== undefined,
-      initialMaxRetries: options.initialMaxRetries,
-      async setup(m: ChannelModel) {
-        model = m;
-        m.on('error', () => undefined);
-        await openPublishChannel(m);
-        for (const entry of consumers) await startConsumer(m, entry);
-        if (reportedDown) log.info(`Broker connection restored after ${Math.round((Date.now() - (downSince ?? Date.now())) / 1000)} s`);
-        downSince = null;
-        reportedDown = false;
-        setConnected(true);
+
+  async function open(link: Link, setup: (m: ChannelModel) => Promise<void>, onDown: () => void): Promise<RecoveringChannelModel> {
+    const connection = await amqp.connect(url.toString(), {
+      clientProperties: { connection_name: `${options.name ?? 'orchestrator'} (${link.role})` },
+      recovery: {
+        initialDelay: 200,
+        maxDelay: options.maxReconnectDelayMs ?? 5000,
+        factor: 2,
+        jitter: 0.2,
+        waitForConnect: options.initialMaxRetries !== undefined,
+        initialMaxRetries: options.initialMaxRetries,
+        async setup(m: ChannelModel) {
+          link.model = m;
+          m.on('error', () => undefined);
+          await setup(m);
+          link.up = true;
+          updateConnected();
+        },
       },
-    },
-  });
-  connection.on('error', () => undefined);
+    });
+    connection.on('error', () => undefined);
+    connection.on('disconnect', (err: Error) => {
+      link.up = false;
+      onDown();
+      updateConnected();
+      downSince ??= Date.now();
+      if (!closing && !reportedDown) {
+        reportedDown = true; // once per outage, not per connection or reconnect attempt
+        log.warn(`Broker connection lost (${link.role}), reconnecting: ${err?.message ?? 'closed'}`);
+      }
+    });
+    connection.on('connect-failed', (err: Error) => {
+      downSince ??= Date.now();
+      if (!reportedDown) {
+        reportedDown = true;
+        log.warn(`Broker not reachable, retrying: ${err.message}`);
+      }
+    });
+    return connection;
+  }
+
+  const opened = await Promise.allSettled([
+    open(publishing, openPublishChannel, () => {
+      tracker.reset();
+      publishChannel = null;
+    }),
+    open(
+      consuming,
+      async (m) => {
+        await declareAll(m, true);
+        for (const entry of consumers) await startConsumer(m, entry);
+      },
+      () => {
+        admin = null;
+        for (const entry of consumers) {
+          entry.channel = null;
+          entry.tag = null;
+        }
+      },
+    ),
+  ]);
+  const failed = opened.find((o): o is PromiseRejectedResult => o.status === 'rejected');
+  if (failed) {
+    for (const o of opened) if (o.status === 'fulfilled') await o.value.close().catch(() => undefined);
+    throw failed.reason;
+  }
+  const [publishConnection, consumeConnection] = opened.map((o) => (o as PromiseFulfilledResult<RecoveringChannelModel>).value) as [RecoveringChannelModel, RecoveringChannelModel];
+
   // Sent by the broker to a publishing connection during a memory or disk alarm; it then reads nothing more from
-  // the socket (confirms of what it read before still come). Consumers on other connections go on.
-  connection.on('blocked', (reason: string) => {
+  // the socket (confirms of what it read before still come). The consuming connection goes on.
+  publishConnection.on('blocked', (reason: string) => {
     if (tracker.isBrokerBlocked()) return;
     tracker.brokerBlocked(reason);
     const since = Date.now();
@@ -198,32 +291,12 @@ export async function createRabbitBus(options: RabbitBusOptions): Promise<Bus> {
       if (!entry.waits) entry.cutShort(() => new BrokerBlockedError(reason, since, `broker is blocking publishes (${reason}); no confirm within ${blockedGraceMs} ms`), blockedGraceMs);
     }
   });
-  connection.on('unblocked', () => tracker.brokerUnblocked());
-  connection.on('disconnect', (err: Error) => {
-    tracker.reset();
-    publishChannel = null;
-    for (const entry of consumers) {
-      entry.channel = null;
-      entry.tag = null;
-    }
-    setConnected(false);
-    downSince ??= Date.now();
-    if (!closing && !reportedDown) {
-      reportedDown = true; // once per outage, not per reconnect attempt
-      log.warn(`Broker connection lost, reconnecting: ${err?.message ?? 'closed'}`);
-    }
-  });
-  connection.on('connect-failed', (err: Error) => {
-    downSince ??= Date.now();
-    if (!reportedDown) {
-      reportedDown = true;
-      log.warn(`Broker not reachable, retrying: ${err.message}`);
-    }
-  });
+  publishConnection.on('unblocked', () => tracker.brokerUnblocked());
 
   async function withChannel<T>(what: string, run: (channel: Channel) => Promise<T>): Promise<T> {
-    const channel = publishChannel;
-    if (!channel || !connected) throw new BusUnavailableError(`broker unavailable (${what})`);
+    const channel = await adminChannel().catch((error: Error) => {
+      throw error instanceof BusUnavailableError ? new BusUnavailableError(`broker unavailable (${what})`) : new BusUnavailableError(`broker ${what} failed: ${error.message}`, { cause: error });
+    });
     try {
       return await run(channel);
     } catch (error) {
@@ -234,9 +307,9 @@ export async function createRabbitBus(options: RabbitBusOptions): Promise<Bus> {
   return {
     async declareTopology(topology) {
       topologyToDeclare = topology;
-      const m = model;
-      if (!m || !connected) return; // declared by the setup of the coming connection
-      // A throwaway channel: a refusal (missing configure permission) must not close the publish channel.
+      const m = consuming.model;
+      if (!m || !consuming.up) return; // declared by the setup of the coming connection
+      // A throwaway channel on the connection that is never blocked: a refusal (missing configure permission) closes only it.
       const channel = await m.createChannel().catch((error: Error) => {
         throw new BusUnavailableError(`broker declare failed: ${error.message}`, { cause: error });
       });
@@ -250,7 +323,7 @@ export async function createRabbitBus(options: RabbitBusOptions): Promise<Bus> {
     },
     publish(exchange, routingKey, body, opts: PublishOptions = {}) {
       const channel = publishChannel;
-      if (!channel || !connected) return Promise.reject(new BusUnavailableError('broker unavailable'));
+      if (!channel || !publishing.up) return Promise.reject(new BusUnavailableError('broker unavailable'));
       if (opts.whenBlocked !== 'wait') {
         const blocked = tracker.blockedError();
         if (blocked) return Promise.reject(blocked);
@@ -325,7 +398,7 @@ export async function createRabbitBus(options: RabbitBusOptions): Promise<Bus> {
     async consume(queue, onDelivery, consumeOptions) {
       const entry: ConsumerEntry = { queue, onDelivery, options: consumeOptions, channel: null, tag: null, cancelled: false };
       consumers.add(entry);
-      if (model && connected) await startConsumer(model, entry);
+      if (consuming.model && consuming.up) await startConsumer(consuming.model, entry);
       return {
         async cancel() {
           entry.cancelled = true;
@@ -353,8 +426,10 @@ export async function createRabbitBus(options: RabbitBusOptions): Promise<Bus> {
         if (ch) await ch.close().catch(() => undefined);
       }
       consumers.clear();
-      await connection.close().catch(() => undefined);
-      setConnected(false);
+      await Promise.all([publishConnection.close().catch(() => undefined), consumeConnection.close().catch(() => undefined)]);
+      publishing.up = false;
+      consuming.up = false;
+      updateConnected();
     },
   };
 }

@@ -379,6 +379,31 @@ export function busBlockingContract(adapter: string, factory: BlockingBusFactory
       expect(ns).to.not.include(3);
     });
 
+    it('keeps delivering to its consumers and taking their acks while the broker blocks its publishes', async () => {
+      for (let n = 1; n <= 5; n++) await beat(n);
+      await within(async () => (await bus.queueDepth(names.queues.ingest)) === 5);
+
+      await factory.block(bus);
+      try {
+        // This bus publishes during the alarm, so the broker blocks its publishing (RabbitMQ: the connection that
+        // published, which it then reads nothing more from).
+        await outcome(beat(6));
+        await eventually(() => bus.publishState().blocked, 5000, 20);
+        // Prefetch 1: each next delivery needs the broker to have read the previous ack.
+        const ns: number[] = [];
+        const consuming = bus.consume(names.queues.ingest, (d) => (ns.push((JSON.parse(d.body.toString()) as { n: number }).n), d.ack()), { prefetch: 1 });
+        const stalled = new Promise<never>((_, reject) => setTimeout(() => reject(new Error('no consumer within 10 s: the broker reads nothing from the connection it blocked')), 10_000).unref());
+        consumers.push(await Promise.race([consuming, stalled]));
+        await eventually(() => ns.length >= 5, 10_000, 20);
+        expect(ns.slice(0, 5)).to.deep.equal([1, 2, 3, 4, 5]);
+        await within(async () => (await bus.queueDepth(names.queues.ingest)) === 0);
+        expect(bus.publishState().blocked, 'still blocked meanwhile').to.equal(true);
+      } finally {
+        await factory.unblock(bus);
+      }
+      await eventually(() => !bus.publishState().blocked, 15_000, 50);
+    });
+
     it('gives a publish in flight when the block begins a deadline, and keeps it in the backlog until it is confirmed', async function (this: Context) {
       if (!factory.stallConfirms || !factory.releaseConfirms) return this.skip();
       factory.stallConfirms(bus);

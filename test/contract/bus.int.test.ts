@@ -8,17 +8,21 @@ import { busContract } from './bus.contract.js';
 const run = promisify(execFile);
 
 /**
- * Closes this bus's own connection on the broker (found by its connection name), as a broker restart or a
- * network cut would. Only ours: other suites may share the broker. False when rabbitmqctl is not usable here.
+ * Closes this bus's own connections on the broker (found by their connection names: "<name> (publish)" and
+ * "<name> (consume)"), as a broker restart or a network cut would. Only ours: other suites may share the
+ * broker. False when rabbitmqctl is not usable here.
  */
-async function closeConnectionNamed(connectionName: string): Promise<boolean> {
+async function closeConnectionsNamed(connectionName: string): Promise<boolean> {
   try {
-    const pid = await eventually(async () => {
+    const pids = await eventually(async () => {
       const { stdout } = await run('rabbitmqctl', ['list_connections', 'pid', 'client_properties', '-q', '--no-table-headers'], { timeout: 10_000 });
-      const line = stdout.split('\n').find((l) => l.includes(`{"connection_name","${connectionName}"}`));
-      return line?.split('\t')[0];
+      const ours = stdout
+        .split('\n')
+        .filter((l) => l.includes(`{"connection_name","${connectionName} (`))
+        .map((l) => l.split('\t')[0]!);
+      return ours.length === 2 ? ours : undefined;
     }, 5000, 200);
-    await run('rabbitmqctl', ['close_connection', pid, 'test'], { timeout: 10_000 });
+    await Promise.all(pids.map((pid) => run('rabbitmqctl', ['close_connection', pid, 'test'], { timeout: 10_000 })));
     return true;
   } catch {
     return false;
@@ -37,7 +41,7 @@ describe('RabbitMQ bus @int', function () {
       await bus.close();
     },
     async dropConnection(bus) {
-      if (!(await closeConnectionNamed(connectionName))) return false;
+      if (!(await closeConnectionsNamed(connectionName))) return false;
       await eventually(() => !bus.isConnected(), 5000, 10).catch(() => undefined);
       return true;
     },

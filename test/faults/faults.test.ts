@@ -1,14 +1,17 @@
 import { expect } from 'chai';
+import { execFile } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import type { NodeStore } from '../../shared/store/node-store.js';
 import { freePort, startPrivateFerret, startPrivateRabbit, startPrivateRedis, type PrivateFerret, type PrivateRabbit, type PrivateRedis } from '../support/private-services.js';
 import { openStore, ROOT, ServiceProcess, SimFleet, sleep, subscribeEvents, until } from './rig.js';
 
+const run = promisify(execFile);
 const LOG_DIR = join(ROOT, '.cache/faults');
 
 /**
- * The fault-injection suite (issue 7): real processes of every service (`npm run ingest|sweeper|api|agent`)
+ * The fault-injection suite: real processes of every service (`npm run ingest|sweeper|api|agent`)
  * on private RabbitMQ, Redis and FerretDB instances, a fleet of simulated agents heartbeating over AMQP and
  * HTTP plus two real agents, and one fault after another while it all runs. Every fault prints one row.
  */
@@ -20,6 +23,23 @@ const BROKER_OUTAGE_MS = TIMEOUT_MS + 5000;
 const SWEEP_MS = 500;
 const MAX_LOG_LINES_PER_SECOND = 20;
 const RECOVERY_LIMIT_MS = 40_000;
+/** Broker alarms are held for longer than two timeouts: no node may go OFFLINE for the silence they cause. */
+const ALARM_MS = 2 * TIMEOUT_MS + 5000;
+/** The agents' HEARTBEAT_TIMEOUT (their HTTP timeout): during an alarm the api must answer every request within it. */
+const AGENT_HEARTBEAT_TIMEOUT_MS = 800;
+
+/** How the api answered the simulated HTTP agents during a fault. */
+interface ApiAnswers {
+  requests: number;
+  /** Requests by the api's answer ('none': no answer). */
+  byStatus: Record<string, number>;
+  /** 503 answers, and their latency. */
+  unavailable: number;
+  p50Ms: number | null;
+  maxMs: number | null;
+  /** Requests not answered within the agents' HEARTBEAT_TIMEOUT (any status, or none). */
+  held: number;
+}
 
 interface Row {
   fault: string;
@@ -30,6 +50,8 @@ interface Row {
   recoveryMs: number | null;
   maxLogLinesPerSecond: number;
   noisiest: string;
+  /** Only for faults that say how the api answered meanwhile. */
+  api?: ApiAnswers;
 }
 
 describe('fault injection @int @faults', function () {
@@ -67,7 +89,7 @@ describe('fault injection @int @faults', function () {
     procs.ingestA = new ServiceProcess('ingest-a', 'ingest', env).start();
     procs.ingestB = new ServiceProcess('ingest-b', 'ingest', env);
     procs.sweeper = new ServiceProcess('sweeper', 'sweeper', { ...env, METRICS_PORT: String(metricsPort) }).start();
-    const agentEnv = { ORCHESTRATOR_URL: apiUrl, HEARTBEAT_INTERVAL: '1', HEARTBEAT_TIMEOUT: '0.8', MAX_HEARTBEAT_FAILURES: '3', REGISTER_FIRST_DELAY_MS: '250', LOG_FORMAT: 'json', DOCKER_SOCKET: '/nonexistent/docker.sock' };
+    const agentEnv = { ORCHESTRATOR_URL: apiUrl, HEARTBEAT_INTERVAL: '1', HEARTBEAT_TIMEOUT: String(AGENT_HEARTBEAT_TIMEOUT_MS / 1000), MAX_HEARTBEAT_FAILURES: '3', REGISTER_FIRST_DELAY_MS: '250', LOG_FORMAT: 'json', DOCKER_SOCKET: '/nonexistent/docker.sock' };
     store = await openStore(ferret.urlFor('faults'));
     expect(await until(async () => (await fetch(`${apiUrl}/readyz`)).status === 200, 90_000, 500), 'api ready').to.not.equal(null);
     events = await subscribeEvents(rabbit.url, '');
@@ -159,7 +181,7 @@ describe('fault injection @int @faults', function () {
    * Runs one fault: `inject` breaks something and resolves when it has been repaired (the service is back or
    * restarted), then recovery, loss, false offlines, duplicates and the log rate are measured.
    */
-  async function runFault(fault: string, inject: () => Promise<void>): Promise<Row> {
+  async function runFault(fault: string, inject: () => Promise<void>, options: { api?: () => ApiAnswers } = {}): Promise<Row> {
     const startedAt = Date.now();
     const confirmedBefore = fleet.confirmed;
     const offlineBefore = events.events.filter((e) => e.type === 'node.offline' || e.type === 'node.online').length;
@@ -177,7 +199,7 @@ describe('fault injection @int @faults', function () {
       const rate = p.maxLinesPerSecond(startedAt, recoveredAt);
       if (rate > maxRate) [maxRate, noisiest] = [rate, p.name];
     }
-    const row: Row = { fault, confirmed: fleet.confirmed - confirmedBefore, lost, falseOffline, duplicates: events.duplicateTransitions(), recoveryMs, maxLogLinesPerSecond: maxRate, noisiest };
+    const row: Row = { fault, confirmed: fleet.confirmed - confirmedBefore, lost, falseOffline, duplicates: events.duplicateTransitions(), recoveryMs, maxLogLinesPerSecond: maxRate, noisiest, api: options.api?.() };
     rows.push(row);
     console.log(`    ${formatRow(row)}`);
     return row;
@@ -256,6 +278,87 @@ describe('fault injection @int @faults', function () {
     );
   });
 
+  /** How the api answered the simulated HTTP agents' requests sent within [from, to]. */
+  function apiAnswers(from: number, to: number): ApiAnswers {
+    const sent = fleet.httpRequests.filter((r) => r.at >= from && r.at <= to);
+    const unavailable = sent
+      .filter((r) => r.status === 503)
+      .map((r) => r.ms)
+      .sort((a, b) => a - b);
+    const byStatus: Record<string, number> = {};
+    for (const r of sent) byStatus[String(r.status ?? 'none')] = (byStatus[String(r.status ?? 'none')] ?? 0) + 1;
+    return {
+      requests: sent.length,
+      byStatus,
+      unavailable: unavailable.length,
+      p50Ms: unavailable.length ? unavailable[Math.floor((unavailable.length - 1) / 2)]! : null,
+      maxMs: unavailable.at(-1) ?? null,
+      held: sent.filter((r) => r.status === null || r.ms > AGENT_HEARTBEAT_TIMEOUT_MS).length,
+    };
+  }
+
+  /** Whether the private node has a local alarm (rabbitmq-diagnostics check_local_alarms fails then). */
+  const alarmInEffect = () =>
+    rabbit.diagnostics('check_local_alarms').then(
+      () => false,
+      () => true,
+    );
+
+  /**
+   * Raises a broker alarm, holds it for ALARM_MS and clears it (also when something in between fails). Every
+   * publisher is blocked meanwhile: agents' heartbeats fail (AMQP at once, HTTP with a 503) and so do the
+   * canaries, so the sweeper must hold every node ONLINE, and give each a full timeout after it.
+   */
+  async function alarmFault(fault: string, raise: () => Promise<void>, clear: () => Promise<void>): Promise<Row> {
+    const window = { from: 0, to: 0 };
+    const row = await runFault(
+      fault,
+      async () => {
+        window.from = Date.now();
+        try {
+          await raise();
+          expect(await until(alarmInEffect, 30_000, 250), 'the broker reports the alarm').to.not.equal(null);
+          await sleep(ALARM_MS - (Date.now() - window.from));
+        } finally {
+          window.to = Date.now();
+          await clear();
+        }
+        expect(await until(async () => !(await alarmInEffect()), 30_000, 250), 'the alarm clears').to.not.equal(null);
+      },
+      { api: () => apiAnswers(window.from, window.to) },
+    );
+    expect(row.api!.unavailable, 'the api answered 503 during the alarm').to.be.above(0);
+    expect(row.api!.held, `requests to the api not answered within the agents' HEARTBEAT_TIMEOUT (${AGENT_HEARTBEAT_TIMEOUT_MS} ms)`).to.equal(0);
+    return row;
+  }
+
+  it(`survives a memory alarm held for ${ALARM_MS / 1000} s (set_vm_memory_high_watermark absolute 1), answering HTTP agents with prompt 503s`, async function () {
+    this.timeout(ALARM_MS + 150_000);
+    expectHealthy(
+      await alarmFault(
+        `memory alarm (${ALARM_MS / 1000} s)`,
+        () => rabbit.ctl('set_vm_memory_high_watermark', 'absolute', '1').then(() => undefined),
+        () => rabbit.ctl('set_vm_memory_high_watermark', '0.4').then(() => undefined),
+      ),
+    );
+  });
+
+  it(`survives a disk alarm held for ${ALARM_MS / 1000} s (set_disk_free_limit above the free space), answering HTTP agents with prompt 503s`, async function () {
+    this.timeout(ALARM_MS + 150_000);
+    expectHealthy(
+      await alarmFault(
+        `disk alarm (${ALARM_MS / 1000} s)`,
+        async () => {
+          // What df reports free where the node keeps its data, and then some: the limit is above it.
+          const free = Number((await run('df', ['-B1', '--output=avail', rabbit.dataDir])).stdout.trim().split('\n').at(-1));
+          expect(free, 'free bytes (df)').to.be.above(0);
+          await rabbit.ctl('set_disk_free_limit', String(2 * free + 1_000_000_000));
+        },
+        () => rabbit.ctl('set_disk_free_limit', '50MB').then(() => undefined),
+      ),
+    );
+  });
+
   it('published no node.offline at all for the fleet that kept heartbeating through every fault, and no duplicate', async () => {
     const offline = events.events.filter((e) => e.type === 'node.offline');
     expect(offline.map((e) => `${e.nodeId}:${e.reason}`)).to.deep.equal([]);
@@ -264,16 +367,27 @@ describe('fault injection @int @faults', function () {
   });
 });
 
+function formatApi(a: ApiAnswers | undefined): string {
+  if (!a) return '-';
+  const ms = (x: number | null) => (x === null ? '-' : String(x));
+  const others = Object.entries(a.byStatus)
+    .filter(([status]) => status !== '503')
+    .map(([status, n]) => `${status} ×${n}`)
+    .join(', ');
+  return `503 ×${a.unavailable} (p50 ${ms(a.p50Ms)} ms, max ${ms(a.maxMs)} ms), held ${a.held} of ${a.requests}${others ? ` (others: ${others})` : ''}`;
+}
+
 function formatRow(r: Row): string {
   const rec = r.recoveryMs === null ? 'NOT RECOVERED' : `${(r.recoveryMs / 1000).toFixed(1)} s`;
   return (
     `${r.fault.padEnd(34)} confirmed ${String(r.confirmed).padStart(5)}  lost ${r.lost}  false offline ${r.falseOffline}  ` +
-    `duplicates ${r.duplicates}  recovery ${rec.padStart(6)}  max log ${r.maxLogLinesPerSecond}/s (${r.noisiest})`
+    `duplicates ${r.duplicates}  recovery ${rec.padStart(6)}  max log ${r.maxLogLinesPerSecond}/s (${r.noisiest})` +
+    (r.api ? `  api meanwhile: ${formatApi(r.api)}` : '')
   );
 }
 
 function printTable(rows: Row[]): void {
-  const header = ['fault', 'confirmed', 'lost', 'false offline', 'dup transitions', 'recovery', 'max log lines/s'];
+  const header = ['fault', 'confirmed', 'lost', 'false offline', 'dup transitions', 'recovery', 'max log lines/s', `api during the fault (held: over ${AGENT_HEARTBEAT_TIMEOUT_MS} ms)`];
   const body = rows.map((r) => [
     r.fault,
     String(r.confirmed),
@@ -282,6 +396,7 @@ function printTable(rows: Row[]): void {
     String(r.duplicates),
     r.recoveryMs === null ? 'NOT RECOVERED' : `${(r.recoveryMs / 1000).toFixed(1)} s`,
     `${r.maxLogLinesPerSecond} (${r.noisiest})`,
+    formatApi(r.api),
   ]);
   const widths = header.map((h, i) => Math.max(h.length, ...body.map((b) => b[i]!.length)));
   const line = (cells: string[]) => `| ${cells.map((c, i) => c.padEnd(widths[i]!)).join(' | ')} |`;

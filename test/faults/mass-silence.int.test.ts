@@ -20,7 +20,7 @@ async function degradedMetric(h: Harness): Promise<number> {
 
 /**
  * The ingest keeps running while the agents go quiet: pausing the ingest would make the sweeper hold anyway
- * (its liveness goes stale, semantics §5.4), so it would not exercise the guard.
+ * (its canaries stop arriving, docs/architecture.md), so it would not exercise the guard.
  */
 describe('mass-silence guard @int', function () {
   this.timeout(30_000);

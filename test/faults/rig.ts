@@ -76,6 +76,14 @@ export class ServiceProcess {
   }
 }
 
+export interface HttpRequestRecord {
+  /** When it was sent (epoch ms). */
+  at: number;
+  ms: number;
+  /** The api's status, null when there was no answer (refused, reset, or the agent's timeout). */
+  status: number | null;
+}
+
 interface SimNode {
   nodeId: string;
   transport: 'amqp' | 'http';
@@ -93,6 +101,8 @@ interface SimNode {
 export class SimFleet {
   readonly nodes: SimNode[] = [];
   confirmed = 0;
+  /** Every request of the HTTP agents: when it was sent, how long it took, its status (null: no answer, e.g. its timeout). */
+  readonly httpRequests: HttpRequestRecord[] = [];
   private timer: NodeJS.Timeout | null = null;
   private frozen = false;
   private bus!: Bus;
@@ -154,13 +164,18 @@ export class SimFleet {
         return 'failed';
       }
     }
+    const record: HttpRequestRecord = { at: Date.now(), ms: 0, status: null };
     try {
       const res = await fetch(`${this.options.apiUrl}${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(payload), signal: AbortSignal.timeout(2000) });
       await res.arrayBuffer();
+      record.status = res.status;
       if (res.ok) return 'ok';
       return res.status === 404 ? 'unknown' : 'failed';
     } catch {
       return 'failed';
+    } finally {
+      record.ms = Date.now() - record.at;
+      this.httpRequests.push(record);
     }
   }
 

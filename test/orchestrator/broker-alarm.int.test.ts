@@ -1,10 +1,6 @@
-import { execFile } from 'node:child_process';
-import { existsSync, readdirSync, statSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { expect } from 'chai';
 import type { Context } from 'mocha';
 import type { Bus } from '../../shared/bus/bus.js';
@@ -27,7 +23,6 @@ import { insert, nodeRecord } from '../contract/node-fixtures.js';
 import { freePort, startPrivateRabbit, type PrivateRabbit } from '../support/private-services.js';
 import { eventually, uniqueName } from '../support/services.js';
 
-const run = promisify(execFile);
 const RABBIT_BIN = '/usr/lib/rabbitmq/bin';
 const REASON = 'low on memory';
 
@@ -56,25 +51,10 @@ describe('broker memory alarm @int', function () {
     await rabbit.stop();
   });
 
-  /**
-   * rabbitmqctl / rabbitmq-diagnostics against the private node. The node keeps its Erlang cookie in the HOME
-   * that startPrivateRabbit gave it: its temp dir, named after the port.
-   */
-  async function ctl(...args: string[]): Promise<void> {
-    await cli('rabbitmqctl', args);
-  }
-  async function cli(tool: string, args: string[]): Promise<void> {
-    const node = rabbit!;
-    const prefix = `private-rabbit-${node.port}-`;
-    const dirs = readdirSync(tmpdir())
-      .filter((d) => d.startsWith(prefix))
-      .map((d) => join(tmpdir(), d))
-      .sort((a, b) => statSync(b).mtimeMs - statSync(a).mtimeMs);
-    if (!dirs[0]) throw new Error(`no data dir of the private node on port ${node.port}`);
-    await run(`${RABBIT_BIN}/${tool}`, ['-n', node.node, ...args], { env: { ...process.env, HOME: dirs[0] }, timeout: 20_000 });
-  }
+  /** rabbitmqctl / rabbitmq-diagnostics against the private node. */
+  const ctl = (...args: string[]) => rabbit!.ctl(...args);
   const alarmOn = () =>
-    cli('rabbitmq-diagnostics', ['check_local_alarms']).then(
+    rabbit!.diagnostics('check_local_alarms').then(
       () => false,
       () => true,
     );

@@ -56,6 +56,12 @@ export interface PrivateRabbit {
   startApp(): Promise<void>;
   /** `rabbitmqctl close_all_connections`. */
   closeAllConnections(): Promise<void>;
+  /** Runs `rabbitmqctl <args>` against this node (its own Erlang cookie); resolves with its stdout. */
+  ctl(...args: string[]): Promise<string>;
+  /** Runs `rabbitmq-diagnostics <args>` against this node; rejects when the check fails (non-zero exit). */
+  diagnostics(...args: string[]): Promise<string>;
+  /** The node's data directory (for `df`: the disk alarm compares the free space there with the limit). */
+  dataDir: string;
   /** Halts the node and removes its data. */
   stop(): Promise<void>;
 }
@@ -82,9 +88,8 @@ export async function startPrivateRabbit(options: { port: number }): Promise<Pri
     RABBITMQ_ADVANCED_CONFIG_FILE: join(dir, 'advanced.config'),
     RABBITMQ_CONF_ENV_FILE: join(dir, 'rabbitmq-env.conf'),
   };
-  const ctl = async (...args: string[]) => {
-    await run(`${RABBIT_BIN}/rabbitmqctl`, ['-n', node, ...args], { env, timeout: 60_000 });
-  };
+  const cli = async (tool: string, args: string[]) => (await run(`${RABBIT_BIN}/${tool}`, ['-n', node, ...args], { env, timeout: 60_000 })).stdout;
+  const ctl = (...args: string[]) => cli('rabbitmqctl', args);
   await run(`${RABBIT_BIN}/rabbitmq-server`, ['-detached'], { env });
   // -detached returns at once; the node answers the CLI a few seconds later.
   const deadline = Date.now() + 60_000;
@@ -113,6 +118,9 @@ export async function startPrivateRabbit(options: { port: number }): Promise<Pri
     async closeAllConnections() {
       await ctl('close_all_connections', 'fault injection');
     },
+    ctl,
+    diagnostics: (...args: string[]) => cli('rabbitmq-diagnostics', args),
+    dataDir: join(dir, 'mnesia'),
     async stop() {
       await ctl('stop').catch(() => undefined);
       rmSync(dir, { recursive: true, force: true });
