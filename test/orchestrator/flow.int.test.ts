@@ -73,6 +73,13 @@ describe('orchestrator flow @int', function () {
     const ready = await fetch(`${h.url}/readyz`);
     expect(ready.status).to.equal(200);
     expect(await ready.json()).to.deep.include({ ready: true, clusterDegraded: false });
+    // The sweeper's canaries (the AMQP path) and the api's (the HTTP hop) both make the trip.
+    const path = await eventually(async () => {
+      const body = (await (await fetch(`${h.url}/readyz`)).json()) as { heartbeatPath: { state: string; senders: number; coveredUntil: string | null } };
+      return body.heartbeatPath.senders >= 2 && body.heartbeatPath;
+    });
+    expect(path.state).to.equal('up');
+    expect(Date.now() - Date.parse(path.coveredUntil!)).to.be.below(30_000);
     // The node.registered event is published just after the write that stored it.
     const text = await eventually(async () => {
       const body = await (await fetch(`${h.url}/metrics`)).text();
@@ -86,6 +93,9 @@ describe('orchestrator flow @int', function () {
       'orchestrator_nodes{status="ONLINE"} 1',
       'orchestrator_events_published_total{type="node.registered"}',
       'orchestrator_dead_lettered_total',
+      'orchestrator_heartbeat_path_up 1',
+      'orchestrator_heartbeat_path_lag_seconds',
+      'orchestrator_broker_blocked 0',
     ]) {
       expect(text, name).to.include(name);
     }
