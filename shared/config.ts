@@ -133,7 +133,7 @@ export interface OrchestratorConfig {
   historyPoints: number;
   /** ...at least this far apart (120 x 30 s = the last hour). */
   historyResolutionMs: number;
-  auth: { mode: 'off' | 'on'; joinToken?: string; operatorToken?: string; secret?: string };
+  auth: { mode: 'off' | 'on'; joinToken?: string; operatorToken?: string };
   rateLimit: { perNodePerMinute: number };
   /** Embedded mode: save the in-memory store here (all-in-one only). */
   stateFile?: string;
@@ -150,7 +150,6 @@ export function loadOrchestratorConfig(env: Env = process.env): Readonly<Orchest
   // Secure by default (docs/security.md): production runs with agent authentication; .env.development turns it off.
   const authMode = r.oneOf('AUTH_MODE', ['off', 'on'] as const, 'on');
   const joinToken = r.optionalString('AGENT_JOIN_TOKEN');
-  const secret = r.optionalString('AUTH_SECRET');
   if (authMode === 'on' && !joinToken) r.problems.push('AGENT_JOIN_TOKEN must be set when AUTH_MODE=on (the default; set AUTH_MODE=off to run without agent authentication)');
   checkSecret(r, 'AGENT_JOIN_TOKEN', joinToken);
   checkSecret(r, 'OPERATOR_TOKEN', r.optionalString('OPERATOR_TOKEN'));
@@ -185,7 +184,7 @@ export function loadOrchestratorConfig(env: Env = process.env): Readonly<Orchest
     },
     historyPoints: r.number('HISTORY_POINTS', 120, { integer: true, min: 0, max: 10000 }),
     historyResolutionMs: r.number('HISTORY_RESOLUTION_MS', 30000, { integer: true, min: 1 }),
-    auth: { mode: authMode, joinToken, operatorToken: r.optionalString('OPERATOR_TOKEN'), secret },
+    auth: { mode: authMode, joinToken, operatorToken: r.optionalString('OPERATOR_TOKEN') },
     rateLimit: { perNodePerMinute: r.number('RATE_LIMIT_PER_NODE_PER_MINUTE', 120, { positive: true, integer: true }) },
     stateFile: r.optionalString('STATE_FILE'),
   };

@@ -2,6 +2,7 @@ import { Queue, Worker } from 'bullmq';
 import { Redis } from 'ioredis';
 import type { Logger } from '../logger.js';
 import type { Scheduler } from './scheduler.js';
+import { createOutageLog } from '../outage-log.js';
 
 export interface BullmqSchedulerOptions {
   redisUrl: string;
@@ -72,7 +73,10 @@ export async function createBullmqScheduler(options: BullmqSchedulerOptions): Pr
             stalledInterval: Math.max(5_000, intervalMs * 2),
           },
         );
-        worker.on('error', () => undefined);
+        // Lock renewal failures matter to the one-job-at-a-time guarantee: logged when they start and when they end.
+        const workerErrors = createOutageLog({ log, what: `Scheduler worker of ${options.queueName} failing (lock renewal or Redis)` });
+        worker.on('error', (error) => workerErrors.failed(error));
+        worker.on('completed', () => workerErrors.recovered());
         worker.on('failed', (job, error) => log.error(`Scheduled job ${job?.name ?? '?'} failed: ${error.message}`));
         workers.push(worker);
       }
