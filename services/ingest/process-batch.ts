@@ -5,7 +5,7 @@ import { applyMessage, newDraft, type MessageOutcome, type NodeDraft, type Recei
 import { draftToWrite } from '../../shared/domain/draft-write.js';
 import { planHeartbeatRefresh } from '../../shared/domain/heartbeat-refresh.js';
 import { canaryArrived, stalledAfterMs } from '../../shared/domain/path-coverage.js';
-import type { CanaryMessage } from '../../shared/messages/index.js';
+import type { CanaryMessage, ControlMessage } from '../../shared/messages/index.js';
 import type { EventPublisher } from '../../shared/events/event-publisher.js';
 import type { Logger } from '../../shared/logger.js';
 import { createLogThrottle } from '../../shared/log-throttle.js';
@@ -89,7 +89,7 @@ export function createBatchProcessor(deps: BatchDeps) {
     if (last !== undefined && now - last < REREGISTER_MIN_GAP_MS) return;
     if (askedAt.size > 50_000) askedAt.clear();
     askedAt.set(nodeId, now);
-    const message = { id: crypto.randomUUID(), type: 'control.reregister', version: 1, sentAt: new Date(now).toISOString(), nodeId, reason };
+    const message: ControlMessage = { id: crypto.randomUUID(), type: 'control.reregister', version: 1, sentAt: new Date(now).toISOString(), nodeId, reason };
     // Useless later: an agent that is not listening now will re-register on its own path.
     await bus.publish(names.exchanges.agentControl, ROUTING.control(nodeId), message, { persistent: false, expirationMs: 60_000 }).catch(() => undefined);
   }
