@@ -115,10 +115,10 @@ export interface MongoNodeStoreOptions {
 const GUARD_ID = 'guard:mass-silence';
 /**
  * Statements per bulk-write command. A batch behind a backlog can hold thousands of node writes; commands of
- * this size each stay far inside the operation deadline (about 1 s on the SQLite-backed test server, much less
- * on MongoDB, whose own limit is 100,000).
+ * this size each take about half a second on the SQLite-backed test server (much less on MongoDB, whose own limit
+ * is 100,000), one command for a batch of the default INGEST_BATCH_SIZE.
  */
-const MAX_STATEMENTS_PER_COMMAND = 1000;
+const MAX_STATEMENTS_PER_COMMAND = 500;
 const CANARY_PREFIX = 'canary:';
 
 function toRecord(doc: NodeDocument, history: HistorySettings): NodeRecord {
@@ -159,15 +159,21 @@ function statsDocument(stats: NonNullable<NodeRecord['stats']>) {
   };
 }
 
-/** Turns driver failures into StoreUnavailableError; anything else is a bug and is rethrown. */
 /** No store call may hang: a server that accepted a request and then died would otherwise hold it forever. */
 const OPERATION_DEADLINE_MS = 8_000;
+/**
+ * A bulk write's deadline grows with its statements, so that a slow but working store (many ms a statement
+ * under load) still completes a command instead of the same command failing its deadline and being retried
+ * for ever while the server goes on running it.
+ */
+const DEADLINE_PER_STATEMENT_MS = 30;
 
-async function guarded<T>(what: string, run: () => Promise<T>): Promise<T> {
+/** Turns driver failures into StoreUnavailableError (after `deadlineMs`, too); anything else is a bug and is rethrown. */
+async function guarded<T>(what: string, run: () => Promise<T>, deadlineMs = OPERATION_DEADLINE_MS): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   try {
     const deadline = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new StoreUnavailableError(`store ${what} did not answer within ${OPERATION_DEADLINE_MS / 1000} s`)), OPERATION_DEADLINE_MS);
+      timer = setTimeout(() => reject(new StoreUnavailableError(`store ${what} did not answer within ${Math.round(deadlineMs / 1000)} s`)), deadlineMs);
     });
     return await Promise.race([run(), deadline]);
   } catch (error) {
@@ -190,7 +196,8 @@ export async function createMongoNodeStore(options: MongoNodeStoreOptions): Prom
   const connection = mongoose.createConnection(options.url, {
     serverSelectionTimeoutMS: options.serverSelectionTimeoutMs ?? 5000,
     // A socket that stops answering is closed (and the operation fails, to be retried) instead of waiting forever.
-    socketTimeoutMS: 10_000,
+    // Above every operation deadline (a bulk write's grows with its size): the deadline decides, not the socket.
+    socketTimeoutMS: OPERATION_DEADLINE_MS + MAX_STATEMENTS_PER_COMMAND * DEADLINE_PER_STATEMENT_MS + 5_000,
     // Fail fast instead of queueing every operation in memory while the store is down.
     bufferCommands: false,
     maxPoolSize: 20,
@@ -279,7 +286,7 @@ export async function createMongoNodeStore(options: MongoNodeStoreOptions): Prom
         const chunk = ops.slice(i, i + MAX_STATEMENTS_PER_COMMAND);
         commands++;
         try {
-          const result = await guarded('write', () => Nodes.collection.bulkWrite(chunk as never, { ordered: false }));
+          const result = await guarded('write', () => Nodes.collection.bulkWrite(chunk as never, { ordered: false }), OPERATION_DEADLINE_MS + chunk.length * DEADLINE_PER_STATEMENT_MS);
           applied += (result.insertedCount ?? 0) + (result.matchedCount ?? 0);
         } catch (error) {
           const writeErrors = (error as { writeErrors?: Array<{ code?: number; err?: { code?: number } }> }).writeErrors;
