@@ -201,7 +201,7 @@ function indexMemory(nodes: number): { bytesPerNode: number; totalMiB: number } 
   const before = process.memoryUsage().heapUsed;
   const index = createFleetIndex();
   // Through JSON, so that the strings are flat, as the driver's decoding of the store's documents leaves them.
-  for (let i = 0; i < nodes; i++) index.upsert(JSON.parse(JSON.stringify(summarize(fleetNode(i, now, 0)))));
+  for (let i = 0; i < nodes; i++) index.upsert(JSON.parse(JSON.stringify(summarize(fleetNode(i, now)))));
   gc();
   gc();
   const bytes = process.memoryUsage().heapUsed - before;

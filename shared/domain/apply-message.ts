@@ -1,6 +1,6 @@
 import type { AgentMessage, HeartbeatMessage, NodeEvent, RegisterMessage, ShutdownMessage } from '../messages/index.js';
 import type { HistoryPoint, HistoryWrite, NodeRecord } from '../store/node-record.js';
-import { historyRing, historySlot, historyView, type HistorySettings } from './history.js';
+import { historySlot, type HistorySettings } from './history.js';
 import { nodeEvent } from './node-events.js';
 
 /** A validated agent message and when the orchestrator took it off the broker. */
@@ -105,7 +105,6 @@ function applyRegister(draft: NodeDraft, message: RegisterMessage, received: Rec
       statusVersion: 1,
       rev: '',
       stats: null,
-      history: [],
       outbox: [],
       clockSkewMs: skew,
       reregisterRequestedAt: null,
@@ -142,7 +141,7 @@ function applyHeartbeat(draft: NodeDraft, message: HeartbeatMessage, received: R
   const newer = stored === undefined || reportedAt > stored || (!late && reportedAt < stored - ctx.timeoutMs);
   if (newer) {
     node.stats = { cpuUsage, memoryUsage, diskUsage, containerCount, reportedAt: new Date(reportedAt) };
-    if (!late) addHistoryPoint(draft, node, { t: new Date(at), cpu: cpuUsage, mem: memoryUsage }, ctx);
+    if (!late) addHistoryPoint(draft, { t: new Date(at), cpu: cpuUsage, mem: memoryUsage }, ctx);
   }
   if (late) {
     // Either a backlog, or the agent's clock jumped back: a re-registration resets the baseline. Asked only
@@ -166,11 +165,11 @@ function applyShutdown(draft: NodeDraft, _message: ShutdownMessage, received: Re
   return { kind: 'applied' };
 }
 
-/** The point goes into the ring slot of its time; the working copy shows the history as a reader will. */
-function addHistoryPoint(draft: NodeDraft, node: NodeRecord, point: HistoryPoint, ctx: ApplyContext): void {
+/** The point goes into the ring slot of its time (the newest of the messages applied to the draft). */
+function addHistoryPoint(draft: NodeDraft, point: HistoryPoint, ctx: ApplyContext): void {
   if (ctx.history.points <= 0) return;
+  if (draft.historyPoint && draft.historyPoint.point.t.getTime() > point.t.getTime()) return;
   draft.historyPoint = { slot: historySlot(point.t.getTime(), ctx.history), point };
-  node.history = historyView(historyRing([...node.history, point], ctx.history), null, ctx.history);
 }
 
 function transition(draft: NodeDraft, node: NodeRecord, to: NodeRecord['status'], reason: NodeEvent['reason'], now: number): void {

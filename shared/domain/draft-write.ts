@@ -13,9 +13,8 @@ export function draftToWrite(draft: NodeDraft, extra: Partial<NodeRecord> = {}):
   if (!draft.original) {
     return { kind: 'insert', record: { ...node, ...extra, rev: newRev(), outbox: [...draft.events] } };
   }
-  const { nodeId, rev, outbox, history, ...fields } = { ...node, ...extra };
+  const { nodeId, rev, outbox, ...fields } = { ...node, ...extra };
   void outbox;
-  void history;
   return {
     kind: 'update',
     nodeId,

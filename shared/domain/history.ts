@@ -12,10 +12,11 @@ export interface HistorySettings {
  * receive time. A writer puts its point in the slot of its time without reading the node first (the store
  * keeps the later of two points in one slot), and a reader drops the slots left from an earlier lap of the
  * ring. So the history holds at most one point per step of the last `points × resolutionMs`, and a heartbeat
- * can be stored with one conditional write (docs/architecture.md, "Heartbeat writes").
+ * point is stored without reading the node (docs/architecture.md, "Heartbeat writes"). The ring lives apart from
+ * the node's document (NodeStore.histories): one small document per slot on MongoDB.
  */
 export function historySlot(t: number, settings: HistorySettings): number {
-  return Math.floor(t / Math.max(1, settings.resolutionMs)) % settings.points;
+  return historyStep(t, settings) % settings.points;
 }
 
 /** The key of a slot in the stored ring (a string key: a document field, never an array index). */
@@ -23,18 +24,22 @@ export function historySlotKey(slot: number): string {
   return `s${slot}`;
 }
 
-/** The points of a stored ring (and of a history array written before the ring), oldest first, current lap only. */
-export function historyView(ring: Record<string, HistoryPoint> | null | undefined, legacy: HistoryPoint[] | null | undefined, settings: HistorySettings): HistoryPoint[] {
+/** The step of a time: its slot in the ring, counted from the epoch instead of modulo the ring. */
+export function historyStep(t: number, settings: HistorySettings): number {
+  return Math.floor(t / Math.max(1, settings.resolutionMs));
+}
+
+/** The points of a stored ring, oldest first, current lap only. */
+export function historyView(ring: Record<string, HistoryPoint> | null | undefined, settings: HistorySettings): HistoryPoint[] {
   if (settings.points <= 0) return [];
-  const all = [...Object.values(ring ?? {}), ...(legacy ?? [])].filter((p): p is HistoryPoint => !!p && p.t !== null && p.t !== undefined);
+  const all = Object.values(ring ?? {}).filter((p): p is HistoryPoint => !!p && p.t !== null && p.t !== undefined);
   if (!all.length) return [];
   const time = (p: HistoryPoint) => new Date(p.t).getTime();
-  const stepOf = (t: number) => Math.floor(t / Math.max(1, settings.resolutionMs));
-  const newestStep = stepOf(Math.max(...all.map(time)));
+  const newestStep = historyStep(Math.max(...all.map(time)), settings);
   const bySlot = new Map<number, HistoryPoint>();
   for (const p of all) {
     const t = time(p);
-    const step = stepOf(t);
+    const step = historyStep(t, settings);
     if (step <= newestStep - settings.points) continue;
     const kept = bySlot.get(step);
     if (!kept || time(kept) < t) bySlot.set(step, p);

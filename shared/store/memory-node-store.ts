@@ -28,24 +28,22 @@ export function createMemoryNodeStore(options: MemoryNodeStoreOptions): NodeStor
   let saveTimer: NodeJS.Timeout | null = null;
 
   if (options.stateFile && existsSync(options.stateFile)) {
-    const saved = JSON.parse(readFileSync(options.stateFile, 'utf8')) as NodeRecord[];
+    const saved = JSON.parse(readFileSync(options.stateFile, 'utf8')) as SavedNode[];
     for (const raw of saved) {
-      const node = revive(raw);
-      rings.set(node.nodeId, historyRing(node.history, history));
+      const { node, points } = revive(raw);
+      rings.set(node.nodeId, historyRing(points, history));
       nodes.set(node.nodeId, node);
     }
   }
 
   /** MongoDB's $max on the point's slot: of two points in one slot, the later one stays. */
-  function addPoint(nodeId: string, write: HistoryWrite | undefined): HistoryPoint[] {
+  function addPoint(nodeId: string, write: HistoryWrite | undefined): void {
+    if (!write || history.points <= 0) return;
     const ring = rings.get(nodeId) ?? {};
-    if (write && history.points > 0) {
-      const key = historySlotKey(write.slot);
-      const kept = ring[key];
-      if (!kept || kept.t.getTime() < write.point.t.getTime()) ring[key] = clone(write.point);
-    }
+    const key = historySlotKey(write.slot);
+    const kept = ring[key];
+    if (!kept || kept.t.getTime() < write.point.t.getTime()) ring[key] = clone(write.point);
     rings.set(nodeId, ring);
-    return historyView(ring, null, history);
   }
 
   function scheduleSave(): void {
@@ -59,7 +57,8 @@ export function createMemoryNodeStore(options: MemoryNodeStoreOptions): NodeStor
   function saveNow(): void {
     if (!options.stateFile) return;
     const tmp = `${options.stateFile}.tmp`;
-    writeFileSync(tmp, JSON.stringify([...nodes.values()]));
+    const saved: SavedNode[] = [...nodes.values()].map((node) => ({ ...node, history: historyView(rings.get(node.nodeId), history) }));
+    writeFileSync(tmp, JSON.stringify(saved));
     renameSync(tmp, options.stateFile);
   }
 
@@ -89,16 +88,17 @@ export function createMemoryNodeStore(options: MemoryNodeStoreOptions): NodeStor
         .sort((a, b) => (a.nodeId < b.nodeId ? -1 : a.nodeId > b.nodeId ? 1 : 0))
         .map(clone);
     },
+    async histories(nodeIds) {
+      trips++;
+      return new Map(nodeIds.map((nodeId) => [nodeId, historyView(rings.get(nodeId), history)]));
+    },
     async write(writes: NodeWrite[]): Promise<WriteResult> {
       trips++;
       const conflicts: string[] = [];
       for (const w of writes) {
         if (w.kind === 'insert') {
           if (nodes.has(w.record.nodeId)) conflicts.push(w.record.nodeId);
-          else {
-            rings.set(w.record.nodeId, historyRing(clone(w.record.history), history));
-            nodes.set(w.record.nodeId, { ...clone(w.record), history: historyView(rings.get(w.record.nodeId), null, history) });
-          }
+          else nodes.set(w.record.nodeId, clone(w.record));
           continue;
         }
         const current = nodes.get(w.nodeId);
@@ -117,8 +117,8 @@ export function createMemoryNodeStore(options: MemoryNodeStoreOptions): NodeStor
             stats: maxStats(current.stats, w.stats),
             // MongoDB's $min: a null baseline stays null (null sorts below numbers).
             clockSkewMs: w.clockSkewMs === undefined || current.clockSkewMs === null ? current.clockSkewMs : Math.min(current.clockSkewMs, w.clockSkewMs),
-            history: addPoint(w.nodeId, w.historyPoint),
           });
+          addPoint(w.nodeId, w.historyPoint);
           continue;
         }
         const silent = !w.silentBefore || (current?.status === 'ONLINE' && current.lastHeartbeat !== null && current.lastHeartbeat < w.silentBefore);
@@ -130,8 +130,8 @@ export function createMemoryNodeStore(options: MemoryNodeStoreOptions): NodeStor
         next.lastHeartbeat = maxDate(current.lastHeartbeat, w.set.lastHeartbeat ?? null);
         next.stats = maxStats(current.stats, w.set.stats ?? null);
         next.outbox = [...current.outbox, ...clone(w.pushOutbox)];
-        next.history = addPoint(w.nodeId, w.historyPoint);
         nodes.set(w.nodeId, next);
+        addPoint(w.nodeId, w.historyPoint);
       }
       scheduleSave();
       return { conflicts, roundTrips: 1 };
@@ -261,15 +261,20 @@ function maxStats(a: NodeRecord['stats'], b: NodeRecord['stats']): NodeRecord['s
   return a;
 }
 
-function revive(raw: NodeRecord): NodeRecord {
+/** A node in the state file: the record and its history's points. */
+type SavedNode = NodeRecord & { history?: HistoryPoint[] };
+
+function revive(saved: SavedNode): { node: NodeRecord; points: HistoryPoint[] } {
   const date = (v: unknown) => (v === null || v === undefined ? null : new Date(v as string));
-  return {
+  const { history, ...raw } = saved;
+  const points = (history ?? []).map((p) => ({ ...p, t: new Date(p.t) }));
+  const node: NodeRecord = {
     ...raw,
     registeredAt: new Date(raw.registeredAt),
     lastHeartbeat: date(raw.lastHeartbeat),
     statusChangedAt: new Date(raw.statusChangedAt),
     reregisterRequestedAt: date(raw.reregisterRequestedAt),
     stats: raw.stats ? { ...raw.stats, reportedAt: new Date(raw.stats.reportedAt) } : null,
-    history: raw.history.map((p) => ({ ...p, t: new Date(p.t) })),
   };
+  return { node, points };
 }

@@ -1,9 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import mongoose, { type Connection, type Model } from 'mongoose';
-import { historyRing, historySlotKey, historyView, type HistorySettings } from '../domain/history.js';
+import { historySlotKey, historyStep, historyView, type HistorySettings } from '../domain/history.js';
 import type { NodeEvent, NodeStatus } from '../messages/index.js';
 import type { CanaryRecord } from '../domain/path-coverage.js';
-import type { CanaryArrival, CanarySenderReport, ClusterGuardState, HistoryPoint, NodeRecord, NodeWrite } from './node-record.js';
+import type { CanaryArrival, CanarySenderReport, ClusterGuardState, HistoryPoint, HistoryWrite, NodeRecord, NodeWrite } from './node-record.js';
 import { StoreUnavailableError, type NodeStore, type OutboxRemoval, type WriteResult } from './node-store.js';
 
 // Explicit, so no mongoose upgrade changes it under us: unknown filter keys are dropped. Every filter
@@ -24,10 +24,6 @@ export interface NodeDocument {
   rev: string;
   prevRev?: string | null;
   stats: NodeRecord['stats'];
-  /** The sparkline ring: slot key -> point (shared/domain/history.ts). */
-  historyRing?: Record<string, HistoryPoint>;
-  /** History as an array, as written before the ring: still read, never written. */
-  history?: HistoryPoint[];
   /** Token of the last heartbeat refresh: tells a writer whether its refresh applied. */
   refreshId?: string;
   outbox: NodeEvent[];
@@ -40,7 +36,6 @@ const statsSchema = new mongoose.Schema(
   { reportedAt: Date, cpuUsage: Number, memoryUsage: Number, diskUsage: Number, containerCount: Number },
   { _id: false },
 );
-const historySchema = new mongoose.Schema({ t: Date, cpu: Number, mem: Number }, { _id: false });
 
 export const nodeSchema = new mongoose.Schema<NodeDocument>(
   {
@@ -56,8 +51,6 @@ export const nodeSchema = new mongoose.Schema<NodeDocument>(
     rev: { type: String, required: true },
     prevRev: { type: String },
     stats: { type: statsSchema, default: null },
-    historyRing: { type: mongoose.Schema.Types.Mixed, default: {} },
-    history: { type: [historySchema], default: undefined },
     refreshId: { type: String },
     outbox: { type: [mongoose.Schema.Types.Mixed] as never, default: [] },
     clockSkewMs: { type: Number, default: null },
@@ -73,6 +66,18 @@ export const nodeSchema = new mongoose.Schema<NodeDocument>(
 // nodes with pending events.
 nodeSchema.index({ status: 1, lastHeartbeat: 1 });
 nodeSchema.index({ 'outbox.eventId': 1 }, { sparse: true });
+
+/**
+ * `node_history`: the sparkline points, one document per ring slot of a node (`_id` `<nodeId>|s<slot>`, the
+ * point in `p`), so a node has at most HISTORY_POINTS of them and no expiry is needed. Apart from the node
+ * document, which every heartbeat rewrites: a full ring inside it made each of those writes six times dearer.
+ */
+interface HistoryDocument {
+  _id: string;
+  p: HistoryPoint;
+}
+/** Node documents written before the history moved out carry these fields: never read, dropped by the next guarded update. */
+const LEGACY_HISTORY_FIELDS = { historyRing: '', history: '' };
 
 /** `orchestrator_state`: the mass-silence guard, and one document per canary sender. */
 interface StateDocument {
@@ -121,7 +126,7 @@ const GUARD_ID = 'guard:mass-silence';
 const MAX_STATEMENTS_PER_COMMAND = 500;
 const CANARY_PREFIX = 'canary:';
 
-function toRecord(doc: NodeDocument, history: HistorySettings): NodeRecord {
+function toRecord(doc: NodeDocument): NodeRecord {
   return {
     nodeId: doc._id,
     hostname: doc.hostname,
@@ -135,7 +140,6 @@ function toRecord(doc: NodeDocument, history: HistorySettings): NodeRecord {
     rev: doc.rev,
     ...(doc.prevRev ? { prevRev: doc.prevRev } : {}),
     stats: doc.stats ?? null,
-    history: historyView(doc.historyRing, doc.history, history),
     outbox: doc.outbox ?? [],
     clockSkewMs: doc.clockSkewMs ?? null,
     reregisterRequestedAt: doc.reregisterRequestedAt ?? null,
@@ -143,10 +147,24 @@ function toRecord(doc: NodeDocument, history: HistorySettings): NodeRecord {
   };
 }
 
-function toDocument(record: NodeRecord, history: HistorySettings): NodeDocument {
-  const { nodeId, stats, history: points, ...rest } = record;
-  return { _id: nodeId, ...rest, stats: stats ? statsDocument(stats) : null, historyRing: historyRing(points, history) };
+function toDocument(record: NodeRecord): NodeDocument {
+  const { nodeId, stats, ...rest } = record;
+  return { _id: nodeId, ...rest, stats: stats ? statsDocument(stats) : null };
 }
+
+/** The id of a node's history document for one ring slot. */
+function historyId(nodeId: string, slot: number): string {
+  return `${nodeId}|${historySlotKey(slot)}`;
+}
+
+/** Most ids in one `$in` read of history documents. */
+const MAX_IDS_PER_READ = 6000;
+
+/** The most history-step entries remembered per store (one per node); past it the memory starts again. */
+const MAX_REMEMBERED_STEPS = 200_000;
+
+/** Node projection: everything but the fields of history kept in the node document by earlier versions. */
+const NODE_PROJECTION = { historyRing: 0, history: 0 };
 
 /** Field order matters: $max compares embedded documents field by field, so reportedAt goes first. */
 function statsDocument(stats: NonNullable<NodeRecord['stats']>) {
@@ -208,8 +226,14 @@ export async function createMongoNodeStore(options: MongoNodeStoreOptions): Prom
   await guarded('connect', () => connection.asPromise());
   const Nodes: Model<NodeDocument> = connection.model<NodeDocument>('Node', nodeSchema);
   const history: HistorySettings = { points: options.historyPoints, resolutionMs: options.historyResolutionMs ?? 30_000 };
-  const record = (doc: NodeDocument) => toRecord(doc, history);
+  const record = (doc: NodeDocument) => toRecord(doc);
   const State: Model<StateDocument> = connection.model<StateDocument>('OrchestratorState', stateSchema);
+  const History = connection.collection<HistoryDocument>('node_history');
+  /**
+   * The newest history step this process stored per node. A heartbeat whose step is not newer has nothing to
+   * add (one point per step), so a fleet beating every few seconds writes a point per node per step, not per beat.
+   */
+  const storedSteps = new Map<string, number>();
 
   async function ensureIndexes(): Promise<void> {
     await guarded('createCollection', async () => {
@@ -218,38 +242,61 @@ export async function createMongoNodeStore(options: MongoNodeStoreOptions): Prom
           if (error?.code !== 48 && error?.codeName !== 'NamespaceExists') throw error;
         });
       }
+      await connection.createCollection('node_history').catch((error: { code?: number; codeName?: string }) => {
+        if (error?.code !== 48 && error?.codeName !== 'NamespaceExists') throw error;
+      });
     });
     // Explicit, once at start (autoIndex is off).
     await guarded('createIndexes', () => Nodes.createIndexes());
   }
 
-  /** lastHeartbeat, stats and history points only move forward: $max, with stats stored reportedAt first so it compares by time. */
-  function forwardOnly(lastHeartbeat: Date | null | undefined, stats: NodeRecord['stats'] | undefined, point: { slot: number; point: HistoryPoint } | undefined): Record<string, unknown> {
+  /** lastHeartbeat and stats only move forward: $max, with stats stored reportedAt first so it compares by time. */
+  function forwardOnly(lastHeartbeat: Date | null | undefined, stats: NodeRecord['stats'] | undefined): Record<string, unknown> {
     const max: Record<string, unknown> = {};
     if (lastHeartbeat) max.lastHeartbeat = lastHeartbeat;
     if (stats) max.stats = statsDocument(stats);
-    // t first: of two points in one slot the later one stays.
-    if (point && history.points > 0) max[`historyRing.${historySlotKey(point.slot)}`] = { t: point.point.t, cpu: point.point.cpu, mem: point.point.mem };
     return max;
+  }
+
+  /**
+   * Stores the history points of applied writes, one bulk upsert. A point replaces its slot's only when newer
+   * ($max, t first), which also overwrites the slot's point from an earlier lap of the ring. A lost point is
+   * a gap in a sparkline, so two writers racing to create one slot end with either point.
+   */
+  async function storeHistory(points: Array<{ nodeId: string; write: HistoryWrite }>): Promise<number> {
+    const fresh = points.filter(({ nodeId, write }) => historyStep(write.point.t.getTime(), history) > (storedSteps.get(nodeId) ?? -Infinity));
+    if (!fresh.length || history.points <= 0) return 0;
+    const ops = fresh.map(({ nodeId, write }) => ({
+      updateOne: { filter: { _id: historyId(nodeId, write.slot) }, update: { $max: { p: { t: write.point.t, cpu: write.point.cpu, mem: write.point.mem } } }, upsert: true },
+    }));
+    try {
+      await guarded('write history', () => History.bulkWrite(ops as never, { ordered: false }), OPERATION_DEADLINE_MS + ops.length * DEADLINE_PER_STATEMENT_MS);
+    } catch (error) {
+      const writeErrors = (error as { writeErrors?: Array<{ code?: number }> }).writeErrors;
+      if (!Array.isArray(writeErrors) || !writeErrors.length || writeErrors.some((e) => e.code !== 11000)) throw error;
+    }
+    if (storedSteps.size > MAX_REMEMBERED_STEPS) storedSteps.clear();
+    for (const { nodeId, write } of fresh) storedSteps.set(nodeId, historyStep(write.point.t.getTime(), history));
+    return 1;
   }
 
   /** The bulk-write operation of one write; a refresh gets a token (`refreshId`) so a read-back can tell whether it applied. */
   function toOp(w: NodeWrite, refreshId: string) {
     if (w.kind === 'insert') {
-      return { insertOne: { document: toDocument(w.record, history) } };
+      return { insertOne: { document: toDocument(w.record) } };
     }
     if (w.kind === 'refresh') {
       const filter: Record<string, unknown> = { _id: w.nodeId, status: 'ONLINE' };
       if (w.minClockSkewMs !== undefined) filter.clockSkewMs = { $gte: w.minClockSkewMs };
       if (w.credentialHash !== undefined) filter.credentialHash = w.credentialHash;
-      const update: Record<string, unknown> = { $set: { refreshId }, $max: forwardOnly(w.lastHeartbeat, w.stats, w.historyPoint) };
+      const update: Record<string, unknown> = { $set: { refreshId }, $max: forwardOnly(w.lastHeartbeat, w.stats) };
       if (w.clockSkewMs !== undefined) update.$min = { clockSkewMs: w.clockSkewMs };
       return { updateOne: { filter, update } };
     }
     const { lastHeartbeat, stats, ...rest } = w.set;
     // prevRev lets a writer that lost sight of its write (read back after a later writer) recognise it.
-    const update: Record<string, unknown> = { $set: { ...rest, rev: w.newRev, prevRev: w.expectedRev } };
-    const max = forwardOnly(lastHeartbeat, stats, w.historyPoint);
+    const update: Record<string, unknown> = { $set: { ...rest, rev: w.newRev, prevRev: w.expectedRev }, $unset: LEGACY_HISTORY_FIELDS };
+    const max = forwardOnly(lastHeartbeat, stats);
     if (Object.keys(max).length) update.$max = max;
     if (w.pushOutbox.length) update.$push = { outbox: { $each: w.pushOutbox } };
     const filter: Record<string, unknown> = { _id: w.nodeId, rev: w.expectedRev };
@@ -261,18 +308,40 @@ export async function createMongoNodeStore(options: MongoNodeStoreOptions): Prom
     connection,
     ensureIndexes,
     async get(nodeId: string) {
-      const doc = await guarded('get', () => Nodes.collection.findOne({ _id: nodeId } as never));
+      const doc = await guarded('get', () => Nodes.collection.findOne({ _id: nodeId } as never, { projection: NODE_PROJECTION }));
       return doc ? record(doc as unknown as NodeDocument) : null;
     },
     async getMany(nodeIds: string[]) {
       if (!nodeIds.length) return new Map<string, NodeRecord>();
-      const docs = await guarded('getMany', () => Nodes.collection.find({ _id: { $in: nodeIds } } as never).toArray());
+      const docs = await guarded('getMany', () => Nodes.collection.find({ _id: { $in: nodeIds } } as never, { projection: NODE_PROJECTION }).toArray());
       return new Map((docs as unknown as NodeDocument[]).map((d) => [d._id, record(d)]));
     },
     async list(filter: { status?: NodeStatus } = {}) {
       const query = filter.status ? { status: filter.status } : {};
-      const docs = await guarded('list', () => Nodes.find(query).sort({ _id: 1 }).lean<NodeDocument[]>().exec());
-      return docs.map(record);
+      const docs = await guarded('list', () => Nodes.collection.find(query as never, { projection: NODE_PROJECTION }).sort({ _id: 1 }).toArray());
+      return (docs as unknown as NodeDocument[]).map(record);
+    },
+    async histories(nodeIds: string[]) {
+      const found = new Map<string, HistoryPoint[]>(nodeIds.map((id) => [id, []]));
+      if (!nodeIds.length || history.points <= 0) return found;
+      // By _id only (every slot of every node asked for): indexed reads on MongoDB and on the test server, of
+      // at most MAX_IDS_PER_READ ids each.
+      const docs: HistoryDocument[] = [];
+      const perRead = Math.max(1, Math.floor(MAX_IDS_PER_READ / history.points));
+      for (let i = 0; i < nodeIds.length; i += perRead) {
+        const ids = nodeIds.slice(i, i + perRead).flatMap((nodeId) => Array.from({ length: history.points }, (_, slot) => historyId(nodeId, slot)));
+        docs.push(...(await guarded('histories', () => History.find({ _id: { $in: ids } }).toArray())));
+      }
+      const rings = new Map<string, Record<string, HistoryPoint>>();
+      for (const doc of docs) {
+        const cut = doc._id.lastIndexOf('|');
+        const nodeId = doc._id.slice(0, cut);
+        const ring = rings.get(nodeId) ?? {};
+        ring[doc._id.slice(cut + 1)] = doc.p;
+        rings.set(nodeId, ring);
+      }
+      for (const [nodeId, ring] of rings) found.set(nodeId, historyView(ring, history));
+      return found;
     },
     async write(writes: NodeWrite[]): Promise<WriteResult> {
       if (writes.length === 0) return { conflicts: [], roundTrips: 0 };
@@ -295,10 +364,12 @@ export async function createMongoNodeStore(options: MongoNodeStoreOptions): Prom
           applied = -Infinity; // an insert raced another writer's insert: resolved below like any conflict
         }
       }
-      if (applied === writes.length) return { conflicts: [], roundTrips: commands };
+      const id = (w: NodeWrite) => (w.kind === 'insert' ? w.record.nodeId : w.nodeId);
+      const pointsOf = (applies: (w: NodeWrite) => boolean) =>
+        writes.flatMap((w) => (w.kind !== 'insert' && w.historyPoint && applies(w) ? [{ nodeId: w.nodeId, write: w.historyPoint }] : []));
+      if (applied === writes.length) return { conflicts: [], roundTrips: commands + (await storeHistory(pointsOf(() => true))) };
       // Some writes did not apply. The bulk result has no per-operation counts, so read back which
       // documents carry what this batch wrote: the rev of an insert or update, the token of a refresh.
-      const id = (w: NodeWrite) => (w.kind === 'insert' ? w.record.nodeId : w.nodeId);
       const current = await guarded('write', () => Nodes.collection.find({ _id: { $in: writes.map(id) } } as never, { projection: { rev: 1, prevRev: 1, refreshId: 1 } }).toArray());
       const byId = new Map((current as unknown as Array<Pick<NodeDocument, '_id' | 'rev' | 'prevRev' | 'refreshId'>>).map((d) => [d._id, d]));
       const conflicts = writes
@@ -309,14 +380,15 @@ export async function createMongoNodeStore(options: MongoNodeStoreOptions): Prom
           return found?.rev !== expected && found?.prevRev !== expected;
         })
         .map(id);
-      return { conflicts, roundTrips: commands + 1 };
+      const conflicting = new Set(conflicts);
+      return { conflicts, roundTrips: commands + 1 + (await storeHistory(pointsOf((w) => !conflicting.has(id(w))))) };
     },
     async *findExpired(cutoff: Date, pageSize: number) {
       // One query, answered from the {status, lastHeartbeat} index (equality, then range and sort) on MongoDB;
       // the pages are the cursor's batches, so a sweep pays for one query however many pages it reads.
       // maxTimeMS: a query the deadline gives up on is stopped on the server too, so the next sweep's does not queue behind it.
       const cursor = Nodes.collection
-        .find({ status: 'ONLINE', lastHeartbeat: { $lt: cutoff } } as never)
+        .find({ status: 'ONLINE', lastHeartbeat: { $lt: cutoff } } as never, { projection: NODE_PROJECTION })
         .sort({ lastHeartbeat: 1 })
         .batchSize(pageSize)
         .maxTimeMS(OPERATION_DEADLINE_MS);
@@ -339,7 +411,7 @@ export async function createMongoNodeStore(options: MongoNodeStoreOptions): Prom
       }
     },
     async *scan(pageSize: number) {
-      const cursor = Nodes.collection.find({} as never).batchSize(pageSize);
+      const cursor = Nodes.collection.find({} as never, { projection: NODE_PROJECTION }).batchSize(pageSize);
       try {
         for (;;) {
           const page = await guarded('scan', async () => {
@@ -382,7 +454,7 @@ export async function createMongoNodeStore(options: MongoNodeStoreOptions): Prom
       // On the indexed field: the sparse outbox.eventId index holds only nodes with pending events, so on
       // MongoDB this reads those and nothing else ('outbox.0' would scan the collection).
       const docs = await guarded('findWithOutbox', () =>
-        Nodes.collection.find({ 'outbox.eventId': { $exists: true } } as never).limit(limit).maxTimeMS(OPERATION_DEADLINE_MS).toArray(),
+        Nodes.collection.find({ 'outbox.eventId': { $exists: true } } as never, { projection: NODE_PROJECTION }).limit(limit).maxTimeMS(OPERATION_DEADLINE_MS).toArray(),
       );
       return (docs as unknown as NodeDocument[]).map(record);
     },
@@ -394,11 +466,16 @@ export async function createMongoNodeStore(options: MongoNodeStoreOptions): Prom
     },
     async delete(nodeId: string) {
       const result = await guarded('delete', () => Nodes.deleteOne({ _id: nodeId }).exec());
+      storedSteps.delete(nodeId);
+      const slots = Array.from({ length: Math.max(0, history.points) }, (_, slot) => historyId(nodeId, slot));
+      if (slots.length) await guarded('delete history', () => History.deleteMany({ _id: { $in: slots } }));
       return result.deletedCount > 0;
     },
     async deleteAll() {
       await guarded('deleteAll', async () => {
         await Nodes.deleteMany({}).exec();
+        await History.deleteMany({});
+        storedSteps.clear();
         await State.deleteMany({}).exec();
       });
     },

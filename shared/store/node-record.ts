@@ -16,7 +16,10 @@ export interface HistoryPoint {
   mem: number;
 }
 
-/** One node as stored: one document per node in `nodes`, `_id` = nodeId (docs/reference.md, storage). */
+/**
+ * One node as stored: one document per node in `nodes`, `_id` = nodeId (docs/reference.md, storage). Its
+ * sparkline history is kept apart (`NodeStore.histories`), so that a heartbeat rewrites a small document.
+ */
 export interface NodeRecord {
   nodeId: string;
   hostname: string;
@@ -34,8 +37,6 @@ export interface NodeRecord {
   /** The rev before the last guarded write (see NodeStore.write). */
   prevRev?: string | null;
   stats: NodeStats | null;
-  /** Bounded stats history for the dashboard's sparkline. */
-  history: HistoryPoint[];
   /** Status events stored with the change that caused them, removed once the broker confirmed them. */
   outbox: NodeEvent[];
   /**
@@ -49,8 +50,8 @@ export interface NodeRecord {
   credentialHash: string | null;
 }
 
-/** Fields a write may set (never nodeId or rev, which the store manages, nor the history, which grows by `historyPoint`). */
-export type NodeChanges = Partial<Omit<NodeRecord, 'nodeId' | 'rev' | 'outbox' | 'history'>>;
+/** Fields a write may set (never nodeId or rev, which the store manages). The history grows by a write's `historyPoint`. */
+export type NodeChanges = Partial<Omit<NodeRecord, 'nodeId' | 'rev' | 'outbox'>>;
 
 /** One sparkline point and its slot in the node's history ring (see shared/domain/history.ts). */
 export interface HistoryWrite {
@@ -60,8 +61,8 @@ export interface HistoryWrite {
 
 /**
  * The three kinds of write. In all of them `lastHeartbeat` and `stats` only ever move forward (MongoDB's
- * $max: stats compare by reportedAt first), so a write computed from an older read never turns them back,
- * and a history point replaces the one in its slot only when it is newer.
+ * $max: stats compare by reportedAt first), so a write computed from an older read never turns them back.
+ * A write's history point is stored only when the write applied, and replaces its slot's point only when newer.
  */
 export type NodeWrite =
   | { kind: 'insert'; record: NodeRecord }

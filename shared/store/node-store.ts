@@ -1,6 +1,6 @@
 import type { NodeEvent, NodeStatus } from '../messages/index.js';
 import type { CanaryRecord } from '../domain/path-coverage.js';
-import type { CanaryArrival, CanarySenderReport, ClusterGuardState, NodeRecord, NodeWrite } from './node-record.js';
+import type { CanaryArrival, CanarySenderReport, ClusterGuardState, HistoryPoint, NodeRecord, NodeWrite } from './node-record.js';
 
 export interface WriteResult {
   /** Node ids whose write did not apply because another writer changed the node first. */
@@ -32,6 +32,11 @@ export interface NodeStore {
   get(nodeId: string): Promise<NodeRecord | null>;
   getMany(nodeIds: string[]): Promise<Map<string, NodeRecord>>;
   list(filter?: { status?: NodeStatus }): Promise<NodeRecord[]>;
+  /**
+   * The sparkline points of these nodes (the current lap of each ring, oldest first; an empty list for a node
+   * without any), in one read. Kept apart from the node documents, which a heartbeat rewrites.
+   */
+  histories(nodeIds: string[]): Promise<Map<string, HistoryPoint[]>>;
   /** Applies every write in one bulk operation; a write whose expectedRev is stale (or an insert over an existing node) is a conflict. */
   write(writes: NodeWrite[]): Promise<WriteResult>;
   /**

@@ -1,6 +1,7 @@
 import { expect } from 'chai';
 import { createMemoryLogger } from '../../shared/logger.js';
-import type { NodeRecord } from '../../shared/store/node-record.js';
+import type { HistoryPoint, NodeRecord } from '../../shared/store/node-record.js';
+import type { NodeStore } from '../../shared/store/node-store.js';
 import { startAllInOne, type AllInOne } from '../../services/all-in-one/all-in-one.js';
 import { registerBody, startOrchestrator, statsBody, type Harness } from '../support/orchestrator.js';
 import { eventually, requireServices } from '../support/services.js';
@@ -19,31 +20,36 @@ interface Orchestrator {
   register(nodeId: string): Promise<void>;
   heartbeat(nodeId: string, body: ReturnType<typeof statsBody>): Promise<void>;
   stored(nodeId: string): Promise<NodeRecord | null>;
+  history(nodeId: string): Promise<HistoryPoint[]>;
+}
+
+/** The store's view of a node for this test. */
+function storedBy(store: NodeStore): Pick<Orchestrator, 'stored' | 'history'> {
+  return { stored: (nodeId) => store.get(nodeId), history: async (nodeId) => (await store.histories([nodeId])).get(nodeId) ?? [] };
 }
 
 /** Sends HEARTBEATS beats with cpuUsage 1, 2, ..., each stored and at least one history slot after the last. */
-async function beatManyTimes(o: Orchestrator, nodeId: string): Promise<NodeRecord> {
+async function beatManyTimes(o: Orchestrator, nodeId: string): Promise<HistoryPoint[]> {
   await o.register(nodeId);
-  let node: NodeRecord | null = null;
   for (let i = 1; i <= HEARTBEATS; i++) {
     await o.heartbeat(nodeId, statsBody({ cpuUsage: i, memoryUsage: 50 + i, timestamp: new Date().toISOString() }));
     // Stored before the next is sent, so the receive times too are at least a slot apart.
-    node = await eventually(async () => {
+    await eventually(async () => {
       const stored = await o.stored(nodeId);
       return stored?.stats?.cpuUsage === i && stored;
     }, 15_000, 10);
     await new Promise((resolve) => setTimeout(resolve, RESOLUTION_MS + 5));
   }
-  return node!;
+  return o.history(nodeId);
 }
 
-function expectLatestPoints(node: NodeRecord): void {
-  const cpus = node.history.map((p) => p.cpu);
-  expect(node.history.length).to.be.within(1, LIMIT);
+function expectLatestPoints(history: HistoryPoint[]): void {
+  const cpus = history.map((p) => p.cpu);
+  expect(history.length).to.be.within(1, LIMIT);
   expect(cpus.at(-1), 'the newest beat').to.equal(HEARTBEATS);
   expect(cpus.every((cpu) => cpu > HEARTBEATS - LIMIT), `only points of the last ${LIMIT} beats: ${cpus.join(',')}`).to.equal(true);
   expect([...cpus].sort((a, b) => a - b), 'oldest first').to.deep.equal(cpus);
-  expect(node.history.map((p) => p.mem)).to.deep.equal(cpus.map((cpu) => 50 + cpu));
+  expect(history.map((p) => p.mem)).to.deep.equal(cpus.map((cpu) => 50 + cpu));
 }
 
 describe('stats history on the embedded store (all-in-one)', function () {
@@ -63,15 +69,15 @@ describe('stats history on the embedded store (all-in-one)', function () {
       const response = await fetch(`${app.url}${path}`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body) });
       expect(response.status, `POST ${path}: ${await response.clone().text()}`).to.be.within(200, 299);
     };
-    const node = await beatManyTimes(
+    const history = await beatManyTimes(
       {
         register: (nodeId) => post('/api/nodes/register', registerBody(nodeId)),
         heartbeat: (nodeId, body) => post(`/api/nodes/${nodeId}/stats`, body),
-        stored: (nodeId) => app.backends.store.get(nodeId),
+        ...storedBy(app.backends.store),
       },
       'history-embedded',
     );
-    expectLatestPoints(node);
+    expectLatestPoints(history);
   });
 });
 
@@ -89,14 +95,14 @@ describe('stats history on MongoDB @int', function () {
   });
 
   it(`keeps at most ${LIMIT} points per node, the newest, after ${HEARTBEATS} heartbeats`, async () => {
-    const node = await beatManyTimes(
+    const history = await beatManyTimes(
       {
         register: (nodeId) => h.publishAgent('agent.register', nodeId, registerBody(nodeId)),
         heartbeat: (nodeId, body) => h.publishAgent('agent.heartbeat', nodeId, body),
-        stored: (nodeId) => h.store.get(nodeId),
+        ...storedBy(h.store),
       },
       'history-mongo',
     );
-    expectLatestPoints(node);
+    expectLatestPoints(history);
   });
 });

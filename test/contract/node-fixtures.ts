@@ -19,7 +19,6 @@ export function nodeRecord(nodeId: string, overrides: Partial<NodeRecord> = {}):
     statusVersion: 1,
     rev: randomUUID(),
     stats: { cpuUsage: 12.5, memoryUsage: 40.25, diskUsage: 55, containerCount: 3, reportedAt: at(-1000) },
-    history: [{ t: at(-30_000), cpu: 10, mem: 40 }],
     outbox: [],
     clockSkewMs: 120,
     reregisterRequestedAt: at(-60_000),

@@ -18,7 +18,6 @@ function expectDates(record: NodeRecord): void {
   if (record.lastHeartbeat !== null) expect(record.lastHeartbeat, 'lastHeartbeat').to.be.instanceOf(Date);
   if (record.reregisterRequestedAt !== null) expect(record.reregisterRequestedAt, 'reregisterRequestedAt').to.be.instanceOf(Date);
   if (record.stats) expect(record.stats.reportedAt, 'stats.reportedAt').to.be.instanceOf(Date);
-  for (const point of record.history) expect(point.t, 'history[].t').to.be.instanceOf(Date);
 }
 
 /**
@@ -56,11 +55,12 @@ export function nodeStoreContract(adapter: string, factory: NodeStoreFactory): v
       });
 
       it('keeps null times and null stats as null', async () => {
-        await store.write([insert(nodeRecord('bare', { lastHeartbeat: null, stats: null, history: [], clockSkewMs: null, reregisterRequestedAt: null }))]);
+        await store.write([insert(nodeRecord('bare', { lastHeartbeat: null, stats: null, clockSkewMs: null, reregisterRequestedAt: null }))]);
 
         const found = await store.get('bare');
 
-        expect(found).to.deep.include({ lastHeartbeat: null, stats: null, history: [], clockSkewMs: null, reregisterRequestedAt: null });
+        expect(found).to.deep.include({ lastHeartbeat: null, stats: null, clockSkewMs: null, reregisterRequestedAt: null });
+        expect((await store.histories(['bare'])).get('bare')).to.deep.equal([]);
       });
 
       it('returns the nodes it holds from a list of ids, keyed by id', async () => {
@@ -103,10 +103,9 @@ export function nodeStoreContract(adapter: string, factory: NodeStoreFactory): v
         const first = (await store.get('node-1'))!;
 
         first.status = 'OFFLINE';
-        first.history.push({ t: at(1), cpu: 1, mem: 1 });
         first.stats!.cpuUsage = 99;
 
-        expect(await store.get('node-1')).to.deep.include({ status: 'ONLINE', history: nodeRecord('x').history });
+        expect(await store.get('node-1')).to.deep.include({ status: 'ONLINE' });
         expect((await store.get('node-1'))!.stats!.cpuUsage).to.equal(12.5);
       });
     });
@@ -196,7 +195,7 @@ export function nodeStoreContract(adapter: string, factory: NodeStoreFactory): v
       it('keeps one history point per ring slot, the later one, and only the current lap, so the history stays bounded', async () => {
         // The suites open their stores with 120 points of 30 s (the defaults).
         const settings = { points: 120, resolutionMs: 30_000 };
-        const record = nodeRecord('node-1', { history: [] });
+        const record = nodeRecord('node-1');
         await store.write([insert(record)]);
         let rev = record.rev;
         const beats = settings.points + 10;
@@ -210,20 +209,46 @@ export function nodeStoreContract(adapter: string, factory: NodeStoreFactory): v
         const stale = at(20 * settings.resolutionMs);
         await store.write([refresh('node-1', { historyPoint: { slot: historySlot(stale.getTime(), settings), point: { t: stale, cpu: -1, mem: -1 } } })]);
 
-        const stored = (await store.get('node-1'))!;
+        const stored = (await store.histories(['node-1'])).get('node-1')!;
 
-        expect(stored.history).to.have.length(settings.points);
-        expect(stored.history.map((p) => p.cpu)).to.deep.equal(Array.from({ length: settings.points }, (_, i) => i + 10));
-        expectDates(stored);
+        expect(stored).to.have.length(settings.points);
+        expect(stored.map((p) => p.cpu)).to.deep.equal(Array.from({ length: settings.points }, (_, i) => i + 10));
+        for (const point of stored) expect(point.t, 'history[].t').to.be.instanceOf(Date);
       });
 
-      it('keeps the history when an update does not name it', async () => {
+      it('keeps the history when an update does not name it, and stores no point of a write that did not apply', async () => {
+        const settings = { points: 120, resolutionMs: 30_000 };
         const record = nodeRecord('node-1');
         await store.write([insert(record)]);
+        const point = { t: at(0), cpu: 10, mem: 40 };
+        const first = { ...update('node-1', record.rev, {}), historyPoint: { slot: historySlot(point.t.getTime(), settings), point } };
+        await store.write([first]);
 
-        await store.write([update('node-1', record.rev, { lastHeartbeat: at(1000) })]);
+        await store.write([update('node-1', first.newRev, { lastHeartbeat: at(1000) })]);
+        const later = { t: at(60_000), cpu: 99, mem: 99 };
+        const stale = { ...update('node-1', record.rev, {}), historyPoint: { slot: historySlot(later.t.getTime(), settings), point: later } };
+        expect((await store.write([stale])).conflicts).to.deep.equal(['node-1']);
+        await store.write([insert(nodeRecord('node-2', { status: 'OFFLINE' }))]);
+        const refused = refresh('node-2', { historyPoint: { slot: historySlot(later.t.getTime(), settings), point: later } });
+        expect((await store.write([refused])).conflicts).to.deep.equal(['node-2']);
 
-        expect((await store.get('node-1'))!.history).to.deep.equal(record.history);
+        const histories = await store.histories(['node-1', 'node-2', 'nobody']);
+        expect(histories.get('node-1')).to.deep.equal([point]);
+        expect(histories.get('node-2')).to.deep.equal([]);
+        expect(histories.get('nobody')).to.deep.equal([]);
+      });
+
+      it('forgets the history of a node it deletes', async () => {
+        const settings = { points: 120, resolutionMs: 30_000 };
+        const record = nodeRecord('node-1');
+        await store.write([insert(record)]);
+        const point = { t: at(0), cpu: 10, mem: 40 };
+        await store.write([{ ...update('node-1', record.rev, {}), historyPoint: { slot: historySlot(point.t.getTime(), settings), point } }]);
+
+        await store.delete('node-1');
+        await store.write([insert(nodeRecord('node-1'))]);
+
+        expect((await store.histories(['node-1'])).get('node-1')).to.deep.equal([]);
       });
 
       it('deletes one node, saying whether it was there', async () => {

@@ -8,7 +8,7 @@ import { systemClock } from '../../shared/clock.js';
 import { createMemoryLogger } from '../../shared/logger.js';
 import { createMetrics } from '../../shared/metrics.js';
 import type { NodeEvent } from '../../shared/messages/index.js';
-import type { NodeRecord } from '../../shared/store/node-record.js';
+import type { HistoryPoint, NodeRecord } from '../../shared/store/node-record.js';
 import { createMemoryNodeStore } from '../../shared/store/memory-node-store.js';
 import { brokerNames, ROUTING, topology } from '../../shared/topology.js';
 import { createApp } from '../../services/api/app.js';
@@ -31,12 +31,6 @@ function nodeRecord(nodeId: string, overrides: Partial<NodeRecord> = {}): NodeRe
     statusVersion: 1,
     rev: randomUUID(),
     stats: { cpuUsage: 12.5, memoryUsage: 40.25, diskUsage: 55, containerCount: 3, reportedAt: new Date(now - 5_500) },
-    history: [
-      // Older than the sparkline's hour: not sent.
-      { t: new Date(now - 2 * 3_600_000), cpu: 99, mem: 99 },
-      { t: new Date(now - 60_000), cpu: 10, mem: 40 },
-      { t: new Date(now - 30_000), cpu: 12.5, mem: 40.25 },
-    ],
     outbox: [],
     clockSkewMs: null,
     reregisterRequestedAt: null,
@@ -82,12 +76,23 @@ function statusEvent(nodeId: string, status: 'ONLINE' | 'OFFLINE', statusVersion
   };
 }
 
+/** The history each test's node-1 has: the store's history writes are not under test here. */
+function node1History(): HistoryPoint[] {
+  const now = Date.now();
+  return [
+    // Older than the sparkline's hour: not sent.
+    { t: new Date(now - 2 * 3_600_000), cpu: 99, mem: 99 },
+    { t: new Date(now - 60_000), cpu: 10, mem: 40 },
+    { t: new Date(now - 30_000), cpu: 12.5, mem: 40.25 },
+  ];
+}
+
 const fleetId = (i: number) => `gs-${String(i).padStart(5, '0')}`;
 
 /** `count` nodes gs-00000…, every fifth OFFLINE, host names rack-<i % 40>-host-<i>.eu.example. */
 function fleet(count: number): NodeRecord[] {
   return Array.from({ length: count }, (_, i) =>
-    nodeRecord(fleetId(i), { hostname: `rack-${i % 40}-host-${i}.eu.example`, status: i % 5 === 0 ? 'OFFLINE' : 'ONLINE', history: [] }),
+    nodeRecord(fleetId(i), { hostname: `rack-${i % 40}-host-${i}.eu.example`, status: i % 5 === 0 ? 'OFFLINE' : 'ONLINE' }),
   );
 }
 
@@ -116,30 +121,25 @@ describe('dashboard', () => {
   let url: string;
   const streams: SseStream[] = [];
 
-  /** History points the dashboard's reads see on top of the stored ones (the store's history write is not under test here). */
-  const extraHistory = new Map<string, { t: Date; cpu: number; mem: number }>();
+  /** The stored history of each node as the dashboard's reads see it (the store's history writes are not under test here). */
+  const storedHistory = new Map<string, HistoryPoint[]>();
 
-  /** The store as the dashboard sees it: reads carry `extraHistory`, and reads are counted. */
+  /** The store as the dashboard sees it: histories come from `storedHistory`, and reads are counted. */
   function dashboardStore() {
-    const withExtra = (record: NodeRecord) => {
-      const point = extraHistory.get(record.nodeId);
-      return point ? { ...record, history: [...record.history, point] } : record;
-    };
     return {
       ...store,
       async getMany(ids: string[]) {
         reads.getMany++;
         reads.ids += ids.length;
         if (readDelayMs) await sleep(readDelayMs);
-        const found = await store.getMany(ids);
-        return new Map([...found].map(([id, record]) => [id, withExtra(record)]));
+        return store.getMany(ids);
       },
-      async list(filter?: { status?: 'ONLINE' | 'OFFLINE' }) {
-        return (await store.list(filter)).map(withExtra);
+      async histories(ids: string[]) {
+        return new Map(ids.map((id) => [id, structuredClone(storedHistory.get(id) ?? [])]));
       },
       async *scan(pageSize: number) {
         reads.list++;
-        for await (const page of store.scan(pageSize)) yield page.map(withExtra);
+        yield* store.scan(pageSize);
       },
     };
   }
@@ -157,7 +157,7 @@ describe('dashboard', () => {
       clock: systemClock,
       metrics: createMetrics(),
       extend: (a) => {
-        dashboard = mountDashboard(a, { store: dashboardStore(), bus, names, log, clock: systemClock, refreshMs: 50, pageMs: 20, ...options });
+        dashboard = mountDashboard(a, { store: dashboardStore(), bus, names, log, clock: systemClock, refreshMs: 50, pageMs: 20, historyMs: 50, ...options });
       },
     });
     await dashboard.ready();
@@ -180,13 +180,14 @@ describe('dashboard', () => {
   }
 
   beforeEach(async () => {
-    extraHistory.clear();
+    storedHistory.clear();
+    storedHistory.set('node-1', node1History());
     reads = { getMany: 0, ids: 0, list: 0 };
     readDelayMs = 0;
     store = createMemoryNodeStore({ historyPoints: 120 });
     bus = rabbitLikeBus();
     await bus.declareTopology(topology(names));
-    await store.write([{ kind: 'insert', record: nodeRecord('node-1') }, { kind: 'insert', record: nodeRecord('node-2', { status: 'OFFLINE', stats: null, history: [] }) }]);
+    await store.write([{ kind: 'insert', record: nodeRecord('node-1') }, { kind: 'insert', record: nodeRecord('node-2', { status: 'OFFLINE', stats: null }) }]);
   });
 
   afterEach(async () => {
@@ -280,7 +281,7 @@ describe('dashboard', () => {
       expect(node.stats.cpuUsage).to.equal(77);
       expect(node, 'the page has this history already').not.to.have.property('history');
 
-      extraHistory.set('node-1', { t: new Date(), cpu: 77, mem: 50 });
+      storedHistory.get('node-1')!.push({ t: new Date(), cpu: 77, mem: 50 });
       const grown = JSON.parse((await s.next('node')).data);
       expect(grown.history.map((p: { cpu: number }) => p.cpu)).to.deep.equal([10, 12.5, 77]);
     });

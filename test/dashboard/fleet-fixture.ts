@@ -1,4 +1,5 @@
-import type { NodeRecord } from '../../shared/store/node-record.js';
+import { historySlot } from '../../shared/domain/history.js';
+import type { HistoryPoint, NodeRecord, NodeWrite } from '../../shared/store/node-record.js';
 import type { NodeStore } from '../../shared/store/node-store.js';
 
 /** The id of fleet node `i`: fleet-00000, fleet-00001, … (nodeId order is index order). */
@@ -10,25 +11,14 @@ export const fleetHostname = (i: number) => `host-${i}.rack-${i % 50}.${['eu', '
 /** Every seventh node is OFFLINE (so every rack holds both). */
 export const fleetOffline = (i: number) => i % 7 === 0;
 
-/**
- * Node `i` of a fleet as a registered node with recent stats. The first `withHistory` nodes (the first
- * pages) carry an hour of sparkline history; the rest none, which keeps the store's documents small.
- */
-export function fleetNode(i: number, now: number, withHistory = 200): NodeRecord {
+/** Node `i` of a fleet as a registered node with recent stats (its history: fleetHistory). */
+export function fleetNode(i: number, now: number): NodeRecord {
   const nodeId = fleetNodeId(i);
   const offline = fleetOffline(i);
   const lastHeartbeat = new Date(now - (offline ? 600_000 + i * 10 : (i % 55) * 1000 + 1000));
   const cpu = (i * 37) % 100;
   const mem = 20 + ((i * 53) % 75);
   const stats = { cpuUsage: cpu, memoryUsage: mem, diskUsage: 30 + ((i * 11) % 60), containerCount: (i * 7) % 21, reportedAt: lastHeartbeat };
-  const history =
-    i < withHistory
-      ? Array.from({ length: 12 }, (_, k) => {
-          const t = new Date(lastHeartbeat.getTime() - (11 - k) * 300_000);
-          const wave = Math.sin((i + k) / 2);
-          return { t, cpu: Math.max(0, Math.min(100, cpu + wave * 15)), mem: Math.max(0, Math.min(100, mem + Math.cos((i + k) / 3) * 8)) };
-        })
-      : [];
   return {
     nodeId,
     hostname: fleetHostname(i),
@@ -41,7 +31,6 @@ export function fleetNode(i: number, now: number, withHistory = 200): NodeRecord
     statusVersion: offline ? 2 : 1,
     rev: `seed-${i}`,
     stats,
-    history,
     outbox: [],
     clockSkewMs: 0,
     reregisterRequestedAt: null,
@@ -49,12 +38,37 @@ export function fleetNode(i: number, now: number, withHistory = 200): NodeRecord
   };
 }
 
-/** Inserts `count` fleet nodes straight into the store (inserts in chunks: one insert command each). */
-export async function seedFleet(store: NodeStore, count: number, now = Date.now(), chunk = 2000): Promise<void> {
+/** An hour of sparkline history (12 points, 5 min apart) for the fleet node `i`, ending at its last heartbeat. */
+export function fleetHistory(i: number, now: number): HistoryPoint[] {
+  const node = fleetNode(i, now);
+  const cpu = node.stats!.cpuUsage;
+  const mem = node.stats!.memoryUsage;
+  return Array.from({ length: 12 }, (_, k) => {
+    const t = new Date(node.lastHeartbeat!.getTime() - (11 - k) * 300_000);
+    const wave = Math.sin((i + k) / 2);
+    return { t, cpu: Math.max(0, Math.min(100, cpu + wave * 15)), mem: Math.max(0, Math.min(100, mem + Math.cos((i + k) / 3) * 8)) };
+  });
+}
+
+/**
+ * Inserts `count` fleet nodes straight into the store (inserts in chunks: one insert command each); the first
+ * `withHistory` of them (those on the first pages) get an hour of history, the rest none.
+ */
+export async function seedFleet(store: NodeStore, count: number, now = Date.now(), chunk = 2000, withHistory = 200): Promise<void> {
   for (let start = 0; start < count; start += chunk) {
     const writes = [];
     for (let i = start; i < Math.min(count, start + chunk); i++) writes.push({ kind: 'insert' as const, record: fleetNode(i, now) });
     const result = await store.write(writes);
     if (result.conflicts.length) throw new Error(`seeding the fleet: ${result.conflicts.length} nodes existed already`);
   }
+  // The points as heartbeats of ONLINE nodes leave them (the stores' default ring: 120 slots of 30 s); the
+  // refreshes' older lastHeartbeat changes nothing.
+  const points: NodeWrite[] = [];
+  for (let i = 0; i < Math.min(count, withHistory); i++) {
+    if (fleetOffline(i)) continue;
+    for (const point of fleetHistory(i, now)) {
+      points.push({ kind: 'refresh', nodeId: fleetNodeId(i), lastHeartbeat: point.t, stats: null, historyPoint: { slot: historySlot(point.t.getTime(), { points: 120, resolutionMs: 30_000 }), point } });
+    }
+  }
+  for (let start = 0; start < points.length; start += chunk) await store.write(points.slice(start, start + chunk));
 }

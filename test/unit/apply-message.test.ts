@@ -76,7 +76,7 @@ describe('applyMessage', () => {
       const { outcome, node, events } = apply(null, register('node-1', { deliveredAt: T0, agentTime: T0 - 250 }), T0 + 20);
 
       expect(outcome).to.include(applied);
-      expect(node).to.deep.include({ nodeId: 'node-1', hostname: 'node-1.example', ipAddress: '10.0.0.7', maxServers: 20, status: 'ONLINE', statusVersion: 1, stats: null, history: [] });
+      expect(node).to.deep.include({ nodeId: 'node-1', hostname: 'node-1.example', ipAddress: '10.0.0.7', maxServers: 20, status: 'ONLINE', statusVersion: 1, stats: null });
       expect(node!.registeredAt).to.deep.equal(new Date(T0));
       expect(node!.lastHeartbeat).to.deep.equal(new Date(T0));
       expect(node!.clockSkewMs, 'receive minus send: the clock baseline').to.equal(250);
@@ -275,7 +275,7 @@ describe('applyMessage', () => {
   describe('stats history', () => {
     const history = { points: 4, resolutionMs: 30_000 };
 
-    it('puts each point in the ring slot of its receive time and shows only the current lap, newest last', () => {
+    it('gives each applied heartbeat a point in the ring slot of its receive time', () => {
       let stored = registeredNode('node-1');
       const slots: number[] = [];
       for (let beat = 1; beat <= 30; beat++) {
@@ -283,33 +283,38 @@ describe('applyMessage', () => {
         const { draft } = apply(stored, heartbeat('node-1', { deliveredAt: at }, { cpuUsage: beat, memoryUsage: 100 - beat }), at, history);
         const write = draftToWrite(draft)!;
         expect(write.kind).to.equal('update');
-        if (write.kind === 'update') slots.push(write.historyPoint!.slot);
+        if (write.kind === 'update') {
+          expect(write.historyPoint!.point).to.deep.equal({ t: new Date(at), cpu: beat, mem: 100 - beat });
+          slots.push(write.historyPoint!.slot);
+        }
         stored = persisted(draft);
       }
 
-      const times = stored.history.map((p) => p.t.getTime() - T0);
-      // Three beats share each 30 s slot; the latest of them stays.
-      expect(stored.history).to.have.length(4);
-      // Slots of 30 s from T0: the newest (300 s) is slot 10, so slots 7-10 are the current lap.
-      expect(times).to.deep.equal([230_000, 260_000, 290_000, 300_000]);
-      expect(stored.history.at(-1)).to.deep.include({ cpu: 30, mem: 70 });
       expect(new Set(slots).size, 'a ring of 4 slots').to.equal(4);
       expect(slots.every((slot, i) => slot === Math.floor((T0 + (i + 1) * 10_000) / 30_000) % 4)).to.equal(true);
+    });
+
+    it('keeps the newest point of the messages applied to one draft', () => {
+      const draft = newDraft(registeredNode('node-1'));
+      const ctx = context(T0 + 20_000, history);
+      applyMessage(draft, heartbeat('node-1', { deliveredAt: T0 + 20_000 }, { cpuUsage: 2 }), ctx);
+      applyMessage(draft, heartbeat('node-1', { deliveredAt: T0 + 10_000 }, { cpuUsage: 1 }), ctx);
+
+      expect(draft.historyPoint!.point).to.deep.include({ t: new Date(T0 + 20_000), cpu: 2 });
     });
 
     it('adds no point for a late heartbeat', () => {
       const stored = registeredNode('node-1');
 
-      const { node, draft } = apply(stored, heartbeat('node-1', { deliveredAt: T0 + 5 * MINUTE, agentTime: T0 + 10_000 }), T0 + 5 * MINUTE, history);
+      const { draft } = apply(stored, heartbeat('node-1', { deliveredAt: T0 + 5 * MINUTE, agentTime: T0 + 10_000 }), T0 + 5 * MINUTE, history);
 
-      expect(node!.history).to.deep.equal([]);
       expect(draft.historyPoint).to.equal(null);
     });
 
     it('keeps no history when configured with zero points', () => {
-      const { node } = apply(registeredNode('node-1'), heartbeat('node-1', { deliveredAt: T0 + 10_000 }), T0 + 10_000, { points: 0, resolutionMs: 0 });
+      const { draft } = apply(registeredNode('node-1'), heartbeat('node-1', { deliveredAt: T0 + 10_000 }), T0 + 10_000, { points: 0, resolutionMs: 0 });
 
-      expect(node!.history).to.deep.equal([]);
+      expect(draft.historyPoint).to.equal(null);
     });
   });
 });

@@ -37,7 +37,6 @@ function onlineNode(clockSkewMs: number | null): NodeRecord {
     statusVersion: 1,
     rev: randomUUID(),
     stats: null,
-    history: [],
     outbox: [],
     clockSkewMs,
     reregisterRequestedAt: null,

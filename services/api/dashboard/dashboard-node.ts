@@ -1,4 +1,5 @@
 import type { NodeRecord } from '../../../shared/store/node-record.js';
+import type { ShownNode } from './node-watch.js';
 import { toNodeView, type NodeView } from '../node-view.js';
 
 /** The sparkline covers this window; older stored points are not sent. */
@@ -16,7 +17,7 @@ export interface HistoryPointView {
  */
 export type DashboardNode = NodeView & { history?: HistoryPointView[] };
 
-export function toDashboardNode(node: NodeRecord, now: number, withHistory = true): DashboardNode {
+export function toDashboardNode(node: ShownNode, now: number, withHistory = true): DashboardNode {
   if (!withHistory) return toNodeView(node);
   const since = now - HISTORY_WINDOW_MS;
   const history = (node.history ?? [])
@@ -42,7 +43,7 @@ export function changeKey(node: NodeRecord): string {
 }
 
 /** The history grows by one point every HISTORY_RESOLUTION_MS at most: its newest point and length identify it. */
-export function historyKey(node: NodeRecord): string {
+export function historyKey(node: ShownNode): string {
   const history = node.history ?? [];
   return `${history.length}|${time(history.at(-1)?.t)}`;
 }

@@ -10,7 +10,7 @@ import { HttpError } from '../http-error.js';
 import { changeKey, historyKey, toDashboardNode } from './dashboard-node.js';
 import { STATUS_FILTERS, type FleetPage, type FleetQuery, type StatusFilter } from './fleet-index.js';
 import { createNodeEventFeed } from './node-event-feed.js';
-import { createNodeWatch } from './node-watch.js';
+import { createNodeWatch, type ShownNode } from './node-watch.js';
 
 export interface DashboardOptions {
   store: NodeStore;
@@ -24,6 +24,8 @@ export interface DashboardOptions {
    * not wait for it: they come with node.events.
    */
   refreshMs?: number;
+  /** A shown node's history is read again when the one held is this old (default 30 s, the default history resolution). */
+  historyMs?: number;
   /** After the fleet changed, each page's rows and counts are recomputed at most this often (default 1000 ms). */
   pageMs?: number;
   /** Full re-read of the fleet while pages are open (default 10 min; see node-watch.ts). */
@@ -174,7 +176,7 @@ export function mountDashboard(app: Express, options: DashboardOptions): Dashboa
   let pagesDirty = false;
   let lastPages = 0;
 
-  const watch = createNodeWatch({ store, log, now: () => clock.now(), maxAgeMs: refreshMs, resyncMs: options.resyncMs, onIndexChange: schedulePages });
+  const watch = createNodeWatch({ store, log, now: () => clock.now(), maxAgeMs: refreshMs, historyMaxAgeMs: options.historyMs, resyncMs: options.resyncMs, onIndexChange: schedulePages });
   const feed = createNodeEventFeed({ bus: options.bus, names: options.names, log });
   feed.onEvent((event) => {
     broadcast(frame('event', event));
@@ -221,7 +223,7 @@ export function mountDashboard(app: Express, options: DashboardOptions): Dashboa
   function nodeFrames() {
     const now = clock.now();
     const cache = new Map<string, { full?: string; lite?: string }>();
-    return (record: NodeRecord, withHistory: boolean): string => {
+    return (record: ShownNode, withHistory: boolean): string => {
       let entry = cache.get(record.nodeId);
       if (!entry) cache.set(record.nodeId, (entry = {}));
       if (withHistory) return (entry.full ??= frame('node', toDashboardNode(record, now)));
@@ -276,7 +278,7 @@ export function mountDashboard(app: Express, options: DashboardOptions): Dashboa
     return JSON.stringify([page.ids, page.offset, page.total, page.matched, fleet]);
   }
 
-  function pageData(client: Client, page: FleetPage, records: Map<string, NodeRecord>) {
+  function pageData(client: Client, page: FleetPage, records: Map<string, ShownNode>) {
     const now = clock.now();
     // A node the store no longer has is left out; the next page update fills its place.
     const ids = page.ids.filter((id) => client.sent.has(id) || records.has(id));
@@ -308,7 +310,7 @@ export function mountDashboard(app: Express, options: DashboardOptions): Dashboa
       for (const id of page.ids) if (!client.sent.has(id)) missing.add(id);
     }
     if (!changed.length) return;
-    let records: Map<string, NodeRecord>;
+    let records: Map<string, ShownNode>;
     try {
       records = missing.size ? await watch.read([...missing], false) : new Map();
     } catch (error) {

@@ -1,6 +1,6 @@
 import type { Logger } from '../../../shared/logger.js';
 import type { NodeEvent } from '../../../shared/messages/index.js';
-import type { NodeRecord } from '../../../shared/store/node-record.js';
+import type { HistoryPoint, NodeRecord } from '../../../shared/store/node-record.js';
 import type { NodeStore } from '../../../shared/store/node-store.js';
 import { createFleetIndex, summarize, type FleetIndex } from './fleet-index.js';
 
@@ -8,11 +8,13 @@ import { createFleetIndex, summarize, type FleetIndex } from './fleet-index.js';
 const SCAN_PAGE = 2000;
 
 export interface NodeWatchOptions {
-  store: Pick<NodeStore, 'scan' | 'getMany'>;
+  store: Pick<NodeStore, 'scan' | 'getMany' | 'histories'>;
   log: Logger;
   now: () => number;
   /** A record read this recently may be served again instead of reading it anew (default 5 s). */
   maxAgeMs?: number;
+  /** A history read this recently is served again (default 30 s: it grows by a point per HISTORY_RESOLUTION_MS). */
+  historyMaxAgeMs?: number;
   /**
    * Full re-read of the fleet at most this often, and only while somebody watches (default 10 min): picks up
    * what no event announces for nodes nobody looks at (host name changes, deletions, container counts).
@@ -22,6 +24,9 @@ export interface NodeWatchOptions {
   onIndexChange(): void;
 }
 
+/** A node as a page shows it: its record and its sparkline history. */
+export type ShownNode = NodeRecord & { history: HistoryPoint[] };
+
 export interface NodeWatch {
   readonly index: FleetIndex;
   /** Resolves true once the index holds the fleet, false if that took longer than `timeoutMs`. */
@@ -29,9 +34,10 @@ export interface NodeWatch {
   /**
    * The stored records of these nodes: read by `_id` (one `getMany` per READ_CHUNK ids), or served from a read
    * of at most `maxAgeMs` ago unless `fresh`. The index follows what was read; a node the store no longer has
-   * is absent from the result and removed from the index.
+   * is absent from the result and removed from the index. Each comes with its history, read again when the
+   * one held is `historyMaxAgeMs` old.
    */
-  read(nodeIds: string[], fresh: boolean): Promise<Map<string, NodeRecord>>;
+  read(nodeIds: string[], fresh: boolean): Promise<Map<string, ShownNode>>;
   /** A node.events message: its status goes into the index at once; a node the index lacks is read. */
   applyEvent(event: NodeEvent): void;
   /** Resolves once the nodes that events announced so far are in the index (a new page then shows them). */
@@ -50,6 +56,8 @@ export interface NodeWatch {
 const RETRY_FIRST_MS = 10_000;
 /** Most ids in one `getMany`. */
 const READ_CHUNK = 500;
+/** Nodes whose histories one `histories` call reads. */
+const HISTORY_CHUNK = 50;
 /** Records kept for pages that open on rows another page just read. */
 const MAX_CACHED = 2000;
 /** Nodes announced by events within this long are read together. */
@@ -74,6 +82,8 @@ export function createNodeWatch(options: NodeWatchOptions): NodeWatch {
   const index = createFleetIndex();
   const maxAgeMs = options.maxAgeMs ?? 5000;
   const cache = new Map<string, { record: NodeRecord; at: number }>();
+  const historyCache = new Map<string, { points: HistoryPoint[]; at: number }>();
+  const historyMaxAgeMs = options.historyMaxAgeMs ?? 30_000;
   let loaded = false;
   let closed = false;
   let watched = false;
@@ -165,7 +175,25 @@ export function createNodeWatch(options: NodeWatchOptions): NodeWatch {
     if (cache.size > MAX_CACHED) cache.clear();
   }
 
-  async function read(nodeIds: string[], fresh: boolean): Promise<Map<string, NodeRecord>> {
+  /** The records with their histories: those not read within `historyMaxAgeMs` are read now. */
+  async function withHistories(records: Map<string, NodeRecord>): Promise<Map<string, ShownNode>> {
+    const at = now();
+    const stale = [...records.keys()].filter((nodeId) => {
+      const held = historyCache.get(nodeId);
+      return !held || at - held.at >= historyMaxAgeMs;
+    });
+    for (let i = 0; i < stale.length; i += HISTORY_CHUNK) {
+      const chunk = stale.slice(i, i + HISTORY_CHUNK);
+      const found = await store.histories(chunk);
+      for (const nodeId of chunk) historyCache.set(nodeId, { points: found.get(nodeId) ?? [], at });
+    }
+    if (historyCache.size > MAX_CACHED) {
+      for (const [nodeId, held] of historyCache) if (at - held.at >= historyMaxAgeMs) historyCache.delete(nodeId);
+    }
+    return new Map([...records].map(([nodeId, record]) => [nodeId, { ...record, history: historyCache.get(nodeId)?.points ?? [] }]));
+  }
+
+  async function read(nodeIds: string[], fresh: boolean): Promise<Map<string, ShownNode>> {
     const unique = [...new Set(nodeIds)];
     const at = now();
     const records = new Map<string, NodeRecord>();
@@ -188,7 +216,7 @@ export function createNodeWatch(options: NodeWatchOptions): NodeWatch {
     }
     pruneCache();
     if (!closed && loaded) absorb(records, unique);
-    return records;
+    return withHistories(records);
   }
 
   function applyEvent(event: NodeEvent): void {
