@@ -6,7 +6,7 @@ import { draftToWrite } from '../../shared/domain/draft-write.js';
 import { planHeartbeatRefresh } from '../../shared/domain/heartbeat-refresh.js';
 import { canaryArrived, stalledAfterMs } from '../../shared/domain/path-coverage.js';
 import type { CanaryMessage, ControlMessage } from '../../shared/messages/index.js';
-import type { EventPublisher } from '../../shared/events/event-publisher.js';
+import type { EventPublisher, NodeEvents } from '../../shared/events/event-publisher.js';
 import type { Logger } from '../../shared/logger.js';
 import { createLogThrottle } from '../../shared/log-throttle.js';
 import type { Metrics } from '../../shared/metrics.js';
@@ -238,15 +238,24 @@ export function createBatchProcessor(deps: BatchDeps) {
     }
     await Promise.all(deadLetters);
 
+    const toPublish: NodeEvents[] = [];
     for (const [nodeId, draft] of drafts) {
       for (const e of draft.events) {
         if (e.type === 'node.registered') log.info(`Node ${nodeId} registered`);
         else if (e.type === 'node.online') log.info(`Node ${nodeId} is ONLINE again (${e.reason})`);
         else log.info(`Node ${nodeId} announced shutdown, marking as OFFLINE`);
       }
-      if (!draft.events.length) continue;
-      // Stored in the outbox with the change; if this publish fails the sweeper publishes them later.
-      await events.publishFor(nodeId, draft.events).catch((error: Error) => log.warn(`Node events for ${nodeId} left in the outbox: ${error.message}`));
+      if (draft.events.length) toPublish.push({ nodeId, events: draft.events });
+    }
+    if (!toPublish.length) return;
+    // Stored in the outbox with the changes; all of the batch's go out with pipelined confirms and leave the
+    // outboxes in one bulk write (a registration flood is not published one node at a time). What the broker
+    // does not take, or the store does not clear, the sweeper's outbox drain publishes later.
+    try {
+      const { failed } = await events.publishMany(toPublish);
+      if (failed.length) log.warn(`Node events of ${failed.length} node(s) left in the outbox: ${failed[0]!.error.message}`);
+    } catch (error) {
+      log.warn(`Node events of ${toPublish.length} node(s) left in the outbox: ${(error as Error).message}`);
     }
   }
   return Object.assign(processBatch, { deadLetter });

@@ -79,12 +79,6 @@ export function createEventPublisher({ bus, store, exchange, log, metrics }: Eve
     };
   }
 
-  /** Publishes the events of one node in statusVersion order and clears them; throws if the broker refuses. */
-  async function publishFor(nodeId: string, events: NodeEvent[]): Promise<void> {
-    const { failed } = await publishMany([{ nodeId, events }]);
-    if (failed.length) throw failed[0]!.error;
-  }
-
   /**
    * Publishes every pending outbox event older than `graceMs` (younger ones are still being published by
    * the process that stored them), of at most `limit` nodes per call, all with pipelined confirms.
@@ -111,7 +105,7 @@ export function createEventPublisher({ bus, store, exchange, log, metrics }: Eve
     return { ...outcome, notDue, nextDueAt, more: pending.length >= limit };
   }
 
-  return { publishMany, publishFor, drain };
+  return { publishMany, drain };
 }
 
 export type EventPublisher = ReturnType<typeof createEventPublisher>;
