@@ -1,4 +1,5 @@
 import { hostname } from 'node:os';
+import type { MassSilenceSettings } from './domain/mass-silence.js';
 
 /** Thrown at start when the environment is unusable; the message names every bad variable. */
 export class ConfigError extends Error {
@@ -127,7 +128,7 @@ export interface OrchestratorConfig {
   sweep: {
     /** Nodes transitioned per store round trip. */
     batchSize: number;
-    massSilence: { enabled: boolean; share: number; minNodes: number; holdMs: number };
+    massSilence: MassSilenceSettings;
   };
   /** Keep this many stats points per node for the dashboard's sparkline... */
   historyPoints: number;

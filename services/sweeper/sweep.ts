@@ -3,6 +3,7 @@ import type { Bus } from '../../shared/bus/bus.js';
 import type { Clock } from '../../shared/clock.js';
 import type { OrchestratorConfig } from '../../shared/config.js';
 import { expireNode, type ExpiringNode, type Expiry } from '../../shared/domain/expire-node.js';
+import { decideMassSilence, onlineCountNeeded } from '../../shared/domain/mass-silence.js';
 import { offlineCutoff, pathCoverage, type PathCoverage } from '../../shared/domain/path-coverage.js';
 import type { EventPublisher, PublishOutcome } from '../../shared/events/event-publisher.js';
 import type { Logger } from '../../shared/logger.js';
@@ -84,31 +85,25 @@ export function createSweep(deps: SweepDeps) {
     return { kind: 'held', reason, silent };
   }
 
-  /** `silent`: the exact number of expired nodes. */
+  /** `silent`: the exact number of expired nodes. Counts the fleet only as far as the decision needs, then acts on it. */
   async function massSilence(silent: number, state: ClusterGuardState, now: number): Promise<'proceed' | 'hold'> {
     const guard = config.sweep.massSilence;
-    let online = 0;
-    let massive = false;
-    // Tripping takes silent > share × online with online >= minNodes, so silent > share × minNodes: below
-    // that the fleet needs no counting. Above it, counting stops once the ONLINE nodes are too many for the
-    // silent ones to be more than `share` of them (the answer is then the same as with the full count).
-    if (silent > guard.share * guard.minNodes) {
-      online = await store.countOnline(Math.floor(silent / guard.share) + 1);
-      massive = online >= guard.minNodes && silent / online > guard.share;
-    }
-    if (!massive) {
-      if (state.heldSince) {
+    const needed = onlineCountNeeded(silent, guard);
+    const online = needed ? await store.countOnline(needed) : 0;
+    const decision = decideMassSilence(silent, online, state, now, guard);
+    if (decision.action === 'proceed') {
+      if (decision.release) {
         await store.setGuardState({ heldSince: null, eventId: null });
         metrics.clusterDegraded.set(0);
         log.info('Mass-silence guard released');
       }
       return 'proceed';
     }
-    if (!state.heldSince) {
-      const heldSince = new Date(now);
+    metrics.clusterDegraded.set(1);
+    if (decision.trip) {
+      const { heldSince, heldUntil } = decision.trip;
       const eventId = randomUUID();
       await store.setGuardState({ heldSince, eventId });
-      metrics.clusterDegraded.set(1);
       log.error(
         `${silent} of ${online} ONLINE nodes went silent at once: likely a fault on the orchestrator's side or the network; holding them ONLINE for ${Math.round(guard.holdMs / 1000)} s`,
       );
@@ -119,19 +114,16 @@ export function createSweep(deps: SweepDeps) {
         occurredAt: heldSince.toISOString(),
         silentNodes: silent,
         onlineNodes: online,
-        heldUntil: new Date(now + guard.holdMs).toISOString(),
+        heldUntil: heldUntil.toISOString(),
         reason: `more than ${Math.round(guard.share * 100)}% of ONLINE nodes silent at once`,
       };
       await bus.publish(deps.nodeEventsExchange, ROUTING.clusterDegraded, event, { messageId: eventId }).catch((error: Error) =>
         log.warn(`cluster.degraded event not published: ${error.message}`),
       );
-      return 'hold';
     }
-    metrics.clusterDegraded.set(1);
-    return now - state.heldSince.getTime() >= guard.holdMs ? 'proceed' : 'hold';
+    return 'hold';
   }
 
-  /** Marks one page: one bulk write, then every node's event published with pipelined confirms and cleared in one bulk write. */
   /** Marks one page OFFLINE with one bulk write; returns the transitions that applied. */
   async function markPage(page: ExpiringNode[], now: number, cutoff: number, timing: Timing): Promise<Expiry[]> {
     const expiries = page.map((node) => expireNode(node, now, cutoff)).filter((e): e is Expiry => e !== null);
