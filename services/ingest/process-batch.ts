@@ -175,9 +175,9 @@ export function createBatchProcessor(deps: BatchDeps) {
         const draft = newDraft(current.get(nodeId) ?? null);
         let accepted = false;
         for (const item of groups.get(nodeId)!) {
-          const refusal = deps.authenticator?.check(draft, item.received.message);
-          const outcome: MessageOutcome = refusal ? { kind: 'refused', reason: refusal } : applyMessage(draft, item.received, ctx);
-          if (outcome.kind === 'applied' && item.received.message.type === 'agent.register') deps.authenticator?.onRegistered(draft, item.received.message);
+          const auth = deps.authenticator?.check(draft, item.received.message) ?? { ok: true };
+          const outcome: MessageOutcome = auth.ok ? applyMessage(draft, item.received, ctx) : { kind: 'refused', reason: auth.reason };
+          if (outcome.kind === 'applied' && auth.ok && auth.bindCredentialHash && draft.node) draft.node.credentialHash = auth.bindCredentialHash;
           outcomes.set(item.delivery, outcome);
           if (outcome.kind === 'applied' || outcome.kind === 'late') accepted = true;
         }

@@ -1,8 +1,8 @@
 import { decideAgentAuth, type AgentAction } from '../../../shared/auth/agent-auth.js';
 import { hashCredential, parseAuth } from '../../../shared/auth/credentials.js';
 import type { NodeDraft } from '../../../shared/domain/apply-message.js';
-import type { AgentMessage, RegisterMessage } from '../../../shared/messages/index.js';
-import type { Authenticator } from '../authenticator.js';
+import type { AgentMessage } from '../../../shared/messages/index.js';
+import type { AuthDecision, Authenticator } from '../authenticator.js';
 
 const ACTION: Record<AgentMessage['type'], AgentAction> = {
   'agent.register': 'register',
@@ -17,7 +17,7 @@ const ACTION: Record<AgentMessage['type'], AgentAction> = {
  */
 export function createCredentialAuthenticator(options: { joinToken: string }): Authenticator {
   return {
-    check(draft: NodeDraft, message: AgentMessage): string | null {
+    check(draft: NodeDraft, message: AgentMessage): AuthDecision {
       const decision = decideAgentAuth({
         joinToken: options.joinToken,
         action: ACTION[message.type],
@@ -25,18 +25,15 @@ export function createCredentialAuthenticator(options: { joinToken: string }): A
         auth: message.auth,
         storedHash: draft.node ? draft.node.credentialHash : undefined,
       });
-      if (decision.ok) return null;
+      // A registration (new node or takeover) binds the node to the credential it proved.
+      if (decision.ok) return message.type === 'agent.register' ? { ok: true, bindCredentialHash: decision.credentialHash } : { ok: true };
       // A node registered while auth was off has no credential: ask its agent to register again (with one).
       if (decision.code === 'NO_CREDENTIAL_ON_RECORD') draft.askReregister = true;
-      return decision.reason;
+      return { ok: false, reason: decision.reason };
     },
     credentialCondition(message: AgentMessage): string | null {
       const parsed = parseAuth(message.auth);
       return parsed?.kind === 'node' ? hashCredential(parsed.credential) : null;
-    },
-    onRegistered(draft: NodeDraft, message: RegisterMessage): void {
-      const decision = decideAgentAuth({ joinToken: options.joinToken, action: 'register', nodeId: message.nodeId, auth: message.auth, storedHash: undefined });
-      if (decision.ok && draft.node) draft.node.credentialHash = decision.credentialHash;
     },
   };
 }
