@@ -10,7 +10,7 @@ import type { NodeStore } from '../shared/store/node-store.js';
 import { RABBITMQ_URL } from '../test/support/services.js';
 import { heartbeatMessage, nodeIds, openEnv, publishHeartbeats, seedNodes, sleep, type BenchEnv } from './lib/env.js';
 import type { BenchResult } from './lib/report.js';
-import { rawOp } from './store.js';
+import { createRawWriter } from './store.js';
 
 interface Options {
   long: boolean;
@@ -135,7 +135,7 @@ async function system(env: BenchEnv, total: number, capMs: number, store: NodeSt
  */
 async function storeCeiling(env: BenchEnv, ids: string[], stored: number, statements: number, commands: number): Promise<{ rate: number; seconds: number; statements: number; commands: number }> {
   const client = await MongoClient.connect(env.config.mongoUrl);
-  const raw = client.db().collection<{ _id: string }>('nodes');
+  const rawWrite = createRawWriter(client.db(), { points: env.config.historyPoints, resolutionMs: env.config.historyResolutionMs });
   const perCommand = Math.ceil(statements / Math.max(1, commands));
   let cursor = 0;
   let seconds = 0;
@@ -148,10 +148,10 @@ async function storeCeiling(env: BenchEnv, ids: string[], stored: number, statem
       const ops = Array.from({ length: n }, () => {
         const id = ids[cursor++ % ids.length]!;
         const plan = planHeartbeatRefresh(id, [{ message: heartbeatMessage(id, now), deliveredAt: now }], { now, timeoutMs: env.config.timeoutMs, history: { points: env.config.historyPoints, resolutionMs: env.config.historyResolutionMs } });
-        return rawOp(plan!.write);
+        return plan!.write;
       });
       const t = performance.now();
-      await raw.bulkWrite(ops, { ordered: false });
+      await rawWrite(ops);
       seconds += (performance.now() - t) / 1000;
       sent += n;
       sentCommands++;

@@ -1,6 +1,6 @@
 import type { AgentMessage, HeartbeatMessage, NodeEvent, RegisterMessage, ShutdownMessage } from '../messages/index.js';
-import type { HistoryPoint, HistoryWrite, NodeRecord } from '../store/node-record.js';
-import { historySlot, type HistorySettings } from './history.js';
+import type { HistoryPoint, NodeRecord } from '../store/node-record.js';
+import type { HistorySettings } from './history.js';
 import { nodeEvent } from './node-events.js';
 
 /** A validated agent message and when the orchestrator took it off the broker. */
@@ -33,7 +33,7 @@ export interface NodeDraft {
   node: NodeRecord | null;
   events: NodeEvent[];
   /** The sparkline point the write adds, in its ring slot (null: none). */
-  historyPoint: HistoryWrite | null;
+  historyPoint: HistoryPoint | null;
   /** Set when the agent should be asked to re-register (unknown to the store, or its clock baseline is off). */
   askReregister: boolean;
 }
@@ -165,11 +165,11 @@ function applyShutdown(draft: NodeDraft, _message: ShutdownMessage, received: Re
   return { kind: 'applied' };
 }
 
-/** The point goes into the ring slot of its time (the newest of the messages applied to the draft). */
+/** The sparkline point of the draft: the newest of the messages applied to it (the store keeps one per step). */
 function addHistoryPoint(draft: NodeDraft, point: HistoryPoint, ctx: ApplyContext): void {
   if (ctx.history.points <= 0) return;
-  if (draft.historyPoint && draft.historyPoint.point.t.getTime() > point.t.getTime()) return;
-  draft.historyPoint = { slot: historySlot(point.t.getTime(), ctx.history), point };
+  if (draft.historyPoint && draft.historyPoint.t.getTime() > point.t.getTime()) return;
+  draft.historyPoint = point;
 }
 
 function transition(draft: NodeDraft, node: NodeRecord, to: NodeRecord['status'], reason: NodeEvent['reason'], now: number): void {

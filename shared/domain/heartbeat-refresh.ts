@@ -1,6 +1,5 @@
 import type { NodeWrite } from '../store/node-record.js';
 import { receiveTime, type ApplyContext, type MessageOutcome, type ReceivedMessage } from './apply-message.js';
-import { historySlot } from './history.js';
 
 export type RefreshWrite = Extract<NodeWrite, { kind: 'refresh' }>;
 
@@ -81,7 +80,7 @@ export function planHeartbeatRefresh(nodeId: string, messages: ReceivedMessage[]
   };
   if (ctx.history.points > 0) {
     const t = newest!.at;
-    write.historyPoint = { slot: historySlot(t, ctx.history), point: { t: new Date(t), cpu: payload.cpuUsage, mem: payload.memoryUsage } };
+    write.historyPoint = { t: new Date(t), cpu: payload.cpuUsage, mem: payload.memoryUsage };
   }
   if (Number.isFinite(lowestOffset)) {
     write.clockSkewMs = lowestOffset;

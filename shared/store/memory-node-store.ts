@@ -1,14 +1,14 @@
 import { readFileSync, writeFileSync, renameSync, existsSync } from 'node:fs';
-import { historyRing, historySlotKey, historyView, type HistorySettings } from '../domain/history.js';
+import { historyStep, historyView, type HistorySettings } from '../domain/history.js';
 import type { NodeStatus } from '../messages/index.js';
 import type { CanaryRecord } from '../domain/path-coverage.js';
-import type { ClusterGuardState, HistoryPoint, HistoryWrite, NodeRecord, NodeWrite } from './node-record.js';
+import type { ClusterGuardState, HistoryPoint, NodeRecord, NodeWrite } from './node-record.js';
 import type { NodeStore, WriteResult } from './node-store.js';
 
 export interface MemoryNodeStoreOptions {
-  /** History ring slots per node, as the MongoDB adapter keeps them. */
+  /** History steps shown per node (HISTORY_POINTS). */
   historyPoints: number;
-  /** Width of one history slot (default 30 s, as HISTORY_RESOLUTION_MS). */
+  /** Width of one history step (default 30 s, as HISTORY_RESOLUTION_MS). */
   historyResolutionMs?: number;
   /** Save the nodes to this JSON file after each write, so an embedded restart keeps registrations. */
   stateFile?: string;
@@ -19,8 +19,8 @@ const clone = <T>(value: T): T => structuredClone(value);
 /** In-process node store for the all-in-one mode and unit tests; behaves like the MongoDB adapter. */
 export function createMemoryNodeStore(options: MemoryNodeStoreOptions): NodeStore & { roundTrips(): number } {
   const nodes = new Map<string, NodeRecord>();
-  /** Each node's history ring, as the MongoDB adapter stores it; records show its view. */
-  const rings = new Map<string, Record<string, HistoryPoint>>();
+  /** Each node's history points by step (the first stored in a step stays), as the MongoDB adapter keeps them. */
+  const series = new Map<string, Map<number, HistoryPoint>>();
   const history: HistorySettings = { points: options.historyPoints, resolutionMs: options.historyResolutionMs ?? 30_000 };
   const canaries = new Map<string, CanaryRecord>();
   let guard: ClusterGuardState = { heldSince: null, eventId: null };
@@ -31,20 +31,22 @@ export function createMemoryNodeStore(options: MemoryNodeStoreOptions): NodeStor
     const saved = JSON.parse(readFileSync(options.stateFile, 'utf8')) as SavedNode[];
     for (const raw of saved) {
       const { node, points } = revive(raw);
-      rings.set(node.nodeId, historyRing(points, history));
+      for (const point of points) addPoint(node.nodeId, point);
       nodes.set(node.nodeId, node);
     }
   }
 
-  /** MongoDB's $max on the point's slot: of two points in one slot, the later one stays. */
-  function addPoint(nodeId: string, write: HistoryWrite | undefined): void {
-    if (!write || history.points <= 0) return;
-    const ring = rings.get(nodeId) ?? {};
-    const key = historySlotKey(write.slot);
-    const kept = ring[key];
-    if (!kept || kept.t.getTime() < write.point.t.getTime()) ring[key] = clone(write.point);
-    rings.set(nodeId, ring);
+  /** Like MongoDB's insert by step id: the first point of a step stays. Steps too old to be shown again are dropped. */
+  function addPoint(nodeId: string, point: HistoryPoint | undefined): void {
+    if (!point || history.points <= 0) return;
+    const steps = series.get(nodeId) ?? new Map<number, HistoryPoint>();
+    const step = historyStep(point.t.getTime(), history);
+    if (!steps.has(step)) steps.set(step, clone(point));
+    const newest = Math.max(...steps.keys());
+    for (const s of steps.keys()) if (s <= newest - history.points) steps.delete(s);
+    series.set(nodeId, steps);
   }
+  const pointsOf = (nodeId: string) => series.get(nodeId)?.values() ?? [];
 
   function scheduleSave(): void {
     if (!options.stateFile || saveTimer) return;
@@ -57,7 +59,7 @@ export function createMemoryNodeStore(options: MemoryNodeStoreOptions): NodeStor
   function saveNow(): void {
     if (!options.stateFile) return;
     const tmp = `${options.stateFile}.tmp`;
-    const saved: SavedNode[] = [...nodes.values()].map((node) => ({ ...node, history: historyView(rings.get(node.nodeId), history) }));
+    const saved: SavedNode[] = [...nodes.values()].map((node) => ({ ...node, history: [...pointsOf(node.nodeId)] }));
     writeFileSync(tmp, JSON.stringify(saved));
     renameSync(tmp, options.stateFile);
   }
@@ -88,9 +90,9 @@ export function createMemoryNodeStore(options: MemoryNodeStoreOptions): NodeStor
         .sort((a, b) => (a.nodeId < b.nodeId ? -1 : a.nodeId > b.nodeId ? 1 : 0))
         .map(clone);
     },
-    async histories(nodeIds) {
+    async histories(nodeIds, until) {
       trips++;
-      return new Map(nodeIds.map((nodeId) => [nodeId, historyView(rings.get(nodeId), history)]));
+      return new Map(nodeIds.map((nodeId) => [nodeId, historyView(pointsOf(nodeId), until.getTime(), history)]));
     },
     async write(writes: NodeWrite[]): Promise<WriteResult> {
       trips++;
@@ -183,13 +185,13 @@ export function createMemoryNodeStore(options: MemoryNodeStoreOptions): NodeStor
     async delete(nodeId) {
       trips++;
       const existed = nodes.delete(nodeId);
-      rings.delete(nodeId);
+      series.delete(nodeId);
       scheduleSave();
       return existed;
     },
     async deleteAll() {
       nodes.clear();
-      rings.clear();
+      series.clear();
       canaries.clear();
       guard = { heldSince: null, eventId: null };
       scheduleSave();

@@ -1,9 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import mongoose, { type Connection, type Model } from 'mongoose';
-import { historySlotKey, historyStep, historyView, type HistorySettings } from '../domain/history.js';
+import { historyStep, historyView, historyWindow, type HistorySettings } from '../domain/history.js';
 import type { NodeEvent, NodeStatus } from '../messages/index.js';
 import type { CanaryRecord } from '../domain/path-coverage.js';
-import type { CanaryArrival, CanarySenderReport, ClusterGuardState, HistoryPoint, HistoryWrite, NodeRecord, NodeWrite } from './node-record.js';
+import type { CanaryArrival, CanarySenderReport, ClusterGuardState, HistoryPoint, NodeRecord, NodeWrite } from './node-record.js';
 import { StoreUnavailableError, type NodeStore, type OutboxRemoval, type WriteResult } from './node-store.js';
 
 // Explicit, so no mongoose upgrade changes it under us: unknown filter keys are dropped. Every filter
@@ -68,13 +68,17 @@ nodeSchema.index({ status: 1, lastHeartbeat: 1 });
 nodeSchema.index({ 'outbox.eventId': 1 }, { sparse: true });
 
 /**
- * `node_history`: the sparkline points, one document per ring slot of a node (`_id` `<nodeId>|s<slot>`, the
- * point in `p`), so a node has at most HISTORY_POINTS of them and no expiry is needed. Apart from the node
- * document, which every heartbeat rewrites: a full ring inside it made each of those writes six times dearer.
+ * `node_history`: the sparkline, a time series of one document per node and step of HISTORY_RESOLUTION_MS
+ * (`_id` `<nodeId>|<step>`, the first point of a step), inserted and never updated, read by `_id`. A TTL index on
+ * `t` expires what no reader shows any more; on a server without TTL indexes (the SQLite-backed test server)
+ * each insert deletes the step that falls out of its node's window instead. Apart from the node document, which
+ * every heartbeat rewrites: a ring of 120 points inside it made each of those writes six times dearer.
  */
 interface HistoryDocument {
   _id: string;
-  p: HistoryPoint;
+  t: Date;
+  cpu: number;
+  mem: number;
 }
 /** Node documents written before the history moved out carry these fields: never read, dropped by the next guarded update. */
 const LEGACY_HISTORY_FIELDS = { historyRing: '', history: '' };
@@ -152,9 +156,14 @@ function toDocument(record: NodeRecord): NodeDocument {
   return { _id: nodeId, ...rest, stats: stats ? statsDocument(stats) : null };
 }
 
-/** The id of a node's history document for one ring slot. */
-function historyId(nodeId: string, slot: number): string {
-  return `${nodeId}|${historySlotKey(slot)}`;
+/** The id of a node's history document for one step. */
+function historyId(nodeId: string, step: number): string {
+  return `${nodeId}|${step}`;
+}
+
+/** Every history document of a node (node ids match [A-Za-z0-9._-]: only the dot needs escaping). */
+function historyOf(nodeId: string): RegExp {
+  return new RegExp(`^${nodeId.replace(/\./g, '\\.')}\\|`);
 }
 
 /** Most ids in one `$in` read of history documents. */
@@ -234,6 +243,8 @@ export async function createMongoNodeStore(options: MongoNodeStoreOptions): Prom
    * add (one point per step), so a fleet beating every few seconds writes a point per node per step, not per beat.
    */
   const storedSteps = new Map<string, number>();
+  /** Whether the server expires history documents (TTL index): otherwise writers delete what leaves the window. */
+  let historyExpires = false;
 
   async function ensureIndexes(): Promise<void> {
     await guarded('createCollection', async () => {
@@ -245,6 +256,16 @@ export async function createMongoNodeStore(options: MongoNodeStoreOptions): Prom
       await connection.createCollection('node_history').catch((error: { code?: number; codeName?: string }) => {
         if (error?.code !== 48 && error?.codeName !== 'NamespaceExists') throw error;
       });
+      // A point no reader shows any more (older than the window, plus a step) expires on its own.
+      const expireAfterSeconds = Math.ceil(((history.points + 1) * history.resolutionMs) / 1000);
+      historyExpires = await History.createIndex({ t: 1 }, { name: 't_ttl', expireAfterSeconds }).then(
+        () => true,
+        (error: { code?: number; codeName?: string }) => {
+          // IndexOptionsConflict: the window changed since the index was made; writers prune meanwhile.
+          if (error?.code === 238 || error?.codeName === 'NotImplemented' || error?.code === 85 || error?.codeName === 'IndexOptionsConflict') return false;
+          throw error;
+        },
+      );
     });
     // Explicit, once at start (autoIndex is off).
     await guarded('createIndexes', () => Nodes.createIndexes());
@@ -259,25 +280,33 @@ export async function createMongoNodeStore(options: MongoNodeStoreOptions): Prom
   }
 
   /**
-   * Stores the history points of applied writes, one bulk upsert. A point replaces its slot's only when newer
-   * ($max, t first), which also overwrites the slot's point from an earlier lap of the ring. A lost point is
-   * a gap in a sparkline, so two writers racing to create one slot end with either point.
+   * Stores the history points of applied writes: one insert of the steps this process has not stored yet (a step
+   * stored already, by another ingest, keeps its first point), and without a TTL index one delete of the steps
+   * that leave those nodes' windows. Returns the round trips used.
    */
-  async function storeHistory(points: Array<{ nodeId: string; write: HistoryWrite }>): Promise<number> {
-    const fresh = points.filter(({ nodeId, write }) => historyStep(write.point.t.getTime(), history) > (storedSteps.get(nodeId) ?? -Infinity));
-    if (!fresh.length || history.points <= 0) return 0;
-    const ops = fresh.map(({ nodeId, write }) => ({
-      updateOne: { filter: { _id: historyId(nodeId, write.slot) }, update: { $max: { p: { t: write.point.t, cpu: write.point.cpu, mem: write.point.mem } } }, upsert: true },
-    }));
+  async function storeHistory(points: Array<{ nodeId: string; point: HistoryPoint }>): Promise<number> {
+    if (history.points <= 0) return 0;
+    const fresh = points
+      .map(({ nodeId, point }) => ({ nodeId, point, step: historyStep(point.t.getTime(), history) }))
+      .filter(({ nodeId, step }) => step > (storedSteps.get(nodeId) ?? -Infinity));
+    if (!fresh.length) return 0;
+    const docs = fresh.map(({ nodeId, point, step }) => ({ _id: historyId(nodeId, step), t: point.t, cpu: point.cpu, mem: point.mem }));
     try {
-      await guarded('write history', () => History.bulkWrite(ops as never, { ordered: false }), OPERATION_DEADLINE_MS + ops.length * DEADLINE_PER_STATEMENT_MS);
+      await guarded('write history', () => History.insertMany(docs, { ordered: false }), OPERATION_DEADLINE_MS + docs.length * DEADLINE_PER_STATEMENT_MS);
     } catch (error) {
-      const writeErrors = (error as { writeErrors?: Array<{ code?: number }> }).writeErrors;
-      if (!Array.isArray(writeErrors) || !writeErrors.length || writeErrors.some((e) => e.code !== 11000)) throw error;
+      const writeErrors = (error as { writeErrors?: Array<{ code?: number }> | { code?: number } }).writeErrors;
+      const codes = Array.isArray(writeErrors) ? writeErrors.map((e) => e.code) : [writeErrors?.code ?? (error as { code?: number }).code];
+      if (!codes.length || codes.some((code) => code !== 11000)) throw error;
+    }
+    let trips = 1;
+    if (!historyExpires) {
+      const leaving = fresh.map(({ nodeId, step }) => historyId(nodeId, step - history.points));
+      await guarded('prune history', () => History.deleteMany({ _id: { $in: leaving } }));
+      trips++;
     }
     if (storedSteps.size > MAX_REMEMBERED_STEPS) storedSteps.clear();
-    for (const { nodeId, write } of fresh) storedSteps.set(nodeId, historyStep(write.point.t.getTime(), history));
-    return 1;
+    for (const { nodeId, step } of fresh) storedSteps.set(nodeId, step);
+    return trips;
   }
 
   /** The bulk-write operation of one write; a refresh gets a token (`refreshId`) so a read-back can tell whether it applied. */
@@ -321,26 +350,23 @@ export async function createMongoNodeStore(options: MongoNodeStoreOptions): Prom
       const docs = await guarded('list', () => Nodes.collection.find(query as never, { projection: NODE_PROJECTION }).sort({ _id: 1 }).toArray());
       return (docs as unknown as NodeDocument[]).map(record);
     },
-    async histories(nodeIds: string[]) {
+    async histories(nodeIds: string[], until: Date) {
       const found = new Map<string, HistoryPoint[]>(nodeIds.map((id) => [id, []]));
       if (!nodeIds.length || history.points <= 0) return found;
-      // By _id only (every slot of every node asked for): indexed reads on MongoDB and on the test server, of
-      // at most MAX_IDS_PER_READ ids each.
-      const docs: HistoryDocument[] = [];
+      const { first } = historyWindow(until.getTime(), history);
+      // By _id only (every step of the window of every node asked for): indexed reads on MongoDB and on the test
+      // server, of at most MAX_IDS_PER_READ ids each.
       const perRead = Math.max(1, Math.floor(MAX_IDS_PER_READ / history.points));
+      const byNode = new Map<string, HistoryPoint[]>();
       for (let i = 0; i < nodeIds.length; i += perRead) {
-        const ids = nodeIds.slice(i, i + perRead).flatMap((nodeId) => Array.from({ length: history.points }, (_, slot) => historyId(nodeId, slot)));
-        docs.push(...(await guarded('histories', () => History.find({ _id: { $in: ids } }).toArray())));
+        const ids = nodeIds.slice(i, i + perRead).flatMap((nodeId) => Array.from({ length: history.points }, (_, k) => historyId(nodeId, first + k)));
+        const docs = await guarded('histories', () => History.find({ _id: { $in: ids } }).toArray());
+        for (const doc of docs) {
+          const nodeId = doc._id.slice(0, doc._id.lastIndexOf('|'));
+          byNode.set(nodeId, [...(byNode.get(nodeId) ?? []), { t: doc.t, cpu: doc.cpu, mem: doc.mem }]);
+        }
       }
-      const rings = new Map<string, Record<string, HistoryPoint>>();
-      for (const doc of docs) {
-        const cut = doc._id.lastIndexOf('|');
-        const nodeId = doc._id.slice(0, cut);
-        const ring = rings.get(nodeId) ?? {};
-        ring[doc._id.slice(cut + 1)] = doc.p;
-        rings.set(nodeId, ring);
-      }
-      for (const [nodeId, ring] of rings) found.set(nodeId, historyView(ring, history));
+      for (const [nodeId, points] of byNode) found.set(nodeId, historyView(points, until.getTime(), history));
       return found;
     },
     async write(writes: NodeWrite[]): Promise<WriteResult> {
@@ -366,7 +392,7 @@ export async function createMongoNodeStore(options: MongoNodeStoreOptions): Prom
       }
       const id = (w: NodeWrite) => (w.kind === 'insert' ? w.record.nodeId : w.nodeId);
       const pointsOf = (applies: (w: NodeWrite) => boolean) =>
-        writes.flatMap((w) => (w.kind !== 'insert' && w.historyPoint && applies(w) ? [{ nodeId: w.nodeId, write: w.historyPoint }] : []));
+        writes.flatMap((w) => (w.kind !== 'insert' && w.historyPoint && applies(w) ? [{ nodeId: w.nodeId, point: w.historyPoint }] : []));
       if (applied === writes.length) return { conflicts: [], roundTrips: commands + (await storeHistory(pointsOf(() => true))) };
       // Some writes did not apply. The bulk result has no per-operation counts, so read back which
       // documents carry what this batch wrote: the rev of an insert or update, the token of a refresh.
@@ -467,8 +493,8 @@ export async function createMongoNodeStore(options: MongoNodeStoreOptions): Prom
     async delete(nodeId: string) {
       const result = await guarded('delete', () => Nodes.deleteOne({ _id: nodeId }).exec());
       storedSteps.delete(nodeId);
-      const slots = Array.from({ length: Math.max(0, history.points) }, (_, slot) => historyId(nodeId, slot));
-      if (slots.length) await guarded('delete history', () => History.deleteMany({ _id: { $in: slots } }));
+      // An anchored prefix of _id: an index range on MongoDB (an operator's reset, rare).
+      await guarded('delete history', () => History.deleteMany({ _id: historyOf(nodeId) } as never));
       return result.deletedCount > 0;
     },
     async deleteAll() {

@@ -53,16 +53,10 @@ export interface NodeRecord {
 /** Fields a write may set (never nodeId or rev, which the store manages). The history grows by a write's `historyPoint`. */
 export type NodeChanges = Partial<Omit<NodeRecord, 'nodeId' | 'rev' | 'outbox'>>;
 
-/** One sparkline point and its slot in the node's history ring (see shared/domain/history.ts). */
-export interface HistoryWrite {
-  slot: number;
-  point: HistoryPoint;
-}
-
 /**
  * The three kinds of write. In all of them `lastHeartbeat` and `stats` only ever move forward (MongoDB's
  * $max: stats compare by reportedAt first), so a write computed from an older read never turns them back.
- * A write's history point is stored only when the write applied, and replaces its slot's point only when newer.
+ * A write's history point is stored only when the write applied; the first point stored in a step stays.
  */
 export type NodeWrite =
   | { kind: 'insert'; record: NodeRecord }
@@ -78,7 +72,7 @@ export type NodeWrite =
       set: NodeChanges;
       pushOutbox: NodeEvent[];
       silentBefore?: Date;
-      historyPoint?: HistoryWrite;
+      historyPoint?: HistoryPoint;
     }
   /**
    * Heartbeats of a node that stays ONLINE, written without reading the node first. Applies only while the
@@ -92,7 +86,7 @@ export type NodeWrite =
       nodeId: string;
       lastHeartbeat: Date;
       stats: NodeStats | null;
-      historyPoint?: HistoryWrite;
+      historyPoint?: HistoryPoint;
       /** The lowest clock offset (receive time − agent send time) of the batch's broker messages: the baseline moves down to it. */
       clockSkewMs?: number;
       /** Applies only while the stored baseline is at least this (else one of the messages sat in a backlog). */

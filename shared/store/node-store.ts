@@ -33,10 +33,11 @@ export interface NodeStore {
   getMany(nodeIds: string[]): Promise<Map<string, NodeRecord>>;
   list(filter?: { status?: NodeStatus }): Promise<NodeRecord[]>;
   /**
-   * The sparkline points of these nodes (the current lap of each ring, oldest first; an empty list for a node
-   * without any), in one read. Kept apart from the node documents, which a heartbeat rewrites.
+   * The sparkline points of these nodes at `until`: those of the last HISTORY_POINTS steps of
+   * HISTORY_RESOLUTION_MS up to it, oldest first (an empty list for a node without any), read by `_id`. Kept
+   * apart from the node documents, which a heartbeat rewrites.
    */
-  histories(nodeIds: string[]): Promise<Map<string, HistoryPoint[]>>;
+  histories(nodeIds: string[], until: Date): Promise<Map<string, HistoryPoint[]>>;
   /** Applies every write in one bulk operation; a write whose expectedRev is stale (or an insert over an existing node) is a conflict. */
   write(writes: NodeWrite[]): Promise<WriteResult>;
   /**

@@ -25,7 +25,7 @@ interface Orchestrator {
 
 /** The store's view of a node for this test. */
 function storedBy(store: NodeStore): Pick<Orchestrator, 'stored' | 'history'> {
-  return { stored: (nodeId) => store.get(nodeId), history: async (nodeId) => (await store.histories([nodeId])).get(nodeId) ?? [] };
+  return { stored: (nodeId) => store.get(nodeId), history: async (nodeId) => (await store.histories([nodeId], new Date())).get(nodeId) ?? [] };
 }
 
 /** Sends HEARTBEATS beats with cpuUsage 1, 2, ..., each stored and at least one history slot after the last. */

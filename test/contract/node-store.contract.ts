@@ -1,7 +1,6 @@
 import { expect } from 'chai';
 import type { NodeRecord } from '../../shared/store/node-record.js';
 import type { NodeStore } from '../../shared/store/node-store.js';
-import { historySlot } from '../../shared/domain/history.js';
 import { at, insert, nodeEventFor, nodeRecord, refresh, update } from './node-fixtures.js';
 
 export interface NodeStoreFactory {
@@ -60,7 +59,7 @@ export function nodeStoreContract(adapter: string, factory: NodeStoreFactory): v
         const found = await store.get('bare');
 
         expect(found).to.deep.include({ lastHeartbeat: null, stats: null, clockSkewMs: null, reregisterRequestedAt: null });
-        expect((await store.histories(['bare'])).get('bare')).to.deep.equal([]);
+        expect((await store.histories(['bare'], at(0))).get('bare')).to.deep.equal([]);
       });
 
       it('returns the nodes it holds from a list of ids, keyed by id', async () => {
@@ -192,7 +191,7 @@ export function nodeStoreContract(adapter: string, factory: NodeStoreFactory): v
         expect((await store.write([])).conflicts).to.deep.equal([]);
       });
 
-      it('keeps one history point per ring slot, the later one, and only the current lap, so the history stays bounded', async () => {
+      it('keeps one history point per step, the first, and shows the last HISTORY_POINTS steps', async () => {
         // The suites open their stores with 120 points of 30 s (the defaults).
         const settings = { points: 120, resolutionMs: 30_000 };
         const record = nodeRecord('node-1');
@@ -201,54 +200,60 @@ export function nodeStoreContract(adapter: string, factory: NodeStoreFactory): v
         const beats = settings.points + 10;
         for (let i = 0; i < beats; i++) {
           const t = at(i * settings.resolutionMs);
-          const change = { ...update('node-1', rev, {}), historyPoint: { slot: historySlot(t.getTime(), settings), point: { t, cpu: i, mem: 50 } } };
+          const change = { ...update('node-1', rev, {}), historyPoint: { t, cpu: i, mem: 50 } };
           expect((await store.write([change])).conflicts).to.deep.equal([]);
           rev = change.newRev;
         }
-        // An older point for a slot that holds a newer one changes nothing.
-        const stale = at(20 * settings.resolutionMs);
-        await store.write([refresh('node-1', { historyPoint: { slot: historySlot(stale.getTime(), settings), point: { t: stale, cpu: -1, mem: -1 } } })]);
+        // A second point for a step that has one changes nothing, whether older or newer.
+        for (const offset of [-1, 1]) {
+          const t = at(20 * settings.resolutionMs + 1 + offset);
+          await store.write([refresh('node-1', { historyPoint: { t, cpu: -1, mem: -1 } })]);
+        }
+        const until = at((beats - 1) * settings.resolutionMs);
 
-        const stored = (await store.histories(['node-1'])).get('node-1')!;
+        const stored = (await store.histories(['node-1'], until)).get('node-1')!;
 
         expect(stored).to.have.length(settings.points);
         expect(stored.map((p) => p.cpu)).to.deep.equal(Array.from({ length: settings.points }, (_, i) => i + 10));
         for (const point of stored) expect(point.t, 'history[].t').to.be.instanceOf(Date);
+        // Later, the window moves on.
+        const later = (await store.histories(['node-1'], at((beats + 59) * settings.resolutionMs))).get('node-1')!;
+        expect(later.map((p) => p.cpu)).to.deep.equal(Array.from({ length: 60 }, (_, i) => i + 70));
       });
 
       it('keeps the history when an update does not name it, and stores no point of a write that did not apply', async () => {
-        const settings = { points: 120, resolutionMs: 30_000 };
         const record = nodeRecord('node-1');
         await store.write([insert(record)]);
         const point = { t: at(0), cpu: 10, mem: 40 };
-        const first = { ...update('node-1', record.rev, {}), historyPoint: { slot: historySlot(point.t.getTime(), settings), point } };
+        const first = { ...update('node-1', record.rev, {}), historyPoint: point };
         await store.write([first]);
 
         await store.write([update('node-1', first.newRev, { lastHeartbeat: at(1000) })]);
         const later = { t: at(60_000), cpu: 99, mem: 99 };
-        const stale = { ...update('node-1', record.rev, {}), historyPoint: { slot: historySlot(later.t.getTime(), settings), point: later } };
+        const stale = { ...update('node-1', record.rev, {}), historyPoint: later };
         expect((await store.write([stale])).conflicts).to.deep.equal(['node-1']);
         await store.write([insert(nodeRecord('node-2', { status: 'OFFLINE' }))]);
-        const refused = refresh('node-2', { historyPoint: { slot: historySlot(later.t.getTime(), settings), point: later } });
+        const refused = refresh('node-2', { historyPoint: later });
         expect((await store.write([refused])).conflicts).to.deep.equal(['node-2']);
 
-        const histories = await store.histories(['node-1', 'node-2', 'nobody']);
+        const histories = await store.histories(['node-1', 'node-2', 'nobody'], at(60_000));
         expect(histories.get('node-1')).to.deep.equal([point]);
         expect(histories.get('node-2')).to.deep.equal([]);
         expect(histories.get('nobody')).to.deep.equal([]);
       });
 
       it('forgets the history of a node it deletes', async () => {
-        const settings = { points: 120, resolutionMs: 30_000 };
         const record = nodeRecord('node-1');
-        await store.write([insert(record)]);
+        await store.write([insert(record), insert(nodeRecord('node-10'))]);
         const point = { t: at(0), cpu: 10, mem: 40 };
-        await store.write([{ ...update('node-1', record.rev, {}), historyPoint: { slot: historySlot(point.t.getTime(), settings), point } }]);
+        await store.write([{ ...update('node-1', record.rev, {}), historyPoint: point }, refresh('node-10', { historyPoint: point })]);
 
         await store.delete('node-1');
         await store.write([insert(nodeRecord('node-1'))]);
 
-        expect((await store.histories(['node-1'])).get('node-1')).to.deep.equal([]);
+        const histories = await store.histories(['node-1', 'node-10'], at(0));
+        expect(histories.get('node-1')).to.deep.equal([]);
+        expect(histories.get('node-10'), 'another node whose id starts the same').to.deep.equal([point]);
       });
 
       it('deletes one node, saying whether it was there', async () => {

@@ -1,4 +1,3 @@
-import { historySlot } from '../../shared/domain/history.js';
 import type { HistoryPoint, NodeRecord, NodeWrite } from '../../shared/store/node-record.js';
 import type { NodeStore } from '../../shared/store/node-store.js';
 
@@ -61,13 +60,12 @@ export async function seedFleet(store: NodeStore, count: number, now = Date.now(
     const result = await store.write(writes);
     if (result.conflicts.length) throw new Error(`seeding the fleet: ${result.conflicts.length} nodes existed already`);
   }
-  // The points as heartbeats of ONLINE nodes leave them (the stores' default ring: 120 slots of 30 s); the
-  // refreshes' older lastHeartbeat changes nothing.
+  // The points as heartbeats of ONLINE nodes leave them; the refreshes' older lastHeartbeat changes nothing.
   const points: NodeWrite[] = [];
   for (let i = 0; i < Math.min(count, withHistory); i++) {
     if (fleetOffline(i)) continue;
     for (const point of fleetHistory(i, now)) {
-      points.push({ kind: 'refresh', nodeId: fleetNodeId(i), lastHeartbeat: point.t, stats: null, historyPoint: { slot: historySlot(point.t.getTime(), { points: 120, resolutionMs: 30_000 }), point } });
+      points.push({ kind: 'refresh', nodeId: fleetNodeId(i), lastHeartbeat: point.t, stats: null, historyPoint: point });
     }
   }
   for (let start = 0; start < points.length; start += chunk) await store.write(points.slice(start, start + chunk));

@@ -184,7 +184,7 @@ export function createNodeWatch(options: NodeWatchOptions): NodeWatch {
     });
     for (let i = 0; i < stale.length; i += HISTORY_CHUNK) {
       const chunk = stale.slice(i, i + HISTORY_CHUNK);
-      const found = await store.histories(chunk);
+      const found = await store.histories(chunk, new Date(at));
       for (const nodeId of chunk) historyCache.set(nodeId, { points: found.get(nodeId) ?? [], at });
     }
     if (historyCache.size > MAX_CACHED) {
