@@ -20,27 +20,30 @@ interface Orchestrator {
   register(nodeId: string): Promise<void>;
   heartbeat(nodeId: string, body: ReturnType<typeof statsBody>): Promise<void>;
   stored(nodeId: string): Promise<NodeRecord | null>;
-  history(nodeId: string): Promise<HistoryPoint[]>;
+  /** The history as shown at `until`. */
+  history(nodeId: string, until: Date): Promise<HistoryPoint[]>;
 }
 
 /** The store's view of a node for this test. */
 function storedBy(store: NodeStore): Pick<Orchestrator, 'stored' | 'history'> {
-  return { stored: (nodeId) => store.get(nodeId), history: async (nodeId) => (await store.histories([nodeId], new Date())).get(nodeId) ?? [] };
+  return { stored: (nodeId) => store.get(nodeId), history: async (nodeId, until) => (await store.histories([nodeId], until)).get(nodeId) ?? [] };
 }
 
 /** Sends HEARTBEATS beats with cpuUsage 1, 2, ..., each stored and at least one history slot after the last. */
 async function beatManyTimes(o: Orchestrator, nodeId: string): Promise<HistoryPoint[]> {
   await o.register(nodeId);
+  let last: NodeRecord | null = null;
   for (let i = 1; i <= HEARTBEATS; i++) {
     await o.heartbeat(nodeId, statsBody({ cpuUsage: i, memoryUsage: 50 + i, timestamp: new Date().toISOString() }));
     // Stored before the next is sent, so the receive times too are at least a slot apart.
-    await eventually(async () => {
+    last = await eventually(async () => {
       const stored = await o.stored(nodeId);
       return stored?.stats?.cpuUsage === i && stored;
     }, 15_000, 10);
     await new Promise((resolve) => setTimeout(resolve, RESOLUTION_MS + 5));
   }
-  return o.history(nodeId);
+  // As shown when the last beat was received: however long the machine took since, the window ends there.
+  return o.history(nodeId, last!.lastHeartbeat!);
 }
 
 function expectLatestPoints(history: HistoryPoint[]): void {
