@@ -10,9 +10,10 @@
 #             SQLite backend) is built once (cached in .cache/ferretdb) and
 #             started via scripts/ferretdb.sh.
 #
-# Missing Debian packages (rabbitmq-server, redis-server) are installed with
-# apt-get. If rabbitmq/definitions.json exists it is imported after RabbitMQ
-# starts (and whenever the file changes).
+# Missing Debian packages (rabbitmq-server, redis-server, and prometheus for
+# promtool, whose service is not started) are installed with apt-get. If
+# rabbitmq/definitions.json exists it is imported after RabbitMQ starts (and
+# whenever the file changes).
 # Exits non-zero with a message naming the service that could not be started.
 set -euo pipefail
 
@@ -89,6 +90,27 @@ if ((${#missing[@]})); then
   apt-get -o DPkg::Lock::Timeout=600 update -qq >&2 || die "apt-get update failed"
   apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${missing[@]}" >&2 \
     || die "apt-get install ${missing[*]} failed"
+fi
+
+# promtool (Debian package prometheus) checks and unit-tests monitoring/alerts.yml, and the end-to-end alert
+# test runs its own prometheus on a private port. The package's system service must not start: a policy-rc.d
+# that refuses every start is put in place for the install when there is none.
+if ! command -v promtool >/dev/null 2>&1 || ! command -v prometheus >/dev/null 2>&1; then
+  [[ "$(id -u)" == 0 ]] || die "need root to install prometheus (promtool) with apt-get"
+  command -v apt-get >/dev/null 2>&1 || die "apt-get not found; install prometheus (promtool) by hand"
+  log "installing prometheus (for promtool; its service is not started) with apt-get ..."
+  export DEBIAN_FRONTEND=noninteractive
+  policy=/usr/sbin/policy-rc.d own_policy=0
+  if [[ ! -e "$policy" ]]; then
+    printf '#!/bin/sh\nexit 101\n' > "$policy" && chmod 755 "$policy" && own_policy=1
+  fi
+  rc=0
+  { apt-get -o DPkg::Lock::Timeout=600 update -qq >&2 \
+    && apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends prometheus >&2; } || rc=$?
+  ((own_policy)) && rm -f "$policy"
+  ((rc == 0)) || die "apt-get install prometheus failed"
+  # Nor at the next boot.
+  if [[ -d /run/systemd/system ]]; then systemctl disable prometheus >/dev/null 2>&1 || true; fi
 fi
 
 # ---------------------------------------------------------------------------

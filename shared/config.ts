@@ -82,7 +82,8 @@ class Reader {
   }
 }
 
-function redact(url: string): string {
+/** A URL with its password replaced by `***`, for messages and logs. */
+export function redact(url: string): string {
   return url.replace(/\/\/([^:/@]+):([^@]+)@/, '//$1:***@');
 }
 

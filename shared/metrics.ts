@@ -99,6 +99,34 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
       help: 'How far behind now the time is up to which heartbeats are proven recorded (nodes are marked OFFLINE only for silence before it)',
       registers: [registry],
     }),
+    sweepLastCompleted: new Gauge({
+      name: 'orchestrator_sweep_last_completed_timestamp_seconds',
+      help: 'Unix time of the last sweep this sweeper completed (held sweeps count; failed ones do not), its start time before the first',
+      registers: [registry],
+    }),
+    sweepInterval: new Gauge({
+      name: 'orchestrator_sweep_interval_seconds',
+      help: 'HEALTH_CHECK_INTERVAL of this sweeper: the time between two sweeps',
+      registers: [registry],
+    }),
+    ready: new Gauge({
+      name: 'orchestrator_ready',
+      help: '1 while this process is ready (api: as /readyz says; ingest: consuming, with its store answering), by component',
+      labelNames: ['component'] as const,
+      registers: [registry],
+    }),
+    storeUp: new Gauge({
+      name: 'orchestrator_store_up',
+      help: '1 while the node store answers this process (api: a ping at scrape; ingest: its last write; sweeper: its last sweep), by component',
+      labelNames: ['component'] as const,
+      registers: [registry],
+    }),
+    queueMessages: new Gauge({
+      name: 'orchestrator_queue_messages',
+      help: 'Messages ready in a broker queue (the ingest queue and the dead-letter queue), by queue name',
+      labelNames: ['queue'] as const,
+      registers: [registry],
+    }),
     httpRequests: new Counter({
       name: 'orchestrator_http_requests_total',
       help: 'HTTP requests by route and status',

@@ -26,6 +26,8 @@ export const ROUTING = {
   /** The orchestrator's own canary heartbeat, from one sweeper or api process. */
   canary: (senderId: string) => `agent.canary.${senderId}`,
   control: (nodeId: string) => `agent.control.${nodeId}`,
+  /** The agent preflight's probe publish (`--check`): no binding matches it, so the broker confirms and drops it. */
+  preflight: (nodeId: string) => `agent.preflight.${nodeId}`,
   nodeRegistered: 'node.registered',
   nodeOnline: 'node.online',
   nodeOffline: 'node.offline',

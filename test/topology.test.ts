@@ -101,6 +101,13 @@ describe('routing keys', () => {
     }
   });
 
+  it("routes the agent preflight's probe publish nowhere, so the broker confirms and drops it", () => {
+    const inboundBindings = expected.bindings.filter((b) => b.source === EXCHANGES.agentInbound);
+    for (const nodeId of ['node-1', 'node.a-1', 'x'.repeat(64)]) {
+      expect(inboundBindings.some((b) => topicMatches(b.routingKey, ROUTING.preflight(nodeId))), nodeId).to.equal(false);
+    }
+  });
+
   it('lets a subscriber bind node.offline alone', () => {
     expect(topicMatches(ROUTING.nodeOffline, ROUTING.nodeOffline)).to.equal(true);
     expect(topicMatches(ROUTING.nodeOffline, ROUTING.nodeOnline)).to.equal(false);

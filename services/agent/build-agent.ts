@@ -9,6 +9,7 @@ import { createAgent, type Agent } from './agent.js';
 import { createBrokerTransport } from './broker-transport.js';
 import { createFailoverTransport } from './failover-transport.js';
 import { hostIdentity } from './host-identity.js';
+import type { HttpFetch } from './http-client.js';
 import { createHttpTransport } from './http-transport.js';
 import { createMessageFactory } from './outbound-messages.js';
 import { loadOrCreateCredential } from './credential-store.js';
@@ -26,7 +27,7 @@ export interface BuildAgentOptions {
   /** Used instead of connecting to RABBITMQ_URL. */
   bus?: Bus;
   statsSources?: StatsSources;
-  fetch?: typeof globalThis.fetch;
+  fetch?: HttpFetch;
   auth?: RequestAuth;
   clock?: Clock;
   wallClock?: Clock;

@@ -1,6 +1,6 @@
 import type { Bus, Consumer, Delivery } from '../../shared/bus/bus.js';
 import type { Logger } from '../../shared/logger.js';
-import { controlMessageSchema, type ControlMessage } from '../../shared/messages/index.js';
+import type { ControlMessage } from '../../shared/messages/index.js';
 import { ROUTING, type BrokerNames } from '../../shared/topology.js';
 import { reasonOf } from './transport.js';
 
@@ -9,6 +9,15 @@ export interface ControlListener {
   start(): Promise<void>;
   stop(): Promise<void>;
 }
+
+type Schemas = typeof import('../../shared/messages/index.js');
+
+/**
+ * The shared schemas (zod) are loaded with the first control message, not at start: building them costs the
+ * agent's process several MiB of memory (docs/benchmarks.md, agent), and most agents never get a control message.
+ */
+let loadedSchemas: Schemas | null = null;
+let loadingSchemas: Promise<Schemas> | null = null;
 
 export function controlQueueName(names: BrokerNames, nodeId: string): string {
   return `${names.exchanges.agentControl}.${nodeId}`;
@@ -29,6 +38,15 @@ export function createControlListener(deps: {
 
   function onDelivery(delivery: Delivery): void {
     delivery.ack(); // a request is only useful now; there is nothing to retry
+    if (loadedSchemas) return handle(delivery, loadedSchemas.controlMessageSchema);
+    loadingSchemas ??= import('../../shared/messages/index.js').then((schemas) => (loadedSchemas = schemas));
+    void loadingSchemas.then(
+      ({ controlMessageSchema }) => handle(delivery, controlMessageSchema),
+      (error: unknown) => log.warn(`Ignoring a control message: cannot load its schema (${reasonOf(error)})`),
+    );
+  }
+
+  function handle(delivery: Delivery, controlMessageSchema: Schemas['controlMessageSchema']): void {
     let parsed;
     try {
       parsed = controlMessageSchema.safeParse(JSON.parse(delivery.body.toString('utf8')));

@@ -1,4 +1,5 @@
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { access, mkdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { generateCredential, isCredential } from '../../shared/auth/credentials.js';
 
@@ -23,4 +24,45 @@ export async function loadOrCreateCredential(file: string | undefined): Promise<
   await writeFile(temporary, `${credential}\n`, { mode: 0o600, flag: 'wx' });
   await rename(temporary, file);
   return { credential, created: true, persisted: true };
+}
+
+/** What the agent would find in AGENT_CREDENTIAL_FILE, read without changing anything (the preflight, `--check`). */
+export type CredentialFileState =
+  | { kind: 'unset' }
+  /** Absent; `creatable` says whether the agent could write it (its nearest existing directory is writable). */
+  | { kind: 'missing'; creatable: boolean; directory: string }
+  | { kind: 'present'; credential: string; mode: number }
+  | { kind: 'unusable'; mode?: number; reason: string };
+
+export async function inspectCredentialFile(file: string | undefined): Promise<CredentialFileState> {
+  if (!file) return { kind: 'unset' };
+  let mode: number;
+  try {
+    mode = (await stat(file)).mode & 0o777;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') return { kind: 'unusable', reason: (error as Error).message };
+    const directory = await nearestExistingDirectory(dirname(file));
+    const creatable = await access(directory, constants.W_OK | constants.X_OK).then(
+      () => true,
+      () => false,
+    );
+    return { kind: 'missing', creatable, directory };
+  }
+  try {
+    const stored = (await readFile(file, 'utf8')).trim();
+    if (!isCredential(stored)) return { kind: 'unusable', mode, reason: 'it does not hold a credential' };
+    return { kind: 'present', credential: stored, mode };
+  } catch (error) {
+    return { kind: 'unusable', mode, reason: (error as Error).message };
+  }
+}
+
+async function nearestExistingDirectory(directory: string): Promise<string> {
+  for (let current = directory; ; current = dirname(current)) {
+    const exists = await stat(current).then(
+      (s) => s.isDirectory(),
+      () => false,
+    );
+    if (exists || dirname(current) === current) return current;
+  }
 }

@@ -1,3 +1,4 @@
+import { nodeHttpFetch, type HttpAnswer, type HttpFetch } from './http-client.js';
 import type { RequestAuth } from './request-auth.js';
 import { TransportError, type OutboundMessage, type SendOptions, type Transport } from './transport.js';
 
@@ -5,7 +6,8 @@ export interface HttpTransportDeps {
   /** ORCHESTRATOR_URL without a trailing slash. */
   baseUrl: string;
   auth: RequestAuth;
-  fetch?: typeof globalThis.fetch;
+  /** Default: nodeHttpFetch; tests pass a fake. */
+  fetch?: HttpFetch;
 }
 
 /** The original system's endpoints (docs/reference.md, HTTP API): the envelope's payload is the request body. */
@@ -23,7 +25,7 @@ function requestFor(message: OutboundMessage): { path: string; body: unknown } {
 
 /** HTTP to the api: accepted on 2xx; 404 on stats means the orchestrator forgot the node. */
 export function createHttpTransport(deps: HttpTransportDeps): Transport {
-  const fetchImpl = deps.fetch ?? globalThis.fetch;
+  const fetchImpl = deps.fetch ?? nodeHttpFetch;
   return {
     name: 'http',
     async send(message: OutboundMessage, options: SendOptions): Promise<void> {
@@ -31,7 +33,7 @@ export function createHttpTransport(deps: HttpTransportDeps): Transport {
       const timeoutMs = Math.max(1, Math.ceil(options.timeoutMs)); // AbortSignal.timeout takes whole ms only
       const timeout = AbortSignal.timeout(timeoutMs);
       const signal = options.signal ? AbortSignal.any([timeout, options.signal]) : timeout;
-      let response: Response;
+      let response: HttpAnswer;
       let text: string;
       try {
         response = await fetchImpl(`${deps.baseUrl}${path}`, {
@@ -59,7 +61,8 @@ export function createHttpTransport(deps: HttpTransportDeps): Transport {
   };
 }
 
-function networkReason(error: unknown): string {
+/** Why a request failed to connect (ECONNREFUSED, ENOTFOUND, ...): fetch puts it in the cause of its generic "fetch failed". */
+export function networkReason(error: unknown): string {
   const cause = (error as { cause?: { message?: string } })?.cause;
   return cause?.message ?? (error as Error)?.message ?? String(error);
 }

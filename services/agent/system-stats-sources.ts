@@ -1,7 +1,8 @@
 import { statfs } from 'node:fs/promises';
 import { cpus } from 'node:os';
 import Docker from 'dockerode';
-import si from 'systeminformation';
+// Only the memory part: the package's index loads all of its dozens of modules, megabytes of memory the agent never uses.
+import { mem } from 'systeminformation/lib/memory.js';
 import type { CpuTimes, StatsSources } from './stats-collector.js';
 
 export function hostCpuTimes(): CpuTimes {
@@ -25,7 +26,7 @@ export function systemStatsSources(options: { dockerSocket: string; timeoutMs: n
   return {
     cpuTimes: hostCpuTimes,
     async memory() {
-      const m = await si.mem();
+      const m = await mem();
       return { total: m.total, available: m.available };
     },
     async rootDiskUsage() {

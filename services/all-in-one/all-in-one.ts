@@ -128,6 +128,7 @@ export async function startAllInOne(options: AllInOneOptions): Promise<AllInOne>
       metrics,
       guard,
       canaryIntervalMs: config.canaryIntervalMs,
+      timeoutMs: config.timeoutMs,
       readiness: [{ name: backends.kinds.scheduler === 'redis' ? 'redis' : 'scheduler', check: () => scheduler.isReady() }],
       extend: (a) => {
         dashboard = mountDashboard(a, { store, bus, names, log: apiLog, clock: systemClock, authorize: (req) => guard.operator(req) });

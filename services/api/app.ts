@@ -12,6 +12,7 @@ import { createAgentGateway } from './agent-gateway.js';
 import { HttpError } from './http-error.js';
 import { createKnownNodes } from './known-nodes.js';
 import { toNodeView } from './node-view.js';
+import { dryRunAnswer, isDryRun } from './registration-dry-run.js';
 
 export interface ReadinessCheck {
   name: string;
@@ -33,6 +34,8 @@ export interface ApiDeps {
   guard?: ApiGuard;
   /** Sends a canary heartbeat through the gateway this often, proving the HTTP path to the sweeper (CANARY_INTERVAL_MS). */
   canaryIntervalMs?: number;
+  /** TIMEOUT_MINUTES in ms, told to an agent's dry-run registration so that it can check its own timings. */
+  timeoutMs?: number;
 }
 
 export type ApiApp = express.Express & {
@@ -91,6 +94,12 @@ export function createApp(deps: ApiDeps): ApiApp {
   app.post('/api/nodes/register', async (req, res) => {
     const body = validate(registerBodySchema, req.body);
     const auth = await guard?.agent(req, body.nodeId, 'register');
+    // The agent's preflight: authenticated and checked like a registration, then answered without sending or storing anything.
+    if (isDryRun(req.query)) {
+      const stored = await storeCall(() => store.get(body.nodeId));
+      res.status(200).json(dryRunAnswer({ body, stored, auth, timeoutMs: deps.timeoutMs }));
+      return;
+    }
     await gateway.register(body, auth);
     knownNodes.remember(body.nodeId);
     res.status(201).json({ nodeId: body.nodeId, accepted: true, message: `Node ${body.nodeId} registered` });
@@ -151,15 +160,21 @@ export function createApp(deps: ApiDeps): ApiApp {
     res.type('text/plain').send('ok');
   });
 
-  app.get('/readyz', async (_req, res) => {
+  /** What /readyz answers and the metrics show: each check, and readiness as their conjunction. */
+  async function checkReadiness(): Promise<Record<string, boolean>> {
     // A broker that blocks publishers (memory or disk alarm) takes no agent message: not ready, and named.
-    const publishing = bus.publishState();
-    const checks: Record<string, boolean> = { broker: bus.isConnected() && !publishing.blocked };
+    const checks: Record<string, boolean> = { broker: bus.isConnected() && !bus.publishState().blocked };
     checks.store = await store.ping().then(
       () => true,
       () => false,
     );
     for (const extra of deps.readiness ?? []) checks[extra.name] = await extra.check().catch(() => false);
+    return checks;
+  }
+
+  app.get('/readyz', async (_req, res) => {
+    const publishing = bus.publishState();
+    const checks = await checkReadiness();
     const guardState = checks.store ? await store.guardState().catch(() => null) : null;
     // Whether heartbeats are recorded end to end: shown, not a reason to stop taking them (the sweeper holds).
     const path = checks.store ? await store.canaries().then((records) => pathCoverage(records, clock.now()), () => null) : null;
@@ -185,6 +200,16 @@ export function createApp(deps: ApiDeps): ApiApp {
     metrics.brokerBlocked.set(publishing.blocked ? 1 : 0);
     metrics.brokerUnconfirmed.set(publishing.backlog.unconfirmed);
     metrics.brokerOldestUnconfirmed.set(publishing.backlog.oldestMs / 1000);
+    const checks = await checkReadiness();
+    metrics.ready.set({ component: 'api' }, Object.values(checks).every(Boolean) ? 1 : 0);
+    metrics.storeUp.set({ component: 'api' }, checks.store ? 1 : 0);
+    // The queues operators watch: a backlog before the ingest, and refused messages (monitoring/alerts.yml).
+    for (const queue of [names.queues.ingest, names.queues.deadLetter]) {
+      await bus.queueDepth(queue).then(
+        (depth) => metrics.queueMessages.set({ queue }, depth),
+        () => metrics.queueMessages.remove({ queue }),
+      );
+    }
     try {
       const counts = await store.countByStatus();
       metrics.nodesByStatus.set({ status: 'ONLINE' }, counts.ONLINE);

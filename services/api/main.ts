@@ -28,6 +28,7 @@ async function main(): Promise<void> {
     metrics,
     guard,
     canaryIntervalMs: config.canaryIntervalMs,
+    timeoutMs: config.timeoutMs,
     extend: (a) => {
       dashboard = mountDashboard(a, { store, bus, names, log, clock: systemClock, authorize: (req) => guard.operator(req) });
     },

@@ -37,7 +37,18 @@ export function createIngest(deps: IngestDeps) {
   // is what the canaries prove (docs/architecture.md).
   let consuming = false;
   let storeHealthy = true;
-  const retry = createStoreRetry({ log, onHealthChange: (healthy) => (storeHealthy = healthy), isStopping: () => stopping });
+  const showHealth = () => {
+    metrics.ready.set({ component: 'ingest' }, consuming && storeHealthy ? 1 : 0);
+    metrics.storeUp.set({ component: 'ingest' }, storeHealthy ? 1 : 0);
+  };
+  const retry = createStoreRetry({
+    log,
+    onHealthChange: (healthy) => {
+      storeHealthy = healthy;
+      showHealth();
+    },
+    isStopping: () => stopping,
+  });
   const events = createEventPublisher({ bus, store, exchange: names.exchanges.nodeEvents, log, metrics });
   const processBatch = createBatchProcessor({
     bus,
@@ -77,7 +88,10 @@ export function createIngest(deps: IngestDeps) {
     onError: (error) => log.error(`Ingest batch error: ${(error as Error).message}`),
   });
 
-  bus.onConnectionChange((connected) => (consuming = connected && consumer !== null));
+  bus.onConnectionChange((connected) => {
+    consuming = connected && consumer !== null;
+    showHealth();
+  });
 
   return {
     instanceId,
@@ -86,6 +100,7 @@ export function createIngest(deps: IngestDeps) {
       await bus.declareTopology(topology(names));
       consumer = await bus.consume(names.queues.ingest, (delivery) => batcher.add(delivery), { prefetch: config.ingest.prefetch });
       consuming = bus.isConnected();
+      showHealth();
       log.info(`Ingest ${instanceId} consuming ${names.queues.ingest} (batch ${config.ingest.batchSize}, flush ${config.ingest.flushIntervalMs} ms, prefetch ${config.ingest.prefetch})`);
     },
     /** Finishes the batch in progress, stops consuming; unacknowledged messages return to the queue. */
@@ -96,6 +111,7 @@ export function createIngest(deps: IngestDeps) {
       await consumer?.cancel();
       consumer = null;
       consuming = false;
+      showHealth();
     },
   };
 }

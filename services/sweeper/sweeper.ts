@@ -59,10 +59,12 @@ export function createSweeper(deps: SweeperDeps) {
       await sweep();
       if (storeDown) log.info('Store reachable again: sweeping');
       storeDown = false;
+      metrics.sweepLastCompleted.set(clock.now() / 1000);
     } catch (error) {
       if (!storeDown) log.error(`Sweep failed, will retry at the next interval: ${(error as Error).message}`);
       storeDown = true;
     }
+    metrics.storeUp.set({ component: 'sweeper' }, storeDown ? 0 : 1);
   }
 
   return {
@@ -70,6 +72,9 @@ export function createSweeper(deps: SweeperDeps) {
     async start(): Promise<void> {
       await bus.declareTopology(topology(names)).catch((error: Error) => log.warn(`Broker topology not declared yet: ${error.message}`));
       canary.start();
+      // "No sweep for 3 intervals" (monitoring/alerts.yml) counts from the start until the first sweep completes.
+      metrics.sweepInterval.set(config.sweepIntervalMs / 1000);
+      metrics.sweepLastCompleted.set(clock.now() / 1000);
       await scheduler.every(SWEEP_JOB, config.sweepIntervalMs, run);
       log.info(`Sweeper scheduled every ${config.sweepIntervalMs} ms; nodes time out after ${config.timeoutMs} ms`);
     },

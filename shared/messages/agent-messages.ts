@@ -6,7 +6,12 @@ const usage = (name: string) =>
 const count = (name: string) =>
   z.number({ error: `${name} must be a number` }).int({ error: `${name} must be an integer` }).min(0, { error: `${name} must be >= 0` }).max(1_000_000, { error: `${name} is out of range` });
 const isoTime = (name: string) =>
-  z.string({ error: `${name} must be an ISO-8601 time` }).max(40).refine((s) => !Number.isNaN(Date.parse(s)), { error: `${name} must be an ISO-8601 time` });
+  z
+    .string({ error: `${name} must be an ISO-8601 time` })
+    .max(40)
+    .refine((s) => !Number.isNaN(Date.parse(s)), { error: `${name} must be an ISO-8601 time` })
+    // The refinement has no JSON Schema form: docs/openapi.yaml and docs/asyncapi.yaml carry this description instead.
+    .meta({ description: 'ISO-8601 date and time, e.g. 2025-01-01T12:00:00.000Z' });
 
 /** The original registration body: POST /api/nodes/register. */
 export const registerBodySchema = z.strictObject({

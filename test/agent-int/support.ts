@@ -97,15 +97,22 @@ export class ApiProxy {
 /**
  * The agent as a child process in its own process group, stdout+stderr lines collected with their arrival
  * time. `npm run agent` by default; `node` runs what that script runs (node with tsx) without npm in between,
- * so that the exit code seen is the agent's own (npm reports a signal instead).
+ * so that the exit code seen is the agent's own (npm reports a signal instead); `{ file }` runs that file with
+ * plain node (the bundled agent), from `cwd`.
  */
 export function spawnAgentProcess(
   env: Record<string, string>,
-  via: 'npm' | 'node' = 'npm',
+  via: 'npm' | 'node' | { file: string; cwd?: string } = 'npm',
+  args: string[] = [],
 ): { child: ChildProcess; lines: Array<{ at: number; text: string }>; exited: Promise<number | null> } {
-  const [command, args] = via === 'npm' ? ['npm', ['run', '--silent', 'agent']] : [process.execPath, ['--import', 'tsx', 'services/agent/main.ts']];
-  const child = spawn(command as string, args as string[], {
-    cwd: ROOT,
+  const [command, commandArgs] =
+    via === 'npm'
+      ? ['npm', ['run', '--silent', 'agent', ...(args.length ? ['--', ...args] : [])]]
+      : via === 'node'
+        ? [process.execPath, ['--import', 'tsx', 'services/agent/main.ts', ...args]]
+        : [process.execPath, [via.file, ...args]];
+  const child = spawn(command as string, commandArgs as string[], {
+    cwd: typeof via === 'object' && via.cwd ? via.cwd : ROOT,
     env: { ...process.env, ...FAST_AGENT_ENV, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
     detached: true,

@@ -183,8 +183,7 @@ describe('transport fallback', () => {
 
     const request = { id: 'c-1', type: 'control.reregister', version: 1, sentAt: new Date().toISOString(), nodeId: 'node-1', reason: 'unknown node' };
     await bus.publish(names.exchanges.agentControl, 'agent.control.node-1', request);
-    await macrotask();
-    await fake.tickAsync(1);
+    await untilHandled(() => agent.status().registrations === 2);
     expect(agent.status().registrations).to.equal(2);
     expect(linesMatching(log, 'Orchestrator asked node-1 to re-register (unknown node)')).to.have.length(1);
 
@@ -231,11 +230,22 @@ describe('transport fallback', () => {
     await macrotask();
     const request = { id: 'c-2', type: 'control.reregister', version: 1, sentAt: new Date().toISOString(), nodeId: 'node-1', reason: 'stale' };
     await bus.publish(names.exchanges.agentControl, 'agent.control.node-1', request);
-    await macrotask();
-    await fake.tickAsync(1);
+    await untilHandled(() => agent.status().registrations === 2);
     expect(agent.status().registrations).to.equal(2);
     await agent.stop();
   });
+
+  /**
+   * The listener loads the message schemas with the first control message (an import, done in real time, which
+   * fake timers do not advance): turns the event loop and the fake clock until `done`, for at most 5 s of real time.
+   */
+  async function untilHandled(done: () => boolean): Promise<void> {
+    const deadline = performance.now() + 5000;
+    do {
+      await macrotask();
+      await fake.tickAsync(1);
+    } while (!done() && performance.now() < deadline);
+  }
 });
 
 describe('agent shutdown', () => {

@@ -157,6 +157,7 @@ export async function startOrchestrator(options: HarnessOptions = {}): Promise<H
       metrics,
       guard,
       canaryIntervalMs: config.canaryIntervalMs,
+      timeoutMs: config.timeoutMs,
       extend: (a) => {
         dashboard = mountDashboard(a, { store, bus, names, log: apiLog, clock, authorize: (req) => guard.operator(req) });
       },

@@ -1,0 +1,119 @@
+import { spawn } from 'node:child_process';
+import { chmod, cp, mkdir, rm } from 'node:fs/promises';
+import { createRequire } from 'node:module';
+import { dirname, join, relative, resolve } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { build, type Plugin } from 'esbuild';
+
+/**
+ * `npm run build` (docs/reference.md, commands):
+ * - compiles services/ and shared/ to <outDir>/ (tsconfig.build.json), so every service runs with plain `node`;
+ * - copies the files the compiled code reads beside itself at run time (the dashboard's static files);
+ * - bundles the agent into one file, <outDir>/host-agent.mjs, that needs nothing but Node.js on a host.
+ */
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+const DEFAULT_OUT_DIR = join(ROOT, 'dist');
+
+/** Static files the compiled services locate relative to their own module (import.meta.url), source -> same place under outDir. */
+const STATIC_DIRS = ['services/api/dashboard/public'];
+
+/** Native add-ons the agent's dependencies load optionally, inside try/catch (ssh2's, for Docker over SSH). */
+const OPTIONAL_NATIVE = /^cpu-features$|\.node$/;
+
+/**
+ * Parts of dockerode the agent never calls, which would otherwise be loaded at start and cost the bundle some
+ * 25 MiB of memory: Docker over SSH (the agent talks to DOCKER_SOCKET, a Unix socket) and BuildKit sessions
+ * (image builds). Each becomes a module whose functions and classes throw, named, when used.
+ */
+const UNUSED_BY_THE_AGENT: Record<string, string> = {
+  ssh2: 'Docker over SSH',
+  '@grpc/grpc-js': 'BuildKit sessions',
+  '@grpc/proto-loader': 'BuildKit sessions',
+};
+
+/**
+ * A native add-on cannot live inside a JavaScript file. Its `require` becomes a module that throws, which the
+ * dependency's own try/catch turns into its pure-JavaScript fallback: the same behaviour on every host, whatever
+ * node_modules happens to be beside the bundle. Modules in UNUSED_BY_THE_AGENT load, and throw when used.
+ */
+const stubs: Plugin = {
+  name: 'host-agent-stubs',
+  setup(b) {
+    b.onResolve({ filter: OPTIONAL_NATIVE }, (args) => ({ path: args.path, namespace: 'optional-native' }));
+    b.onLoad({ filter: /.*/, namespace: 'optional-native' }, (args) => ({
+      contents: `throw new Error(${JSON.stringify(`${args.path} is not part of the bundled agent`)});`,
+      loader: 'js',
+    }));
+    const unused = new RegExp(`^(${Object.keys(UNUSED_BY_THE_AGENT).map((name) => name.replace(/[/.]/g, '\\$&')).join('|')})$`);
+    b.onResolve({ filter: unused }, (args) => ({ path: args.path, namespace: 'unused-by-the-agent' }));
+    b.onLoad({ filter: /.*/, namespace: 'unused-by-the-agent' }, (args) => ({
+      contents: [
+        `const fail = () => { throw new Error(${JSON.stringify(`${args.path} (${UNUSED_BY_THE_AGENT[args.path]}) is not part of the bundled agent`)}); };`,
+        'const member = new Proxy(function () {}, { apply: fail, construct: fail });',
+        "module.exports = new Proxy({}, { get: (_, key) => (key === '__esModule' || typeof key === 'symbol' ? undefined : member) });",
+      ].join('\n'),
+      loader: 'js',
+    }));
+  },
+};
+
+/** Bundles services/agent/main.ts into one ES module; returns its path. */
+export async function bundleAgent(outfile = join(DEFAULT_OUT_DIR, 'host-agent.mjs')): Promise<string> {
+  await mkdir(dirname(outfile), { recursive: true });
+  const { version } = createRequire(import.meta.url)('../package.json') as { version: string };
+  await build({
+    entryPoints: [join(ROOT, 'services/agent/main.ts')],
+    outfile,
+    bundle: true,
+    platform: 'node',
+    format: 'esm',
+    target: 'node20',
+    minify: true,
+    legalComments: 'eof',
+    logLevel: 'warning',
+    plugins: [stubs],
+    // The CommonJS dependencies (amqplib, winston, dockerode, systeminformation) call require() for built-ins and read __dirname.
+    banner: {
+      js: [
+        '#!/usr/bin/env node',
+        `// host-agent ${version}: the agent of the host heartbeat orchestrator as one file (docs/agent.md). Needs Node.js >= 20.`,
+        "import { createRequire as __hostAgentCreateRequire } from 'node:module';",
+        "import { fileURLToPath as __hostAgentFileURLToPath } from 'node:url';",
+        'const require = __hostAgentCreateRequire(import.meta.url);',
+        'const __filename = __hostAgentFileURLToPath(import.meta.url);',
+        "const __dirname = __filename.slice(0, __filename.lastIndexOf('/'));",
+      ].join('\n'),
+    },
+  });
+  await chmod(outfile, 0o755);
+  return outfile;
+}
+
+/** Compiles services/ and shared/ with tsc into outDir and copies their static files beside them. */
+export async function compileServices(outDir = DEFAULT_OUT_DIR): Promise<void> {
+  const tsc = createRequire(import.meta.url).resolve('typescript/bin/tsc');
+  const code = await new Promise<number | null>((done, fail) => {
+    const child = spawn(process.execPath, [tsc, '-p', join(ROOT, 'tsconfig.build.json'), '--outDir', outDir], { cwd: ROOT, stdio: 'inherit' });
+    child.once('error', fail);
+    child.once('exit', done);
+  });
+  if (code !== 0) throw new Error(`tsc -p tsconfig.build.json exited with ${code}`);
+  for (const dir of STATIC_DIRS) await cp(join(ROOT, dir), join(outDir, dir), { recursive: true });
+}
+
+/** The whole build into a clean outDir (stale files of removed sources would otherwise stay runnable). */
+export async function buildAll(outDir = DEFAULT_OUT_DIR): Promise<void> {
+  await rm(outDir, { recursive: true, force: true });
+  await compileServices(outDir);
+  const bundle = await bundleAgent(join(outDir, 'host-agent.mjs'));
+  process.stdout.write(`built ${relative(ROOT, outDir) || '.'}/ (services, dashboard files) and ${relative(ROOT, bundle)}\n`);
+}
+
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  const outIndex = process.argv.indexOf('--out-dir');
+  const outDir = outIndex > 0 && process.argv[outIndex + 1] ? resolve(process.argv[outIndex + 1]!) : DEFAULT_OUT_DIR;
+  buildAll(outDir).catch((error: Error) => {
+    process.stderr.write(`build failed: ${error.message}\n`);
+    process.exit(1);
+  });
+}
