@@ -93,7 +93,11 @@ async function phase(nodes: number, silentShare: number, timeoutS: number, sweep
     const silentIds = ids.filter((_, i) => i % step === 0);
     const silentSet = new Set(silentIds);
     const seedStarted = Date.now();
-    await seedNodes(env.store, ids.filter((id) => !silentSet.has(id)), () => seedStarted + 10 * 60_000);
+    await seedNodes(
+      env.store,
+      ids.filter((id) => !silentSet.has(id)),
+      () => seedStarted + 10 * 60_000,
+    );
     // The silent nodes last, timed from when the sweeper starts (seeding 20k nodes takes a while).
     const start = Date.now() + 2000;
     const lastBeat = new Map<string, number>();
@@ -104,11 +108,20 @@ async function phase(nodes: number, silentShare: number, timeoutS: number, sweep
 
     // Subscriber of node.offline.
     const events: Array<{ event: NodeEvent; at: number }> = [];
-    const queue = await env.bus.declareQueue({ name: `${env.namespace}.offline`, durable: false, autoDelete: true, bindings: [{ exchange: env.names.exchanges.nodeEvents, routingKey: ROUTING.nodeOffline }] });
-    await env.bus.consume(queue, (d) => {
-      events.push({ event: JSON.parse(d.body.toString()) as NodeEvent, at: Date.now() });
-      d.ack();
-    }, { prefetch: 500 });
+    const queue = await env.bus.declareQueue({
+      name: `${env.namespace}.offline`,
+      durable: false,
+      autoDelete: true,
+      bindings: [{ exchange: env.names.exchanges.nodeEvents, routingKey: ROUTING.nodeOffline }],
+    });
+    await env.bus.consume(
+      queue,
+      (d) => {
+        events.push({ event: JSON.parse(d.body.toString()) as NodeEvent, at: Date.now() });
+        d.ack();
+      },
+      { prefetch: 500 },
+    );
 
     // A real ingest on the phase's queue: the sweeper's canaries make the whole trip through it. It notes
     // when each canary arrived, to tell the sweep's own latency from the path's.
@@ -125,9 +138,13 @@ async function phase(nodes: number, silentShare: number, timeoutS: number, sweep
 
     // Baseline: a no-op BullMQ job on the same Redis, scheduled every sweep interval.
     const noopLateness: number[] = [];
-    noopWorker = new Worker(noopQueueName, async (job) => {
-      noopLateness.push(Date.now() - (job.timestamp + (job.opts.delay ?? 0)));
-    }, { connection: redis.duplicate({ maxRetriesPerRequest: null }), prefix: env.config.redisPrefix });
+    noopWorker = new Worker(
+      noopQueueName,
+      async (job) => {
+        noopLateness.push(Date.now() - (job.timestamp + (job.opts.delay ?? 0)));
+      },
+      { connection: redis.duplicate({ maxRetriesPerRequest: null }), prefix: env.config.redisPrefix },
+    );
     noopWorker.on('error', () => undefined);
     await noopQueue.upsertJobScheduler('noop', { every: sweepS * 1000 }, { name: 'noop' });
 
@@ -184,12 +201,20 @@ async function phase(nodes: number, silentShare: number, timeoutS: number, sweep
       }));
       for (let j = 0; j < reset.length; j += batchSize) await collection.bulkWrite(reset.slice(j, j + batchSize), { ordered: false });
       const t0 = performance.now();
-      const found = await collection.find({ status: 'ONLINE', lastHeartbeat: { $lt: cutoff } }).sort({ lastHeartbeat: 1 }).batchSize(batchSize).toArray();
+      const found = await collection
+        .find({ status: 'ONLINE', lastHeartbeat: { $lt: cutoff } })
+        .sort({ lastHeartbeat: 1 })
+        .batchSize(batchSize)
+        .toArray();
       const t1 = performance.now();
       if (found.length !== marked.length) throw new Error(`raw find found ${found.length} nodes, the sweep marked ${marked.length}`);
       const now = Date.now();
       const ops: AnyBulkWriteOperation<Document>[] = found.map((doc) => {
-        const { write } = expireNode({ nodeId: doc._id as unknown as string, status: doc.status, statusVersion: doc.statusVersion, rev: doc.rev, lastHeartbeat: doc.lastHeartbeat }, now, cutoff.getTime())!;
+        const { write } = expireNode(
+          { nodeId: doc._id as unknown as string, status: doc.status, statusVersion: doc.statusVersion, rev: doc.rev, lastHeartbeat: doc.lastHeartbeat },
+          now,
+          cutoff.getTime(),
+        )!;
         return {
           updateOne: {
             filter: { _id: write.nodeId as never, rev: write.expectedRev, status: 'ONLINE', lastHeartbeat: { $lt: write.silentBefore } },
@@ -239,7 +264,13 @@ async function phase(nodes: number, silentShare: number, timeoutS: number, sweep
  * Per detected node: event arrival minus the arrival of the first canary sent after lastBeat + timeout, i.e. the part of
  * the detection latency that is the sweeper's (waiting for the next sweep, and the sweep itself).
  */
-function latencyFromVouch(events: Array<{ event: NodeEvent; at: number }>, silent: Set<string>, lastBeat: Map<string, number>, timeoutMs: number, arrivals: Array<{ sentAt: number; at: number }>): number[] {
+function latencyFromVouch(
+  events: Array<{ event: NodeEvent; at: number }>,
+  silent: Set<string>,
+  lastBeat: Map<string, number>,
+  timeoutMs: number,
+  arrivals: Array<{ sentAt: number; at: number }>,
+): number[] {
   const first = new Set<string>();
   const out: number[] = [];
   for (const { event, at } of events) {
@@ -316,7 +347,11 @@ export async function runDetect(options: { long: boolean }): Promise<BenchResult
         target: '<= 1.5x',
       },
     );
-    const calls = (c: Record<string, number>) => Object.entries(c).sort().map(([k, v]) => `${k}×${v}`).join(' ');
+    const calls = (c: Record<string, number>) =>
+      Object.entries(c)
+        .sort()
+        .map(([k, v]) => `${k}×${v}`)
+        .join(' ');
     notes.push(
       `${label}: ${r.nodes} nodes seeded in ${r.seedS.toFixed(0)} s; canary every ${r.canaryIntervalMs} ms; no-op job lateness p50/p99 ${Math.round(percentile(r.noopLatenessMs, 50) ?? 0)}/${Math.round(noopP99 ?? 0)} ms`,
       ...r.sweeps.map((s, i) => {

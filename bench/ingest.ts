@@ -76,7 +76,19 @@ async function naive(env: BenchEnv, total: number, capMs: number, prefetch: numb
       const m = JSON.parse(msg.content.toString()) as HeartbeatMessage;
       await nodes.findOneAndUpdate(
         { _id: m.nodeId },
-        { $set: { lastHeartbeat: new Date(), stats: { reportedAt: new Date(m.payload.timestamp), cpuUsage: m.payload.cpuUsage, memoryUsage: m.payload.memoryUsage, diskUsage: m.payload.diskUsage, containerCount: m.payload.containerCount }, status: 'ONLINE' } },
+        {
+          $set: {
+            lastHeartbeat: new Date(),
+            stats: {
+              reportedAt: new Date(m.payload.timestamp),
+              cpuUsage: m.payload.cpuUsage,
+              memoryUsage: m.payload.memoryUsage,
+              diskUsage: m.payload.diskUsage,
+              containerCount: m.payload.containerCount,
+            },
+            status: 'ONLINE',
+          },
+        },
         { upsert: true },
       );
       channel.ack(msg);
@@ -133,7 +145,13 @@ async function system(env: BenchEnv, total: number, capMs: number, store: NodeSt
  * (as many, over the same nodes, planned by planHeartbeatRefresh), in as many bulkWrites, one command each.
  * Its rate is the ingest's stored messages over the time these writes take: no broker, no domain, no read.
  */
-async function storeCeiling(env: BenchEnv, ids: string[], stored: number, statements: number, commands: number): Promise<{ rate: number; seconds: number; statements: number; commands: number }> {
+async function storeCeiling(
+  env: BenchEnv,
+  ids: string[],
+  stored: number,
+  statements: number,
+  commands: number,
+): Promise<{ rate: number; seconds: number; statements: number; commands: number }> {
   const client = await MongoClient.connect(env.config.mongoUrl);
   const rawWrite = createRawWriter(client.db(), { points: env.config.historyPoints, resolutionMs: env.config.historyResolutionMs });
   const perCommand = Math.ceil(statements / Math.max(1, commands));
@@ -147,7 +165,11 @@ async function storeCeiling(env: BenchEnv, ids: string[], stored: number, statem
       const now = Date.now();
       const ops = Array.from({ length: n }, () => {
         const id = ids[cursor++ % ids.length]!;
-        const plan = planHeartbeatRefresh(id, [{ message: heartbeatMessage(id, now), deliveredAt: now }], { now, timeoutMs: env.config.timeoutMs, history: { points: env.config.historyPoints, resolutionMs: env.config.historyResolutionMs } });
+        const plan = planHeartbeatRefresh(id, [{ message: heartbeatMessage(id, now), deliveredAt: now }], {
+          now,
+          timeoutMs: env.config.timeoutMs,
+          history: { points: env.config.historyPoints, resolutionMs: env.config.historyResolutionMs },
+        });
         return plan!.write;
       });
       const t = performance.now();
@@ -170,9 +192,7 @@ async function purge(env: BenchEnv): Promise<void> {
 }
 
 export async function runIngest(options: Options): Promise<BenchResult> {
-  const scale = options.long
-    ? { nodes: 10_000, heartbeats: 50_000, systemCapS: 300, naiveCapS: 30 }
-    : { nodes: 1_000, heartbeats: 10_000, systemCapS: 60, naiveCapS: 20 };
+  const scale = options.long ? { nodes: 10_000, heartbeats: 50_000, systemCapS: 300, naiveCapS: 30 } : { nodes: 1_000, heartbeats: 10_000, systemCapS: 60, naiveCapS: 20 };
   const env = await openEnv('ingest', { TIMEOUT_MINUTES: '30' });
   try {
     const ids = nodeIds(scale.nodes);
@@ -222,7 +242,14 @@ export async function runIngest(options: Options): Promise<BenchResult> {
       scale: { ...scale, prefetch, batchSize, order: 'round-robin over node ids (a live fleet backlog)' },
       rows: [
         { figure: 'in-memory store: drain rate vs broker ceiling (a)', system: mem.rate, baseline: ceiling.rate, unit: 'msg/s', baselineName: 'raw amqplib', target: '>= 0.5x' },
-        { figure: 'test store: drain rate vs raw store ceiling', system: sys.rate, baseline: storeMax.rate, unit: 'msg/s', baselineName: 'raw bulkWrite of the same statements', target: '>= 0.9x' },
+        {
+          figure: 'test store: drain rate vs raw store ceiling',
+          system: sys.rate,
+          baseline: storeMax.rate,
+          unit: 'msg/s',
+          baselineName: 'raw bulkWrite of the same statements',
+          target: '>= 0.9x',
+        },
         { figure: 'test store: drain rate vs broker ceiling (a)', system: sys.rate, baseline: ceiling.rate, unit: 'msg/s', baselineName: 'raw amqplib' },
         { figure: 'test store: drain rate vs naive (b)', system: sys.rate, baseline: slow.rate, unit: 'msg/s', baselineName: 'findOneAndUpdate each' },
         { figure: 'node writes per message', system: writesPerMessage, baseline: 1, baselineName: 'naive', target: '< 1', met: writesPerMessage < 1 },

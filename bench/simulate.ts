@@ -9,7 +9,7 @@ import { finishRow, renderResult, saveRecord, type Row, type RunRecord } from '.
 import { Fleet, NodeState, prng } from './simulate/fleet.js';
 import { Observer } from './simulate/observer.js';
 import { OptionsError, parseOptions, type SimOptions } from './simulate/options.js';
-import { BackendCpu, fetchText, freePort, killAllChildrenNow, ownCpuMs, parseIngestCounters, ROOT, ServiceChild, sleep, type IngestCounters, type Usage } from './simulate/processes.js';
+import { BackendCpu, fetchText, freePort, killAllChildrenNow, ownCpuMs, parseIngestCounters, ROOT, ServiceChild, type IngestCounters, type Usage } from './simulate/processes.js';
 import { StoreProbe, type ProbeSummary } from './simulate/store-probe.js';
 
 /**
@@ -258,7 +258,9 @@ class Simulation {
       for (let k = 0; k < o.ingests; k++) {
         const port = await freePort();
         this.ingestMetricsUrls.push(`http://127.0.0.1:${port}/metrics`);
-        this.services.push(new ServiceChild(o.ingests > 1 ? `ingest-${k + 1}` : 'ingest', 'services/ingest/main.ts', { ...env, METRICS_PORT: String(port) }, log(`ingest-${k + 1}`)).start());
+        this.services.push(
+          new ServiceChild(o.ingests > 1 ? `ingest-${k + 1}` : 'ingest', 'services/ingest/main.ts', { ...env, METRICS_PORT: String(port) }, log(`ingest-${k + 1}`)).start(),
+        );
       }
       const sweeperPort = await freePort();
       this.services.push(new ServiceChild('sweeper', 'services/sweeper/main.ts', { ...env, METRICS_PORT: String(sweeperPort) }, log('sweeper')).start());
@@ -300,7 +302,9 @@ class Simulation {
       const metrics = await Promise.all(this.ingestMetricsUrls.map((u) => fetchText(u)));
       if (ready && q && q.consumers >= wantConsumers && metrics.every((m) => m !== null)) break;
       if (Date.now() > deadline) {
-        throw new CannotRun(`services not ready after 180 s (api ready: ${ready}, ingest consumers: ${q?.consumers ?? '?'} of ${wantConsumers}):\n${this.services.map((s) => `--- ${s.name}\n${s.tail(8)}`).join('\n')}`);
+        throw new CannotRun(
+          `services not ready after 180 s (api ready: ${ready}, ingest consumers: ${q?.consumers ?? '?'} of ${wantConsumers}):\n${this.services.map((s) => `--- ${s.name}\n${s.tail(8)}`).join('\n')}`,
+        );
       }
       await this.pause(500);
     }
@@ -484,7 +488,9 @@ class Simulation {
     const sweeper = this.services.find((s) => s.name === 'sweeper');
     if (sweeper) await sweeper.stop(5000);
     await this.fleet.stopBeating(this.fleet.pending ? Math.min(10_000, this.intervalMs) : 0);
-    out(`simulate: ${sweeper ? 'sweeper stopped, then ' : ''}beats stopped after ${round1((Date.now() - this.beatStart) / 1000)} s (figures cover the first ${round1((this.beatEnd - this.beatStart) / 1000)} s)`);
+    out(
+      `simulate: ${sweeper ? 'sweeper stopped, then ' : ''}beats stopped after ${round1((Date.now() - this.beatStart) / 1000)} s (figures cover the first ${round1((this.beatEnd - this.beatStart) / 1000)} s)`,
+    );
   }
 
   private async drainPhase(): Promise<void> {
@@ -528,8 +534,7 @@ class Simulation {
     const confirmed = this.atEnd.confirmed - this.base.confirmed;
     const offeredRate = offered / beatS;
     const storedRate = this.countersAtStart && this.countersAtEnd ? (this.countersAtEnd.stored - this.countersAtStart.stored) / beatS : null;
-    const storedWithDrain =
-      this.countersAtStart && this.countersAfterDrain ? (this.countersAfterDrain.stored - this.countersAtStart.stored) / (beatS + (this.drainS ?? 0)) : null;
+    const storedWithDrain = this.countersAtStart && this.countersAfterDrain ? (this.countersAfterDrain.stored - this.countersAtStart.stored) / (beatS + (this.drainS ?? 0)) : null;
     // Without the ingest's counter: what the broker took minus what is still queued.
     const storedFallback = this.queueAtEnd !== null ? (confirmed - this.queueAtEnd) / beatS : null;
     const storedShown = storedRate ?? storedFallback;
@@ -583,7 +588,12 @@ class Simulation {
       { figure: `publish→stored p50 (${probe.sampledNodes} sampled nodes)`, system: p50, baseline: pct(probe.lowerLatenciesMs, 50), baselineName: 'lower bound', unit: 'ms' },
       { figure: 'publish→stored p99', system: p99, baseline: pct(probe.lowerLatenciesMs, 99), baselineName: 'lower bound', unit: 'ms' },
       { figure: 'poll resolution (time between two reads of a node, p50)', system: probe.roundIntervalP50Ms, baseline: null, unit: 'ms' },
-      { figure: 'deepest ingest queue (ready messages, 1 s samples)', system: this.maxQueue, baseline: null, unit: this.maxQueue ? `msgs (at ${round1((this.maxQueueAt - this.beatStart) / 1000)} s${this.maxQueueAt < this.beatStart ? ', during registration' : ''})` : 'msgs' },
+      {
+        figure: 'deepest ingest queue (ready messages, 1 s samples)',
+        system: this.maxQueue,
+        baseline: null,
+        unit: this.maxQueue ? `msgs (at ${round1((this.maxQueueAt - this.beatStart) / 1000)} s${this.maxQueueAt < this.beatStart ? ', during registration' : ''})` : 'msgs',
+      },
       { figure: 'detection latency p50 (node.offline − (last receive + timeout))', system: pct(detectionMs, 50), baseline: null, unit: 'ms' },
       { figure: 'detection latency p99', system: pct(detectionMs, 99), baseline: null, unit: 'ms' },
       { figure: 'silence → node.offline p50', system: pct(rawMs, 50), baseline: null, unit: 'ms' },
@@ -606,7 +616,13 @@ class Simulation {
     ];
     for (const u of usages) {
       rows.push({ figure: `${u.name}: CPU (% of one core, process tree)`, system: u.cpuPercent, baseline: null, unit: '%' });
-      rows.push({ figure: `${u.name}: RSS peak / end (node process)`, system: u.rssPeakBytes === null ? null : u.rssPeakBytes / 2 ** 20, baseline: u.rssEndBytes === null ? null : u.rssEndBytes / 2 ** 20, baselineName: 'end', unit: 'MiB' });
+      rows.push({
+        figure: `${u.name}: RSS peak / end (node process)`,
+        system: u.rssPeakBytes === null ? null : u.rssPeakBytes / 2 ** 20,
+        baseline: u.rssEndBytes === null ? null : u.rssEndBytes / 2 ** 20,
+        baselineName: 'end',
+        unit: 'MiB',
+      });
     }
     for (const b of this.backends.usage()) {
       rows.push({ figure: `${b.name}: CPU (% of one core; shared, other users included)`, system: b.cpuPercent, baseline: null, unit: '%' });
@@ -624,14 +640,36 @@ class Simulation {
         `simulator's own store load: ${Math.round(probe.readsPerS)} queries/s (${probe.modeRounds.findOne} rounds of one findOne by _id per node, ${probe.modeRounds.in} rounds of one $in; the probe keeps the store busy about 10 % of the time, pauses ≤ 2 s), ${probe.errors} failed rounds`,
       `detection latency: for each silenced node, arrival of its first node.offline at the simulator minus (lastHeartbeat in that event — the orchestrator's receive time of the node's last heartbeat — + timeout ${o.timeoutS} s); ` +
         `0 = detected the moment its timeout expired; the sweep interval (${o.sweepS} s) bounds it from above on a fast store. "silence → node.offline" is the raw time from the moment the simulator stopped the node's beats`,
-      `false OFFLINE: a node.offline whose node did not announce a shutdown, decided (occurredAt) less than timeout − 1 s after a heartbeat of that node was confirmed to its agent; ${ob.falseOffline.length ? ob.falseOffline.slice(0, 5).map((x) => `${x.nodeId} (${x.kind}, confirmed ${x.confirmedMsBeforeDecision ?? '?'} ms before the decision, stored lastHeartbeat ${x.lastHeartbeat})`).join('; ') : 'none'}`,
+      `false OFFLINE: a node.offline whose node did not announce a shutdown, decided (occurredAt) less than timeout − 1 s after a heartbeat of that node was confirmed to its agent; ${
+        ob.falseOffline.length
+          ? ob.falseOffline
+              .slice(0, 5)
+              .map((x) => `${x.nodeId} (${x.kind}, confirmed ${x.confirmedMsBeforeDecision ?? '?'} ms before the decision, stored lastHeartbeat ${x.lastHeartbeat})`)
+              .join('; ')
+          : 'none'
+      }`,
       `duplicates: ${dup.sameVersion} nodeId+statusVersion with several eventIds, ${dup.repeated} same status twice in consecutive statusVersions; ${dup.redeliveries} redeliveries of one eventId (at-least-once, not duplicates); ${dup.versionGaps} statusVersion gaps${dup.examples.length ? `; e.g. ${dup.examples.join('; ')}` : ''}`,
       `events: ${ob.counts.registered} node.registered, ${ob.counts.offlineTimeout} node.offline (timeout), ${ob.counts.offlineShutdown} node.offline (shutdown), ${ob.counts.online} node.online, ${ob.clusterEvents.length} cluster.degraded, ${ob.invalidEvents} invalid, ${ob.foreignEvents} of other nodes; ${afterEnd} arrived after the measured window`,
-      `store check: ${check ? `${check.checked} nodes read in ${check.reads} chunks of ≤ 2000 by _id in ${Math.round(check.ms)} ms; ${check.lostHeartbeats.length} with a stored stats.reportedAt older than their last confirmed heartbeat${check.lostHeartbeats.length ? ` (e.g. ${check.lostHeartbeats.slice(0, 3).map((l) => `${l.nodeId}: confirmed ${l.confirmedTs}, stored ${l.storedTs}`).join('; ')})` : ''}; ${check.missingNodes.length} confirmed nodes missing` : 'not run'}`,
+      `store check: ${
+        check
+          ? `${check.checked} nodes read in ${check.reads} chunks of ≤ 2000 by _id in ${Math.round(check.ms)} ms; ${check.lostHeartbeats.length} with a stored stats.reportedAt older than their last confirmed heartbeat${
+              check.lostHeartbeats.length
+                ? ` (e.g. ${check.lostHeartbeats
+                    .slice(0, 3)
+                    .map((l) => `${l.nodeId}: confirmed ${l.confirmedTs}, stored ${l.storedTs}`)
+                    .join('; ')})`
+                : ''
+            }; ${check.missingNodes.length} confirmed nodes missing`
+          : 'not run'
+      }`,
       `undetected silenced nodes: ${undetected.length ? undetected.slice(0, 10).join(', ') : 'none'}`,
       `CPU: utime+stime from /proc/<pid>/stat of each service's process tree (tsx launcher + the node process running main.ts) over the beats; RSS: VmRSS of that node process, sampled every second; simulator: process.cpuUsage()`,
-      ...usages.map((u) => `${u.name}: pid ${u.pid ?? '?'}, CPU ${u.cpuPercent === null ? '-' : `${u.cpuPercent.toFixed(1)} %`}, RSS peak ${mib(u.rssPeakBytes)}, end ${mib(u.rssEndBytes)}`),
-      ...(f.schemaProblems().length ? [`SCHEMA: built messages failed the shared schema: ${f.schemaProblems().join('; ')}`] : [`messages: ${c.schemaChecked} built messages checked against agentMessageSchema, all valid`]),
+      ...usages.map(
+        (u) => `${u.name}: pid ${u.pid ?? '?'}, CPU ${u.cpuPercent === null ? '-' : `${u.cpuPercent.toFixed(1)} %`}, RSS peak ${mib(u.rssPeakBytes)}, end ${mib(u.rssEndBytes)}`,
+      ),
+      ...(f.schemaProblems().length
+        ? [`SCHEMA: built messages failed the shared schema: ${f.schemaProblems().join('; ')}`]
+        : [`messages: ${c.schemaChecked} built messages checked against agentMessageSchema, all valid`]),
       ...this.notes,
     ];
 
@@ -700,7 +738,9 @@ class Simulation {
     else if (lost > 0) {
       problems.push(
         `${lost} nodes whose last confirmed heartbeat (or registration) is not in the store` +
-          (this.queueAtCheck ? ` (the ingest had not caught up: ${this.queueAtCheck} messages still in its queue after the ${o.drainWaitS} s drain wait)` : ' (the ingest queue was empty: lost)'),
+          (this.queueAtCheck
+            ? ` (the ingest had not caught up: ${this.queueAtCheck} messages still in its queue after the ${o.drainWaitS} s drain wait)`
+            : ' (the ingest queue was empty: lost)'),
       );
     }
     if (falseOffline > 0) problems.push(`${falseOffline} false OFFLINE`);

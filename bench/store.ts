@@ -37,9 +37,14 @@ export function createRawWriter(db: Db, settings: HistorySettings) {
       return w.historyPoint && step > (stored.get(w.nodeId) ?? -Infinity) ? [{ nodeId: w.nodeId, step, point: w.historyPoint }] : [];
     });
     if (fresh.length && settings.points > 0) {
-      await history.insertMany(fresh.map(({ nodeId, step, point }) => ({ _id: `${nodeId}|${step}`, ...point })), { ordered: false }).catch((error: { code?: number; writeErrors?: unknown }) => {
-        if (error.code !== 11000 && !error.writeErrors) throw error;
-      });
+      await history
+        .insertMany(
+          fresh.map(({ nodeId, step, point }) => ({ _id: `${nodeId}|${step}`, ...point })),
+          { ordered: false },
+        )
+        .catch((error: { code?: number; writeErrors?: unknown }) => {
+          if (error.code !== 11000 && !error.writeErrors) throw error;
+        });
       await history.deleteMany({ _id: { $in: fresh.map(({ nodeId, step }) => `${nodeId}|${step - settings.points}`) } });
       for (const { nodeId, step } of fresh) stored.set(nodeId, step);
     }
@@ -80,7 +85,11 @@ export async function runStore(options: { long: boolean }): Promise<BenchResult>
         const batch: Refresh[] = [];
         for (let i = 0; i < batchSize; i++) {
           const id = ids[cursor++ % ids.length]!;
-          const plan = planHeartbeatRefresh(id, [{ message: heartbeatMessage(id, now), deliveredAt: now }], { now, timeoutMs: 180_000, history: { points: 120, resolutionMs: 30_000 } });
+          const plan = planHeartbeatRefresh(id, [{ message: heartbeatMessage(id, now), deliveredAt: now }], {
+            now,
+            timeoutMs: 180_000,
+            history: { points: 120, resolutionMs: 30_000 },
+          });
           if (!plan) throw new Error(`expected a refresh write for ${id}`);
           batch.push(plan.write);
         }
@@ -137,23 +146,49 @@ export async function runStore(options: { long: boolean }): Promise<BenchResult>
       const sweepQueryMs: number[] = [];
       for (let k = 0; k < 3; k++) {
         const t = performance.now();
-        await raw.find({ status: 'ONLINE', lastHeartbeat: { $lt: new Date(t0 - 3_600_000) } } as never).sort({ lastHeartbeat: 1 }).limit(500).toArray();
+        await raw
+          .find({ status: 'ONLINE', lastHeartbeat: { $lt: new Date(t0 - 3_600_000) } } as never)
+          .sort({ lastHeartbeat: 1 })
+          .limit(500)
+          .toArray();
         sweepQueryMs.push(performance.now() - t);
       }
       if (failures.length) notes.push(`${count} nodes: ${failures.length} adapter batches hit the deadline (timed up to the failure, a lower bound): ${failures.join('; ')}`);
-      process.stdout.write(`  store: ${count} nodes: adapter ${median(adapter)!.toFixed(2)} ms/update, raw ${median(driver)!.toFixed(2)} ms/update over ${adapter.length} pairs${failures.length ? `, ${failures.length} adapter failures` : ''}\n`);
+      process.stdout.write(
+        `  store: ${count} nodes: adapter ${median(adapter)!.toFixed(2)} ms/update, raw ${median(driver)!.toFixed(2)} ms/update over ${adapter.length} pairs${failures.length ? `, ${failures.length} adapter failures` : ''}\n`,
+      );
       const sysMs = median(adapter)!;
       const baseMs = median(driver)!;
       msPerUpdate.set(count, { adapter: sysMs, driver: baseMs });
-      rows.push({ figure: `updates/s, ${count} nodes, batch ${batchSize}`, system: 1000 / sysMs, baseline: 1000 / baseMs, unit: 'updates/s', baselineName: 'raw bulkWrite, 1 per batch', target: '>= 0.9x' });
+      rows.push({
+        figure: `updates/s, ${count} nodes, batch ${batchSize}`,
+        system: 1000 / sysMs,
+        baseline: 1000 / baseMs,
+        unit: 'updates/s',
+        baselineName: 'raw bulkWrite, 1 per batch',
+        target: '>= 0.9x',
+      });
       rows.push({ figure: `commands per batch, ${count} nodes`, system: roundTrips / adapter.length, baseline: 1, baselineName: 'raw', target: '<= 1x' });
       notes.push(
         `${count} nodes: seeded in ${seedS.toFixed(1)} s (inserts in commands of ${scale.seedChunk}, ${((seedS * 1000) / count).toFixed(2)} ms per insert); ` +
           `${adapter.length} batches per side (medians of per-batch cost); ${sysMs.toFixed(2)} ms per update statement through the adapter, ${baseMs.toFixed(2)} ms on the raw driver; ` +
           `adapter conflicts ${conflicts}/${adapterOps}, raw matched ${driverMatched}/${driverOps}`,
       );
-      notes.push(`${count} nodes: the sweep's expired-nodes query (status ONLINE, lastHeartbeat < cutoff, sorted, first page; none expired) took ${median(sweepQueryMs)!.toFixed(0)} ms (median of 3)`);
-      details[`nodes${count}`] = { seedS, sweepQueryMs, failures, adapterMsPerUpdate: adapter, driverMsPerUpdate: driver, roundTrips, adapterOps, conflicts, driverMatched, driverOps };
+      notes.push(
+        `${count} nodes: the sweep's expired-nodes query (status ONLINE, lastHeartbeat < cutoff, sorted, first page; none expired) took ${median(sweepQueryMs)!.toFixed(0)} ms (median of 3)`,
+      );
+      details[`nodes${count}`] = {
+        seedS,
+        sweepQueryMs,
+        failures,
+        adapterMsPerUpdate: adapter,
+        driverMsPerUpdate: driver,
+        roundTrips,
+        adapterOps,
+        conflicts,
+        driverMatched,
+        driverOps,
+      };
     } finally {
       await client.close();
       await env.cleanup();
@@ -164,8 +199,26 @@ export async function runStore(options: { long: boolean }): Promise<BenchResult>
   const a = msPerUpdate.get(smallest);
   const b = msPerUpdate.get(largest);
   if (a && b && largest !== smallest) {
-    rows.push({ figure: `ms per update, ${largest} vs ${smallest} nodes (adapter)`, system: b.adapter, baseline: a.adapter, unit: 'ms', baselineName: `${smallest} nodes`, target: '<= 1.5x' });
+    rows.push({
+      figure: `ms per update, ${largest} vs ${smallest} nodes (adapter)`,
+      system: b.adapter,
+      baseline: a.adapter,
+      unit: 'ms',
+      baselineName: `${smallest} nodes`,
+      target: '<= 1.5x',
+    });
     rows.push({ figure: `ms per update, ${largest} vs ${smallest} nodes (raw driver)`, system: b.driver, baseline: a.driver, unit: 'ms', baselineName: `${smallest} nodes` });
   }
-  return { name: 'store', scale: { ...scale, batchSize, write: 'refresh (updateOne by _id, $set + $max), planned by planHeartbeatRefresh, sent by the adapter write()', baseline: 'one raw bulkWrite per batch' }, rows, notes, details };
+  return {
+    name: 'store',
+    scale: {
+      ...scale,
+      batchSize,
+      write: 'refresh (updateOne by _id, $set + $max), planned by planHeartbeatRefresh, sent by the adapter write()',
+      baseline: 'one raw bulkWrite per batch',
+    },
+    rows,
+    notes,
+    details,
+  };
 }

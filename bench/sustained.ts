@@ -120,7 +120,10 @@ export async function runSustained(options: { long: boolean }): Promise<BenchRes
       notes: [
         `no baseline: absolute figures on ${cpus().length} cores shared with other test runs`,
         `published ${published} heartbeats (${publishErrors} publish failures); ${latencies.length} stored${stillPending ? `, ${stillPending} not stored within the drain cap` : ''}`,
-        `queue depth (s: msgs): ${depth.filter((_, i) => i % 5 === 0).map((d) => `${d.t}: ${d.depth}`).join(', ')}`,
+        `queue depth (s: msgs): ${depth
+          .filter((_, i) => i % 5 === 0)
+          .map((d) => `${d.t}: ${d.depth}`)
+          .join(', ')}`,
       ],
       details: { depth, steadyCount: steady.length, burstCount: burst.length, drained, drainS, published },
     };

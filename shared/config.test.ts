@@ -120,9 +120,7 @@ describe('loadOrchestratorConfig', () => {
     });
 
     it('names every bad variable in one ConfigError', () => {
-      const error = configError(() =>
-        loadOrchestratorConfig({ PORT: 'x', HEALTH_CHECK_INTERVAL: '0', TIMEOUT_MINUTES: '-1', RABBITMQ_URL: 'not a url', LOG_LEVEL: 'loud' }),
-      );
+      const error = configError(() => loadOrchestratorConfig({ PORT: 'x', HEALTH_CHECK_INTERVAL: '0', TIMEOUT_MINUTES: '-1', RABBITMQ_URL: 'not a url', LOG_LEVEL: 'loud' }));
       for (const name of ['PORT', 'HEALTH_CHECK_INTERVAL', 'TIMEOUT_MINUTES', 'RABBITMQ_URL', 'LOG_LEVEL']) {
         expect(error.message, name).to.include(name);
       }
@@ -131,7 +129,9 @@ describe('loadOrchestratorConfig', () => {
     });
 
     it('refuses a canary interval longer than a sixth of the timeout, and derives one that fits', () => {
-      expect(configError(() => loadOrchestratorConfig({ TIMEOUT_MINUTES: '1', CANARY_INTERVAL_MS: '20000' })).message).to.include('CANARY_INTERVAL_MS must be at most a sixth of the timeout (10000 ms)');
+      expect(configError(() => loadOrchestratorConfig({ TIMEOUT_MINUTES: '1', CANARY_INTERVAL_MS: '20000' })).message).to.include(
+        'CANARY_INTERVAL_MS must be at most a sixth of the timeout (10000 ms)',
+      );
       expect(loadOrchestratorConfig({}).canaryIntervalMs).to.equal(5000);
       expect(loadOrchestratorConfig({ TIMEOUT_MINUTES: '0.005' }).canaryIntervalMs).to.be.at.most(50);
     });

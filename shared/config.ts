@@ -174,7 +174,11 @@ export function loadOrchestratorConfig(env: Env = process.env): Readonly<Orchest
       flushIntervalMs: r.number('INGEST_FLUSH_MS', 50, { positive: true }),
       prefetch: r.number('INGEST_PREFETCH', 10000, { positive: true, integer: true, max: 65535 }),
     },
-    canaryIntervalMs: r.number('CANARY_INTERVAL_MS', Math.max(Math.min(100, Math.floor(timeoutMs / 6)), Math.min(5000, Math.round(timeoutMs / 10), Math.round(sweepIntervalMs / 2))), { positive: true, integer: true }),
+    canaryIntervalMs: r.number(
+      'CANARY_INTERVAL_MS',
+      Math.max(Math.min(100, Math.floor(timeoutMs / 6)), Math.min(5000, Math.round(timeoutMs / 10), Math.round(sweepIntervalMs / 2))),
+      { positive: true, integer: true },
+    ),
     sweep: {
       batchSize: r.number('SWEEP_BATCH_SIZE', 500, { positive: true, integer: true }),
       massSilence: {

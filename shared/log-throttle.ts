@@ -5,7 +5,14 @@ import type { Logger } from './logger.js';
  * Logs at most `burst` lines per `windowMs` for one kind of message; the rest are counted and summarised
  * in one line when the window ends, so a flood of bad input cannot become a flood of log lines.
  */
-export function createLogThrottle(options: { log: Logger; level: LogLevel; burst: number; windowMs: number; now?: () => number; summary: (suppressed: number, windowMs: number) => string }) {
+export function createLogThrottle(options: {
+  log: Logger;
+  level: LogLevel;
+  burst: number;
+  windowMs: number;
+  now?: () => number;
+  summary: (suppressed: number, windowMs: number) => string;
+}) {
   const now = options.now ?? Date.now;
   let windowStart = -Infinity;
   let written = 0;

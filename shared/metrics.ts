@@ -76,7 +76,7 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
     }),
     brokerBlocked: new Gauge({
       name: 'orchestrator_broker_blocked',
-      help: '1 while the broker blocks this process\'s publishes (memory or disk alarm, or no publisher confirm for a while)',
+      help: "1 while the broker blocks this process's publishes (memory or disk alarm, or no publisher confirm for a while)",
       registers: [registry],
     }),
     brokerUnconfirmed: new Gauge({

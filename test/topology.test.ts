@@ -104,7 +104,10 @@ describe('routing keys', () => {
   it("routes the agent preflight's probe publish nowhere, so the broker confirms and drops it", () => {
     const inboundBindings = expected.bindings.filter((b) => b.source === EXCHANGES.agentInbound);
     for (const nodeId of ['node-1', 'node.a-1', 'x'.repeat(64)]) {
-      expect(inboundBindings.some((b) => topicMatches(b.routingKey, ROUTING.preflight(nodeId))), nodeId).to.equal(false);
+      expect(
+        inboundBindings.some((b) => topicMatches(b.routingKey, ROUTING.preflight(nodeId))),
+        nodeId,
+      ).to.equal(false);
     }
   });
 

@@ -125,9 +125,7 @@ export async function seedNodes(store: NodeStore, ids: string[], at: (nodeId: st
 /** Publishes heartbeats as agents do (confirmed, persistent), `concurrency` confirms in flight. */
 export async function publishHeartbeats(bus: Bus, names: BrokerNames, messages: HeartbeatMessage[], concurrency = 500): Promise<void> {
   for (let i = 0; i < messages.length; i += concurrency) {
-    await Promise.all(
-      messages.slice(i, i + concurrency).map((m) => bus.publish(names.exchanges.agentInbound, ROUTING.heartbeat(m.nodeId), m, { messageId: m.id })),
-    );
+    await Promise.all(messages.slice(i, i + concurrency).map((m) => bus.publish(names.exchanges.agentInbound, ROUTING.heartbeat(m.nodeId), m, { messageId: m.id })));
   }
 }
 

@@ -31,7 +31,9 @@ export async function describeMachine(): Promise<Machine> {
     .then(async (client) => {
       const info = await client.db('admin').command({ buildInfo: 1 });
       await client.close();
-      return info.ferretdbVersion ? `FerretDB ${ferretVersion(String(info.ferretdbVersion))} (SQLite backend; MongoDB ${String(info.version)} wire)` : `MongoDB ${String(info.version)}`;
+      return info.ferretdbVersion
+        ? `FerretDB ${ferretVersion(String(info.ferretdbVersion))} (SQLite backend; MongoDB ${String(info.version)} wire)`
+        : `MongoDB ${String(info.version)}`;
     })
     .catch(() => 'unreachable');
   const redis = await (async () => {

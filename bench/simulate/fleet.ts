@@ -200,7 +200,6 @@ export class Fleet {
   private readonly random: () => number;
   private stamp = 0;
   private readonly wallClock: Clock = { now: () => this.stamp };
-  private model: ChannelModel | null = null;
   private channels: Array<ConfirmChannel | null> = [];
   private connectionUp = false;
   private readonly httpAgent: HttpAgent;
@@ -284,7 +283,6 @@ export class Fleet {
         maxDelay: 2000,
         initialMaxRetries: 5,
         setup: async (m: ChannelModel) => {
-          this.model = m;
           m.on('error', () => undefined);
           const channels: ConfirmChannel[] = [];
           for (let c = 0; c < this.o.channels; c++) {
@@ -379,7 +377,12 @@ export class Fleet {
       done(false, 0);
       return;
     }
-    const key = message.type === 'agent.register' ? ROUTING.register(message.nodeId) : message.type === 'agent.heartbeat' ? ROUTING.heartbeat(message.nodeId) : ROUTING.shutdown(message.nodeId);
+    const key =
+      message.type === 'agent.register'
+        ? ROUTING.register(message.nodeId)
+        : message.type === 'agent.heartbeat'
+          ? ROUTING.heartbeat(message.nodeId)
+          : ROUTING.shutdown(message.nodeId);
     try {
       const ok = ch.publish(
         this.o.names.exchanges.agentInbound,
@@ -398,7 +401,12 @@ export class Fleet {
   private register(i: number, again: boolean): void {
     const id = this.ids[i]!;
     this.stamp = Date.now();
-    const message = this.factories[i]!.register({ nodeId: id, hostname: `${id}.sim.local`, ipAddress: `10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`, maxServers: 10 + (i % 30) });
+    const message = this.factories[i]!.register({
+      nodeId: id,
+      hostname: `${id}.sim.local`,
+      ipAddress: `10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`,
+      maxServers: 10 + (i % 30),
+    });
     this.counters.registersSent++;
     if (again) this.counters.reregisters++;
     this.registerPending[i] = 1;

@@ -130,9 +130,33 @@ export function parseOptions(argv: string[]): SimOptions {
   if (raw.has('help')) throw new OptionsError(USAGE);
 
   const known = new Set([
-    'nodes', 'interval', 'jitter', 'http-share', 'silence', 'shutdown', 'return', 'duration', 'silence-at', 'return-at',
-    'timeout', 'sweep', 'target', 'ingests', 'auth', 'channels', 'http-connections', 'sample', 'poll-ms', 'register-rate',
-    'register-wait', 'detect-wait', 'drain-wait', 'progress', 'log-level', 'seed', 'keep',
+    'nodes',
+    'interval',
+    'jitter',
+    'http-share',
+    'silence',
+    'shutdown',
+    'return',
+    'duration',
+    'silence-at',
+    'return-at',
+    'timeout',
+    'sweep',
+    'target',
+    'ingests',
+    'auth',
+    'channels',
+    'http-connections',
+    'sample',
+    'poll-ms',
+    'register-rate',
+    'register-wait',
+    'detect-wait',
+    'drain-wait',
+    'progress',
+    'log-level',
+    'seed',
+    'keep',
   ]);
   for (const name of raw.keys()) if (!known.has(name)) problems.push(`unknown option --${name}`);
 
@@ -179,7 +203,8 @@ export function parseOptions(argv: string[]): SimOptions {
   const logLevel = raw.get('log-level') ?? 'warn';
 
   // What cannot work.
-  if (sweepS > timeoutS) problems.push(`--sweep (${sweepS} s) must not be longer than --timeout (${timeoutS} s): a silent node would wait a whole sweep interval beyond its timeout`);
+  if (sweepS > timeoutS)
+    problems.push(`--sweep (${sweepS} s) must not be longer than --timeout (${timeoutS} s): a silent node would wait a whole sweep interval beyond its timeout`);
   if (timeoutS <= intervalS) problems.push(`--timeout (${timeoutS} s) must be longer than --interval (${intervalS} s), or every node looks silent between two beats`);
   if (silenceShare + shutdownShare > 1) problems.push(`--silence + --shutdown is ${Math.round((silenceShare + shutdownShare) * 100)} %, more than all the nodes`);
   if (silenceAtS >= durationS) problems.push(`--silence-at (${silenceAtS} s) must be before the end of --duration (${durationS} s)`);
@@ -191,7 +216,8 @@ export function parseOptions(argv: string[]): SimOptions {
     );
   }
   if (silenceShare > 0 && returnShare > 0 && returnAtS < silenceAtS) problems.push(`--return-at (${returnAtS} s) must not be before --silence-at (${silenceAtS} s)`);
-  if (silenceShare > 0 && returnShare > 0 && returnAtS >= durationS) problems.push(`--return-at (${returnAtS} s) must be before the end of --duration (${durationS} s) for the silenced nodes to come back`);
+  if (silenceShare > 0 && returnShare > 0 && returnAtS >= durationS)
+    problems.push(`--return-at (${returnAtS} s) must be before the end of --duration (${durationS} s) for the silenced nodes to come back`);
   if (target === 'all-in-one' && ingests > 1) problems.push('--ingests applies to --target separate only (the all-in-one process has one ingest)');
   if (sample > nodes) problems.push(`--sample (${sample}) must not exceed --nodes (${nodes})`);
   if (!['error', 'warn', 'info', 'http', 'verbose', 'debug', 'silly'].includes(logLevel)) problems.push(`--log-level must be one of error, warn, info, debug (got "${logLevel}")`);

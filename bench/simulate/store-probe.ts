@@ -238,7 +238,9 @@ export class StoreProbe {
    * The end-of-run check: reads every node's stats.reportedAt (and status) in chunks of `chunk` by _id
    * (`_id > last`, sorted by _id) and compares it with the newest heartbeat confirmed to that virtual agent.
    */
-  async finalCheck(chunk = 2000): Promise<{ checked: number; missingNodes: string[]; lostHeartbeats: Array<{ nodeId: string; confirmedTs: string; storedTs: string | null }>; reads: number; ms: number }> {
+  async finalCheck(
+    chunk = 2000,
+  ): Promise<{ checked: number; missingNodes: string[]; lostHeartbeats: Array<{ nodeId: string; confirmedTs: string; storedTs: string | null }>; reads: number; ms: number }> {
     const t0 = performance.now();
     const stored = new Map<string, number | null>();
     let last = '';
@@ -247,7 +249,11 @@ export class StoreProbe {
       let docs: StoredDoc[] = [];
       for (let attempt = 0; ; attempt++) {
         try {
-          docs = await this.nodes.find({ _id: { $gt: last } }, { projection: { 'stats.reportedAt': 1, status: 1 } }).sort({ _id: 1 }).limit(chunk).toArray();
+          docs = await this.nodes
+            .find({ _id: { $gt: last } }, { projection: { 'stats.reportedAt': 1, status: 1 } })
+            .sort({ _id: 1 })
+            .limit(chunk)
+            .toArray();
           break;
         } catch (error) {
           if (attempt >= 10) throw error;

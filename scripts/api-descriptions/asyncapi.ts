@@ -158,7 +158,7 @@ export function buildAsyncApi(version: string): Record<string, unknown> {
   );
 
   const envelope =
-    'Envelope: `id` unique per message (also the AMQP message-id; redeliveries keep it), `sentAt` the sender\'s clock (never used to judge liveness), `receivedAt` set only by the api for messages that came over HTTP, `auth` the credential string with AUTH_MODE=on (docs/security.md). Unknown keys are refused; the routing key must name the same type and node as the body.';
+    "Envelope: `id` unique per message (also the AMQP message-id; redeliveries keep it), `sentAt` the sender's clock (never used to judge liveness), `receivedAt` set only by the api for messages that came over HTTP, `auth` the credential string with AUTH_MODE=on (docs/security.md). Unknown keys are refused; the routing key must name the same type and node as the body.";
   const ref = (path: string) => ({ $ref: path });
   const schema = (id: string) => ref(`#/components/schemas/${id}`);
   const json = { contentType: 'application/json' };
@@ -227,7 +227,7 @@ export function buildAsyncApi(version: string): Record<string, unknown> {
       title: 'Node status change',
       summary: 'A node changed status: exactly one event per change',
       description:
-        'Delivered at least once: drop duplicates by `eventId` (also the AMQP message-id). `statusVersion` grows by exactly one with each status change of a node: order by it and ignore anything not newer than what you hold. `previousStatus` is null on node.registered; `lastHeartbeat` is the orchestrator\'s receive time of the newest heartbeat or registration at the change.',
+        "Delivered at least once: drop duplicates by `eventId` (also the AMQP message-id). `statusVersion` grows by exactly one with each status change of a node: order by it and ignore anything not newer than what you hold. `previousStatus` is null on node.registered; `lastHeartbeat` is the orchestrator's receive time of the newest heartbeat or registration at the change.",
       ...json,
       headers: schema('NodeEventHeaders'),
       payload: schema('NodeEvent'),
@@ -240,7 +240,8 @@ export function buildAsyncApi(version: string): Record<string, unknown> {
       name: 'cluster.degraded',
       title: 'Cluster degraded',
       summary: 'More than MASS_SILENCE_SHARE of the ONLINE nodes fell silent in one sweep: none of them is marked OFFLINE for now',
-      description: 'Published once per hold and not stored: if the broker refuses it, it is logged, not retried. `heldUntil`: when the silent nodes are marked OFFLINE anyway if the silence lasts.',
+      description:
+        'Published once per hold and not stored: if the broker refuses it, it is logged, not retried. `heldUntil`: when the silent nodes are marked OFFLINE anyway if the silence lasts.',
       ...json,
       payload: schema('ClusterEvent'),
       examples: [example(clusterEventSchema, 'degraded', EXAMPLES.clusterDegraded)],
@@ -261,9 +262,27 @@ export function buildAsyncApi(version: string): Record<string, unknown> {
   if (!deadLetterQueue) throw new Error('topology() declares no dead-letter queue');
 
   const channels = {
-    agentRegister: channel(ROUTING.register('{nodeId}'), 'agentRegister', `Registrations, on ${inbound}. ${boundTo(inbound, 'agent.register.#')}`, onExchange(inbound), nodeIdParameter),
-    agentHeartbeat: channel(ROUTING.heartbeat('{nodeId}'), 'agentHeartbeat', `Heartbeats, on ${inbound}. ${boundTo(inbound, 'agent.heartbeat.#')}`, onExchange(inbound), nodeIdParameter),
-    agentShutdown: channel(ROUTING.shutdown('{nodeId}'), 'agentShutdown', `Shutdown announcements, on ${inbound}. ${boundTo(inbound, 'agent.shutdown.#')}`, onExchange(inbound), nodeIdParameter),
+    agentRegister: channel(
+      ROUTING.register('{nodeId}'),
+      'agentRegister',
+      `Registrations, on ${inbound}. ${boundTo(inbound, 'agent.register.#')}`,
+      onExchange(inbound),
+      nodeIdParameter,
+    ),
+    agentHeartbeat: channel(
+      ROUTING.heartbeat('{nodeId}'),
+      'agentHeartbeat',
+      `Heartbeats, on ${inbound}. ${boundTo(inbound, 'agent.heartbeat.#')}`,
+      onExchange(inbound),
+      nodeIdParameter,
+    ),
+    agentShutdown: channel(
+      ROUTING.shutdown('{nodeId}'),
+      'agentShutdown',
+      `Shutdown announcements, on ${inbound}. ${boundTo(inbound, 'agent.shutdown.#')}`,
+      onExchange(inbound),
+      nodeIdParameter,
+    ),
     orchestratorCanary: channel(
       ROUTING.canary('{senderId}'),
       'orchestratorCanary',
@@ -296,12 +315,7 @@ export function buildAsyncApi(version: string): Record<string, unknown> {
       `On ${nodeEvents}: a node id registers and the store has no record of it (first registration, or after an operator reset or a lost record); reason registered. Bind a durable queue of your own.`,
       onExchange(nodeEvents),
     ),
-    nodeOnline: channel(
-      ROUTING.nodeOnline,
-      'nodeEvent',
-      `On ${nodeEvents}: an OFFLINE node is heard from again; reason heartbeat or registered.`,
-      onExchange(nodeEvents),
-    ),
+    nodeOnline: channel(ROUTING.nodeOnline, 'nodeEvent', `On ${nodeEvents}: an OFFLINE node is heard from again; reason heartbeat or registered.`, onExchange(nodeEvents)),
     nodeOffline: channel(
       ROUTING.nodeOffline,
       'nodeEvent',

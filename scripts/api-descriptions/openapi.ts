@@ -1,14 +1,5 @@
 import { heartbeatBodySchema, nodeIdSchema, registerBodySchema, shutdownBodySchema } from '../../shared/messages/index.js';
-import {
-  acceptedSchema,
-  brokerBlockedDetails,
-  dryRunAnswerSchema,
-  errorBodySchema,
-  invalidDetails,
-  nodeViewSchema,
-  readinessSchema,
-  registeredSchema,
-} from './http-answers.js';
+import { acceptedSchema, brokerBlockedDetails, dryRunAnswerSchema, errorBodySchema, invalidDetails, nodeViewSchema, readinessSchema, registeredSchema } from './http-answers.js';
 import { componentSchemas } from './json-schemas.js';
 
 /** Every error code each status can carry, on any route (docs/reference.md, HTTP API). */
@@ -109,7 +100,11 @@ function agentErrors(options: { byPath: boolean }) {
 function operatorErrors(forbidden: string[] = ['WRONG_OPERATOR_TOKEN']) {
   return {
     ...error('Unauthenticated', 'OPERATOR_TOKEN is set and the request carries no token', ['OPERATOR_TOKEN_REQUIRED']),
-    ...error('Forbidden', 'A wrong operator token' + (forbidden.includes('OPERATOR_TOKEN_NOT_SET') ? ', or a reset with AUTH_MODE=on while OPERATOR_TOKEN is unset' : ''), forbidden),
+    ...error(
+      'Forbidden',
+      'A wrong operator token' + (forbidden.includes('OPERATOR_TOKEN_NOT_SET') ? ', or a reset with AUTH_MODE=on while OPERATOR_TOKEN is unset' : ''),
+      forbidden,
+    ),
   };
 }
 
@@ -217,8 +212,7 @@ export function buildOpenApi(version: string): Record<string, unknown> {
           operationId: 'sendStats',
           tags: ['agents'],
           summary: "Send a node's heartbeat with its stats",
-          description:
-            'Checks run in this order: path and body, credentials, rate limit, whether the node is known (cached 2 s per api process), the broker.',
+          description: 'Checks run in this order: path and body, credentials, rate limit, whether the node is known (cached 2 s per api process), the broker.',
           security: agentSecurity,
           requestBody: { required: true, content: json('HeartbeatBody') },
           responses: {
@@ -336,7 +330,7 @@ export function buildOpenApi(version: string): Record<string, unknown> {
           tags: ['dashboard'],
           summary: 'Server-sent events for one page of the fleet',
           description: [
-            'Frames: `snapshot` on connect (the page\'s nodes as node views plus `history` `[{t, cpu, mem}]`, counts, the latest events), `page` when the page\'s rows or counts change (at most once a second), `node` when a row\'s stats or status changed, `remove` when a row\'s node was deleted, `event` for each node.events message, and a `: keep-alive` comment every 15 s.',
+            "Frames: `snapshot` on connect (the page's nodes as node views plus `history` `[{t, cpu, mem}]`, counts, the latest events), `page` when the page's rows or counts change (at most once a second), `node` when a row's stats or status changed, `remove` when a row's node was deleted, `event` for each node.events message, and a `: keep-alive` comment every 15 s.",
             'At most 100 streams per api; a page that falls more than 1 MiB behind is dropped and reconnects.',
           ].join(' '),
           security: operatorSecurity,

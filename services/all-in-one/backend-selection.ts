@@ -45,7 +45,9 @@ export async function selectBackends(env: Env, config: Readonly<OrchestratorConf
   const stateFile = embeddedStore && stateSetting !== 'none' ? resolve(cwd, stateSetting) : null;
   if (stateFile) mkdirSync(dirname(stateFile), { recursive: true });
 
-  const store = embeddedStore ? createMemoryNodeStore({ historyPoints: config.historyPoints, historyResolutionMs: config.historyResolutionMs, stateFile: stateFile ?? undefined }) : await connectStore(config, log);
+  const store = embeddedStore
+    ? createMemoryNodeStore({ historyPoints: config.historyPoints, historyResolutionMs: config.historyResolutionMs, stateFile: stateFile ?? undefined })
+    : await connectStore(config, log);
 
   let unsettled = 0;
   const bus = isSet(env, 'RABBITMQ_URL') ? await connectBus(config, log, 'all-in-one') : countUnsettled(createMemoryBus(), (delta) => (unsettled += delta));

@@ -177,7 +177,12 @@ export function createApp(deps: ApiDeps): ApiApp {
     const checks = await checkReadiness();
     const guardState = checks.store ? await store.guardState().catch(() => null) : null;
     // Whether heartbeats are recorded end to end: shown, not a reason to stop taking them (the sweeper holds).
-    const path = checks.store ? await store.canaries().then((records) => pathCoverage(records, clock.now()), () => null) : null;
+    const path = checks.store
+      ? await store.canaries().then(
+          (records) => pathCoverage(records, clock.now()),
+          () => null,
+        )
+      : null;
     const down = Object.entries(checks)
       .filter(([, ok]) => !ok)
       .map(([name]) => name);
@@ -190,7 +195,12 @@ export function createApp(deps: ApiDeps): ApiApp {
       clusterDegraded: Boolean(guardState?.heldSince),
       ...(guardState?.heldSince ? { degradedSince: guardState.heldSince.toISOString() } : {}),
       heartbeatPath: path
-        ? { state: path.state, ...(path.reason ? { reason: path.reason } : {}), coveredUntil: path.coveredUntil === null ? null : new Date(path.coveredUntil).toISOString(), senders: path.senders }
+        ? {
+            state: path.state,
+            ...(path.reason ? { reason: path.reason } : {}),
+            coveredUntil: path.coveredUntil === null ? null : new Date(path.coveredUntil).toISOString(),
+            senders: path.senders,
+          }
         : { state: 'unknown' },
     });
   });

@@ -51,6 +51,7 @@ export function createBatchedNodeLookup<T>(options: {
         const callers = waiting.get(nodeId);
         if (callers) callers.push({ resolve, reject });
         else waiting.set(nodeId, [{ resolve, reject }]);
+        // flush settles every waiter itself, also on a store error: nothing is left to await here.
         timer ??= setTimeout(() => void flush(), options.batchWindowMs ?? 2);
       });
     },

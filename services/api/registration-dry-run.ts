@@ -32,7 +32,12 @@ export function nodeIdHolder(stored: Pick<NodeRecord, 'hostname' | 'credentialHa
   return stored.hostname === body.hostname ? 'this-host' : 'taken';
 }
 
-export function dryRunAnswer(options: { body: RegisterBody; stored: Pick<NodeRecord, 'hostname' | 'credentialHash'> | null; auth: string | undefined; timeoutMs?: number }): DryRunAnswer {
+export function dryRunAnswer(options: {
+  body: RegisterBody;
+  stored: Pick<NodeRecord, 'hostname' | 'credentialHash'> | null;
+  auth: string | undefined;
+  timeoutMs?: number;
+}): DryRunAnswer {
   const { body, stored, auth } = options;
   return {
     nodeId: body.nodeId,

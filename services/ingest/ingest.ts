@@ -101,7 +101,9 @@ export function createIngest(deps: IngestDeps) {
       consumer = await bus.consume(names.queues.ingest, (delivery) => batcher.add(delivery), { prefetch: config.ingest.prefetch });
       consuming = bus.isConnected();
       showHealth();
-      log.info(`Ingest ${instanceId} consuming ${names.queues.ingest} (batch ${config.ingest.batchSize}, flush ${config.ingest.flushIntervalMs} ms, prefetch ${config.ingest.prefetch})`);
+      log.info(
+        `Ingest ${instanceId} consuming ${names.queues.ingest} (batch ${config.ingest.batchSize}, flush ${config.ingest.flushIntervalMs} ms, prefetch ${config.ingest.prefetch})`,
+      );
     },
     /** Finishes the batch in progress, stops consuming; unacknowledged messages return to the queue. */
     async stop(): Promise<void> {

@@ -23,7 +23,8 @@ export function parseDelivery(delivery: Delivery, maxBytes = 16 * 1024): ParsedD
   if (delivery.routingKey.startsWith(ROUTING.canary(''))) {
     const canary = canaryMessageSchema.safeParse(json);
     if (!canary.success) return { ok: false, reason: `invalid canary: ${describeIssues(canary.error)}` };
-    if (delivery.routingKey !== ROUTING.canary(canary.data.senderId)) return { ok: false, reason: `routing key ${delivery.routingKey} does not match the canary of ${canary.data.senderId}` };
+    if (delivery.routingKey !== ROUTING.canary(canary.data.senderId))
+      return { ok: false, reason: `routing key ${delivery.routingKey} does not match the canary of ${canary.data.senderId}` };
     return { ok: true, canary: canary.data };
   }
   const result = agentMessageSchema.safeParse(json);

@@ -229,7 +229,8 @@ export function createBatchProcessor(deps: BatchDeps) {
         }
       }
       const draft = drafts.get(nodeId);
-      if (draft?.askReregister && !(behind ??= options.behind?.() ?? false)) await askToReregister(nodeId, draft.node ? 'heartbeat clock baseline is stale' : 'node is not registered');
+      if (draft?.askReregister && !(behind ??= options.behind?.() ?? false))
+        await askToReregister(nodeId, draft.node ? 'heartbeat clock baseline is stale' : 'node is not registered');
     }
     for (const { delivery, reason } of refusals) {
       metrics.messagesIngested.inc({ type: 'invalid', outcome: 'refused' });

@@ -42,9 +42,7 @@ const OUTBOX_DRAIN_EVERY_MS = 30_000;
  */
 const READ_AHEAD_NODES = 10_000;
 
-export type SweepOutcome =
-  | { kind: 'marked'; nodeIds: string[] }
-  | { kind: 'held'; reason: 'path-down' | 'path-recovering' | 'mass-silence'; silent?: number };
+export type SweepOutcome = { kind: 'marked'; nodeIds: string[] } | { kind: 'held'; reason: 'path-down' | 'path-recovering' | 'mass-silence'; silent?: number };
 
 /** Where a sweep's time went (ms), for its debug line. */
 interface Timing {
@@ -117,9 +115,9 @@ export function createSweep(deps: SweepDeps) {
         heldUntil: heldUntil.toISOString(),
         reason: `more than ${Math.round(guard.share * 100)}% of ONLINE nodes silent at once`,
       };
-      await bus.publish(deps.nodeEventsExchange, ROUTING.clusterDegraded, event, { messageId: eventId }).catch((error: Error) =>
-        log.warn(`cluster.degraded event not published: ${error.message}`),
-      );
+      await bus
+        .publish(deps.nodeEventsExchange, ROUTING.clusterDegraded, event, { messageId: eventId })
+        .catch((error: Error) => log.warn(`cluster.degraded event not published: ${error.message}`));
     }
     return 'hold';
   }
@@ -164,7 +162,10 @@ export function createSweep(deps: SweepDeps) {
     else pathLog.recovered();
     const decision = offlineCutoff(coverage, config.timeoutMs);
     if ('held' in decision) {
-      return hold(decision.held, decision.held === 'path-down' ? `Marking no node OFFLINE: heartbeats cannot be shown to be recorded (${decision.reason})` : `Heartbeat path back: ${decision.reason}`);
+      return hold(
+        decision.held,
+        decision.held === 'path-down' ? `Marking no node OFFLINE: heartbeats cannot be shown to be recorded (${decision.reason})` : `Heartbeat path back: ${decision.reason}`,
+      );
     }
     const { cutoff } = decision;
 

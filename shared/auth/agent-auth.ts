@@ -14,13 +14,7 @@ export type AgentAuthDecision =
  * - a heartbeat or shutdown carries the credential of the node it names.
  * `storedHash`: the node's credentialHash, null when it has none, undefined when the node is not registered.
  */
-export function decideAgentAuth(input: {
-  joinToken: string;
-  action: AgentAction;
-  nodeId: string;
-  auth: unknown;
-  storedHash: string | null | undefined;
-}): AgentAuthDecision {
+export function decideAgentAuth(input: { joinToken: string; action: AgentAction; nodeId: string; auth: unknown; storedHash: string | null | undefined }): AgentAuthDecision {
   const { action, nodeId, storedHash } = input;
   const parsed = parseAuth(input.auth);
   if (!parsed) return refuse(401, 'UNAUTHENTICATED', 'unauthenticated: missing or malformed credential');

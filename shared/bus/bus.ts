@@ -89,8 +89,7 @@ export interface PublishBacklog {
  * publishes reached their confirm timeout). A lost connection is not "blocked": see isConnected().
  */
 export type PublishState =
-  | { blocked: false; backlog: PublishBacklog }
-  | { blocked: true; cause: 'broker' | 'no-confirm'; reason: string; /** epoch ms */ since: number; backlog: PublishBacklog };
+  { blocked: false; backlog: PublishBacklog } | { blocked: true; cause: 'broker' | 'no-confirm'; reason: string; /** epoch ms */ since: number; backlog: PublishBacklog };
 
 /**
  * The message bus port. Adapters: RabbitMQ (amqplib, publisher confirms, automatic reconnection that

@@ -149,7 +149,9 @@ export function createMemoryBus(options: MemoryBusOptions = {}): MemoryBus {
     const type = exchanges.get(exchange);
     if (!type) throw new BusUnavailableError(`no exchange '${exchange}'`);
     for (const q of queues.values()) {
-      const bound = q.bindings.some((b) => b.exchange === exchange && (type === 'fanout' || (type === 'direct' ? b.routingKey === routingKey : topicMatches(b.routingKey, routingKey))));
+      const bound = q.bindings.some(
+        (b) => b.exchange === exchange && (type === 'fanout' || (type === 'direct' ? b.routingKey === routingKey : topicMatches(b.routingKey, routingKey))),
+      );
       if (bound) q.ready.push({ ...message });
     }
     schedulePump();
@@ -195,7 +197,11 @@ export function createMemoryBus(options: MemoryBusOptions = {}): MemoryBus {
       const since = Date.now();
       for (const h of held) {
         // The caller is let go; the publish stays in the backlog until confirmed or timed out.
-        if (!h.waits) h.grace ??= setTimeout(() => h.answer(new BrokerBlockedError(reason, since, `broker is blocking publishes (${reason}); no confirm within ${blockedGraceMs} ms`)), blockedGraceMs);
+        if (!h.waits)
+          h.grace ??= setTimeout(
+            () => h.answer(new BrokerBlockedError(reason, since, `broker is blocking publishes (${reason}); no confirm within ${blockedGraceMs} ms`)),
+            blockedGraceMs,
+          );
       }
     },
     unblock() {

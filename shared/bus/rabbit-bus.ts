@@ -2,7 +2,7 @@ import amqp, { type Channel, type ChannelModel, type ConfirmChannel, type Consum
 import type { Logger } from '../logger.js';
 import type { Topology } from '../topology.js';
 import { createPublishTracker } from './publish-tracker.js';
-import { BrokerBlockedError, BusUnavailableError, encode, type Bus, type Consumer, type ConsumeOptions, type Delivery, type PublishOptions, type QueueOptions } from './bus.js';
+import { BrokerBlockedError, BusUnavailableError, encode, type Bus, type ConsumeOptions, type Delivery, type PublishOptions, type QueueOptions } from './bus.js';
 
 export interface RabbitBusOptions {
   url: string;
@@ -121,6 +121,7 @@ export async function createRabbitBus(options: RabbitBusOptions): Promise<Bus> {
       channel.on('error', () => undefined);
       try {
         await step(channel);
+        // A channel the broker closed already needs no closing.
         await channel.close().catch(() => undefined);
       } catch (error) {
         if (!reportedDeclareFailure) log.warn(`Broker refused to declare ${what}, continuing with what exists: ${(error as Error).message}`);
@@ -136,6 +137,7 @@ export async function createRabbitBus(options: RabbitBusOptions): Promise<Bus> {
       if (publishChannel !== channel) return;
       publishChannel = null;
       // A channel-level error (not a lost connection): open a fresh one on the same connection.
+      // If that fails too, the connection is going: the reconnect's setup opens the channel again.
       if (!closing && publishing.model === m && publishing.up) openPublishChannel(m).catch(() => undefined);
     });
     // The exchanges it publishes to, in case this connection is back before the consuming one declared them.
@@ -174,7 +176,8 @@ export async function createRabbitBus(options: RabbitBusOptions): Promise<Bus> {
       entry.channel = null;
       entry.tag = null;
       if (!closing && !entry.cancelled && consuming.model === m && consuming.up) {
-        setTimeout(() => startConsumer(m, entry).catch(() => undefined), 500).unref();
+        // A failed restart is retried by the next close, or by the reconnect's setup, which re-subscribes all.
+        setTimeout(() => void startConsumer(m, entry).catch(() => undefined), 500).unref();
       }
     });
     const reply = await channel.consume(entry.queue, (msg: ConsumeMessage | null) => {
@@ -276,6 +279,7 @@ export async function createRabbitBus(options: RabbitBusOptions): Promise<Bus> {
   ]);
   const failed = opened.find((o): o is PromiseRejectedResult => o.status === 'rejected');
   if (failed) {
+    // Undoing a half-made connect: the error that matters is the one thrown below.
     for (const o of opened) if (o.status === 'fulfilled') await o.value.close().catch(() => undefined);
     throw failed.reason;
   }
@@ -288,14 +292,17 @@ export async function createRabbitBus(options: RabbitBusOptions): Promise<Bus> {
     tracker.brokerBlocked(reason);
     const since = Date.now();
     for (const entry of inFlight) {
-      if (!entry.waits) entry.cutShort(() => new BrokerBlockedError(reason, since, `broker is blocking publishes (${reason}); no confirm within ${blockedGraceMs} ms`), blockedGraceMs);
+      if (!entry.waits)
+        entry.cutShort(() => new BrokerBlockedError(reason, since, `broker is blocking publishes (${reason}); no confirm within ${blockedGraceMs} ms`), blockedGraceMs);
     }
   });
   publishConnection.on('unblocked', () => tracker.brokerUnblocked());
 
   async function withChannel<T>(what: string, run: (channel: Channel) => Promise<T>): Promise<T> {
     const channel = await adminChannel().catch((error: Error) => {
-      throw error instanceof BusUnavailableError ? new BusUnavailableError(`broker unavailable (${what})`) : new BusUnavailableError(`broker ${what} failed: ${error.message}`, { cause: error });
+      throw error instanceof BusUnavailableError
+        ? new BusUnavailableError(`broker unavailable (${what})`)
+        : new BusUnavailableError(`broker ${what} failed: ${error.message}`, { cause: error });
     });
     try {
       return await run(channel);
@@ -316,6 +323,7 @@ export async function createRabbitBus(options: RabbitBusOptions): Promise<Bus> {
       channel.on('error', () => undefined);
       try {
         await declare(channel, topology);
+        // A channel the broker closed already needs no closing.
         await channel.close().catch(() => undefined);
       } catch (error) {
         throw new BusUnavailableError(`broker declare failed: ${(error as Error).message}`, { cause: error });
@@ -380,7 +388,12 @@ export async function createRabbitBus(options: RabbitBusOptions): Promise<Bus> {
     },
     async declareQueue(q) {
       const name = await withChannel('declareQueue', async (ch) => {
-        const reply = await ch.assertQueue(q.name ?? '', { durable: q.durable ?? false, exclusive: q.exclusive ?? false, autoDelete: q.autoDelete ?? false, arguments: q.arguments });
+        const reply = await ch.assertQueue(q.name ?? '', {
+          durable: q.durable ?? false,
+          exclusive: q.exclusive ?? false,
+          autoDelete: q.autoDelete ?? false,
+          arguments: q.arguments,
+        });
         for (const b of q.bindings) await ch.bindQueue(reply.queue, b.exchange, b.routingKey);
         return reply.queue;
       });
@@ -405,6 +418,7 @@ export async function createRabbitBus(options: RabbitBusOptions): Promise<Bus> {
           consumers.delete(entry);
           const channel = entry.channel;
           entry.channel = null;
+          // The consumer is cancelled either way: a channel already gone took it along.
           if (channel) await channel.close().catch(() => undefined);
         },
       };
@@ -423,9 +437,11 @@ export async function createRabbitBus(options: RabbitBusOptions): Promise<Bus> {
         entry.cancelled = true;
         const ch = entry.channel;
         entry.channel = null;
+        // Closing the bus: a channel already gone needs no closing.
         if (ch) await ch.close().catch(() => undefined);
       }
       consumers.clear();
+      // Closing the bus: a connection already lost needs no closing.
       await Promise.all([publishConnection.close().catch(() => undefined), consumeConnection.close().catch(() => undefined)]);
       publishing.up = false;
       consuming.up = false;

@@ -85,6 +85,7 @@ export function createCanarySender(deps: CanarySenderDeps) {
     async stop(): Promise<void> {
       if (timer) clearTimeout(timer);
       timer = null;
+      // A send that fails has been logged by the sender; stopping only waits for it to end.
       await running?.catch(() => undefined);
       await deps.store.removeCanarySender(senderId).catch((error: unknown) => storeOutage.failed(error));
     },

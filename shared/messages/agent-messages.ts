@@ -2,9 +2,17 @@ import { z } from 'zod';
 import { nodeIdSchema } from './node-id.js';
 
 const usage = (name: string) =>
-  z.number({ error: `${name} must be a number` }).finite().min(0, { error: `${name} must be 0-100` }).max(100, { error: `${name} must be 0-100` });
+  z
+    .number({ error: `${name} must be a number` })
+    .finite()
+    .min(0, { error: `${name} must be 0-100` })
+    .max(100, { error: `${name} must be 0-100` });
 const count = (name: string) =>
-  z.number({ error: `${name} must be a number` }).int({ error: `${name} must be an integer` }).min(0, { error: `${name} must be >= 0` }).max(1_000_000, { error: `${name} is out of range` });
+  z
+    .number({ error: `${name} must be a number` })
+    .int({ error: `${name} must be an integer` })
+    .min(0, { error: `${name} must be >= 0` })
+    .max(1_000_000, { error: `${name} is out of range` });
 const isoTime = (name: string) =>
   z
     .string({ error: `${name} must be an ISO-8601 time` })

@@ -84,11 +84,13 @@ export function createMemoryNodeStore(options: MemoryNodeStoreOptions): NodeStor
     },
     async list(filter = {}) {
       trips++;
-      return [...nodes.values()]
-        .filter((n) => !filter.status || n.status === filter.status)
-        // Byte order, like MongoDB's sort on _id (localeCompare would interleave case and punctuation).
-        .sort((a, b) => (a.nodeId < b.nodeId ? -1 : a.nodeId > b.nodeId ? 1 : 0))
-        .map(clone);
+      return (
+        [...nodes.values()]
+          .filter((n) => !filter.status || n.status === filter.status)
+          // Byte order, like MongoDB's sort on _id (localeCompare would interleave case and punctuation).
+          .sort((a, b) => (a.nodeId < b.nodeId ? -1 : a.nodeId > b.nodeId ? 1 : 0))
+          .map(clone)
+      );
     },
     async histories(nodeIds, until) {
       trips++;
@@ -169,7 +171,10 @@ export function createMemoryNodeStore(options: MemoryNodeStoreOptions): NodeStor
     },
     async findWithOutbox(limit) {
       trips++;
-      return [...nodes.values()].filter((n) => n.outbox.length > 0).slice(0, limit).map(clone);
+      return [...nodes.values()]
+        .filter((n) => n.outbox.length > 0)
+        .slice(0, limit)
+        .map(clone);
     },
     async removeFromOutbox(entries) {
       trips++;

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import mongoose, { type Connection, type Model } from 'mongoose';
+import type { mongo } from 'mongoose';
 import { historyStep, historyView, historyWindow, type HistorySettings } from '../domain/history.js';
 import type { NodeEvent, NodeStatus } from '../messages/index.js';
 import type { CanaryRecord } from '../domain/path-coverage.js';
@@ -32,10 +33,7 @@ export interface NodeDocument {
   credentialHash: string | null;
 }
 
-const statsSchema = new mongoose.Schema(
-  { reportedAt: Date, cpuUsage: Number, memoryUsage: Number, diskUsage: Number, containerCount: Number },
-  { _id: false },
-);
+const statsSchema = new mongoose.Schema({ reportedAt: Date, cpuUsage: Number, memoryUsage: Number, diskUsage: Number, containerCount: Number }, { _id: false });
 
 export const nodeSchema = new mongoose.Schema<NodeDocument>(
   {
@@ -184,6 +182,31 @@ function statsDocument(stats: NonNullable<NodeRecord['stats']>) {
     diskUsage: stats.diskUsage,
     containerCount: stats.containerCount,
   };
+}
+
+/**
+ * The records of one query in pages of at most `pageSize`, each page read within the operation deadline; a page
+ * is fetched when the loop asks for it, and leaving the loop early closes the query.
+ */
+async function* pagesOf(what: string, cursor: mongo.FindCursor, pageSize: number): AsyncGenerator<NodeRecord[]> {
+  try {
+    for (;;) {
+      const page = await guarded(what, async () => {
+        const docs: NodeRecord[] = [];
+        while (docs.length < pageSize) {
+          const doc = await cursor.next();
+          if (!doc) break;
+          docs.push(toRecord(doc as unknown as NodeDocument));
+        }
+        return docs;
+      });
+      if (page.length) yield page;
+      if (page.length < pageSize) return;
+    }
+  } finally {
+    // Leaving early, or on a store error: a cursor the server dropped already needs no closing.
+    await cursor.close().catch(() => undefined);
+  }
 }
 
 /** No store call may hang: a server that accepted a request and then died would otherwise hold it forever. */
@@ -347,7 +370,12 @@ export async function createMongoNodeStore(options: MongoNodeStoreOptions): Prom
     },
     async list(filter: { status?: NodeStatus } = {}) {
       const query = filter.status ? { status: filter.status } : {};
-      const docs = await guarded('list', () => Nodes.collection.find(query as never, { projection: NODE_PROJECTION }).sort({ _id: 1 }).toArray());
+      const docs = await guarded('list', () =>
+        Nodes.collection
+          .find(query as never, { projection: NODE_PROJECTION })
+          .sort({ _id: 1 })
+          .toArray(),
+      );
       return (docs as unknown as NodeDocument[]).map(record);
     },
     async histories(nodeIds: string[], until: Date) {
@@ -381,7 +409,11 @@ export async function createMongoNodeStore(options: MongoNodeStoreOptions): Prom
         const chunk = ops.slice(i, i + MAX_STATEMENTS_PER_COMMAND);
         commands++;
         try {
-          const result = await guarded('write', () => Nodes.collection.bulkWrite(chunk as never, { ordered: false }), OPERATION_DEADLINE_MS + chunk.length * DEADLINE_PER_STATEMENT_MS);
+          const result = await guarded(
+            'write',
+            () => Nodes.collection.bulkWrite(chunk as never, { ordered: false }),
+            OPERATION_DEADLINE_MS + chunk.length * DEADLINE_PER_STATEMENT_MS,
+          );
           applied += (result.insertedCount ?? 0) + (result.matchedCount ?? 0);
         } catch (error) {
           const writeErrors = (error as { writeErrors?: Array<{ code?: number; err?: { code?: number } }> }).writeErrors;
@@ -396,7 +428,9 @@ export async function createMongoNodeStore(options: MongoNodeStoreOptions): Prom
       if (applied === writes.length) return { conflicts: [], roundTrips: commands + (await storeHistory(pointsOf(() => true))) };
       // Some writes did not apply. The bulk result has no per-operation counts, so read back which
       // documents carry what this batch wrote: the rev of an insert or update, the token of a refresh.
-      const current = await guarded('write', () => Nodes.collection.find({ _id: { $in: writes.map(id) } } as never, { projection: { rev: 1, prevRev: 1, refreshId: 1 } }).toArray());
+      const current = await guarded('write', () =>
+        Nodes.collection.find({ _id: { $in: writes.map(id) } } as never, { projection: { rev: 1, prevRev: 1, refreshId: 1 } }).toArray(),
+      );
       const byId = new Map((current as unknown as Array<Pick<NodeDocument, '_id' | 'rev' | 'prevRev' | 'refreshId'>>).map((d) => [d._id, d]));
       const conflicts = writes
         .filter((w, i) => {
@@ -409,7 +443,7 @@ export async function createMongoNodeStore(options: MongoNodeStoreOptions): Prom
       const conflicting = new Set(conflicts);
       return { conflicts, roundTrips: commands + 1 + (await storeHistory(pointsOf((w) => !conflicting.has(id(w))))) };
     },
-    async *findExpired(cutoff: Date, pageSize: number) {
+    findExpired(cutoff: Date, pageSize: number) {
       // One query, answered from the {status, lastHeartbeat} index (equality, then range and sort) on MongoDB;
       // the pages are the cursor's batches, so a sweep pays for one query however many pages it reads.
       // maxTimeMS: a query the deadline gives up on is stopped on the server too, so the next sweep's does not queue behind it.
@@ -418,43 +452,10 @@ export async function createMongoNodeStore(options: MongoNodeStoreOptions): Prom
         .sort({ lastHeartbeat: 1 })
         .batchSize(pageSize)
         .maxTimeMS(OPERATION_DEADLINE_MS);
-      try {
-        for (;;) {
-          const page = await guarded('findExpired', async () => {
-            const docs: NodeRecord[] = [];
-            while (docs.length < pageSize) {
-              const doc = await cursor.next();
-              if (!doc) break;
-              docs.push(record(doc as unknown as NodeDocument));
-            }
-            return docs;
-          });
-          if (page.length) yield page;
-          if (page.length < pageSize) return;
-        }
-      } finally {
-        await cursor.close().catch(() => undefined);
-      }
+      return pagesOf('findExpired', cursor, pageSize);
     },
-    async *scan(pageSize: number) {
-      const cursor = Nodes.collection.find({} as never, { projection: NODE_PROJECTION }).batchSize(pageSize);
-      try {
-        for (;;) {
-          const page = await guarded('scan', async () => {
-            const docs: NodeRecord[] = [];
-            while (docs.length < pageSize) {
-              const doc = await cursor.next();
-              if (!doc) break;
-              docs.push(record(doc as unknown as NodeDocument));
-            }
-            return docs;
-          });
-          if (page.length) yield page;
-          if (page.length < pageSize) return;
-        }
-      } finally {
-        await cursor.close().catch(() => undefined);
-      }
+    scan(pageSize: number) {
+      return pagesOf('scan', Nodes.collection.find({} as never, { projection: NODE_PROJECTION }).batchSize(pageSize), pageSize);
     },
     async countExpired(cutoff: Date) {
       return guarded('countExpired', () => Nodes.collection.countDocuments({ status: 'ONLINE', lastHeartbeat: { $lt: cutoff } } as never, { maxTimeMS: OPERATION_DEADLINE_MS }));
@@ -464,7 +465,9 @@ export async function createMongoNodeStore(options: MongoNodeStoreOptions): Prom
       // status lets MongoDB answer it from the {status, lastHeartbeat} index alone.
       const groups = await guarded('countByStatus', () =>
         Nodes.collection
-          .aggregate<{ _id: NodeStatus; n: number }>([{ $match: { status: { $in: ['ONLINE', 'OFFLINE'] } } }, { $group: { _id: '$status', n: { $sum: 1 } } }], { maxTimeMS: OPERATION_DEADLINE_MS })
+          .aggregate<{ _id: NodeStatus; n: number }>([{ $match: { status: { $in: ['ONLINE', 'OFFLINE'] } } }, { $group: { _id: '$status', n: { $sum: 1 } } }], {
+            maxTimeMS: OPERATION_DEADLINE_MS,
+          })
           .toArray(),
       );
       const counts: Record<NodeStatus, number> = { ONLINE: 0, OFFLINE: 0 };
@@ -474,13 +477,19 @@ export async function createMongoNodeStore(options: MongoNodeStoreOptions): Prom
     async countOnline(upTo?: number) {
       // With a limit the server stops at `upTo` matches (an index range on MongoDB, an early stop of the scan on
       // the test server) instead of counting the fleet.
-      return guarded('countOnline', () => Nodes.collection.countDocuments({ status: 'ONLINE' } as never, { maxTimeMS: OPERATION_DEADLINE_MS, ...(upTo === undefined ? {} : { limit: upTo }) }));
+      return guarded('countOnline', () =>
+        Nodes.collection.countDocuments({ status: 'ONLINE' } as never, { maxTimeMS: OPERATION_DEADLINE_MS, ...(upTo === undefined ? {} : { limit: upTo }) }),
+      );
     },
     async findWithOutbox(limit: number) {
       // On the indexed field: the sparse outbox.eventId index holds only nodes with pending events, so on
       // MongoDB this reads those and nothing else ('outbox.0' would scan the collection).
       const docs = await guarded('findWithOutbox', () =>
-        Nodes.collection.find({ 'outbox.eventId': { $exists: true } } as never, { projection: NODE_PROJECTION }).limit(limit).maxTimeMS(OPERATION_DEADLINE_MS).toArray(),
+        Nodes.collection
+          .find({ 'outbox.eventId': { $exists: true } } as never, { projection: NODE_PROJECTION })
+          .limit(limit)
+          .maxTimeMS(OPERATION_DEADLINE_MS)
+          .toArray(),
       );
       return (docs as unknown as NodeDocument[]).map(record);
     },
@@ -521,7 +530,10 @@ export async function createMongoNodeStore(options: MongoNodeStoreOptions): Prom
       await guarded('recordCanarySender', () =>
         State.collection.updateOne(
           { _id: CANARY_PREFIX + report.senderId } as never,
-          { $set: { kind: 'canary', senderKind: report.kind, intervalMs: report.intervalMs, aliveAt: report.aliveAt }, $setOnInsert: { firstAliveAt: report.aliveAt, sentAt: null, pathSince: null } } as never,
+          {
+            $set: { kind: 'canary', senderKind: report.kind, intervalMs: report.intervalMs, aliveAt: report.aliveAt },
+            $setOnInsert: { firstAliveAt: report.aliveAt, sentAt: null, pathSince: null },
+          } as never,
           { upsert: true },
         ),
       );
@@ -559,6 +571,7 @@ export async function createMongoNodeStore(options: MongoNodeStoreOptions): Prom
       });
     },
     async close() {
+      // Closing the store: a connection already lost needs no closing.
       await connection.close().catch(() => undefined);
     },
   };

@@ -36,10 +36,14 @@ async function beatManyTimes(o: Orchestrator, nodeId: string): Promise<HistoryPo
   for (let i = 1; i <= HEARTBEATS; i++) {
     await o.heartbeat(nodeId, statsBody({ cpuUsage: i, memoryUsage: 50 + i, timestamp: new Date().toISOString() }));
     // Stored before the next is sent, so the receive times too are at least a slot apart.
-    last = await eventually(async () => {
-      const stored = await o.stored(nodeId);
-      return stored?.stats?.cpuUsage === i && stored;
-    }, 15_000, 10);
+    last = await eventually(
+      async () => {
+        const stored = await o.stored(nodeId);
+        return stored?.stats?.cpuUsage === i && stored;
+      },
+      15_000,
+      10,
+    );
     await new Promise((resolve) => setTimeout(resolve, RESOLUTION_MS + 5));
   }
   // As shown when the last beat was received: however long the machine took since, the window ends there.
@@ -50,8 +54,14 @@ function expectLatestPoints(history: HistoryPoint[]): void {
   const cpus = history.map((p) => p.cpu);
   expect(history.length).to.be.within(1, LIMIT);
   expect(cpus.at(-1), 'the newest beat').to.equal(HEARTBEATS);
-  expect(cpus.every((cpu) => cpu > HEARTBEATS - LIMIT), `only points of the last ${LIMIT} beats: ${cpus.join(',')}`).to.equal(true);
-  expect([...cpus].sort((a, b) => a - b), 'oldest first').to.deep.equal(cpus);
+  expect(
+    cpus.every((cpu) => cpu > HEARTBEATS - LIMIT),
+    `only points of the last ${LIMIT} beats: ${cpus.join(',')}`,
+  ).to.equal(true);
+  expect(
+    [...cpus].sort((a, b) => a - b),
+    'oldest first',
+  ).to.deep.equal(cpus);
   expect(history.map((p) => p.mem)).to.deep.equal(cpus.map((cpu) => 50 + cpu));
 }
 
@@ -60,7 +70,10 @@ describe('stats history on the embedded store (all-in-one)', function () {
   let app: AllInOne;
 
   before(async () => {
-    app = await startAllInOne({ env: { PORT: '0', STATE_FILE: 'none', AUTH_MODE: 'off', NODE_ID: 'history-local', LOG_LEVEL: 'warn', ...HISTORY_ENV }, log: createMemoryLogger('warn') });
+    app = await startAllInOne({
+      env: { PORT: '0', STATE_FILE: 'none', AUTH_MODE: 'off', NODE_ID: 'history-local', LOG_LEVEL: 'warn', ...HISTORY_ENV },
+      log: createMemoryLogger('warn'),
+    });
   });
 
   after(async () => {

@@ -37,7 +37,9 @@ describe('npm start (all-in-one, no services)', function () {
 
     let nodes: NodeView[] = [];
     while (!nodes.some((n) => n.nodeId === localNode && n.status === 'ONLINE')) {
-      expect(Date.now() - started, `local node ${localNode} ONLINE within ${ONLINE_WITHIN_MS} ms; GET /api/nodes: ${JSON.stringify(nodes)}\n${app.output()}`).to.be.below(ONLINE_WITHIN_MS);
+      expect(Date.now() - started, `local node ${localNode} ONLINE within ${ONLINE_WITHIN_MS} ms; GET /api/nodes: ${JSON.stringify(nodes)}\n${app.output()}`).to.be.below(
+        ONLINE_WITHIN_MS,
+      );
       await new Promise((resolve) => setTimeout(resolve, 100));
       nodes = (await (await fetch(`${url}/api/nodes`)).json()) as NodeView[];
     }

@@ -56,10 +56,14 @@ describe('all-in-one on the real services @int', function () {
     expect(app.backends.stateFile).to.equal(null);
     expect(log.lines.join('\n')).to.match(/Backends: bus RabbitMQ amqp:\/\/guest:\*\*\*@.*, store MongoDB mongodb:\/\/.*, scheduler Redis redis:\/\//);
 
-    await eventually(async () => {
-      const nodes = (await (await fetch(`${app!.url}/api/nodes`)).json()) as NodeView[];
-      return nodes.some((n) => n.nodeId === env.NODE_ID && n.status === 'ONLINE');
-    }, 15_000, 100);
+    await eventually(
+      async () => {
+        const nodes = (await (await fetch(`${app!.url}/api/nodes`)).json()) as NodeView[];
+        return nodes.some((n) => n.nodeId === env.NODE_ID && n.status === 'ONLINE');
+      },
+      15_000,
+      100,
+    );
     expect((await app.backends.store.get(env.NODE_ID))?.status).to.equal('ONLINE');
     const ready = await fetch(`${app.url}/readyz`);
     expect(await ready.json()).to.deep.include({ ready: true, checks: { broker: true, store: true, redis: true } });

@@ -36,10 +36,14 @@ describe('all-in-one with a second agent process', function () {
       envWithoutServices({ NODE_ID: 'second-agent', ORCHESTRATOR_URL: app.url, HEARTBEAT_INTERVAL: '1', HEARTBEAT_TIMEOUT: '0.5', LOG_LEVEL: 'info' }),
     );
 
-    const nodes = await eventually(async () => {
-      const list = (await (await fetch(`${app.url}/api/nodes`)).json()) as NodeView[];
-      return list.some((n) => n.nodeId === 'second-agent' && n.status === 'ONLINE') && list;
-    }, 30_000, 200).catch((error: Error) => {
+    const nodes = await eventually(
+      async () => {
+        const list = (await (await fetch(`${app.url}/api/nodes`)).json()) as NodeView[];
+        return list.some((n) => n.nodeId === 'second-agent' && n.status === 'ONLINE') && list;
+      },
+      30_000,
+      200,
+    ).catch((error: Error) => {
       throw new Error(`${error.message}\n--- agent:\n${agent!.output()}\n--- all-in-one:\n${log.lines.join('\n')}`);
     });
     expect(nodes.map((n) => n.nodeId)).to.include.members(['all-in-one-local', 'second-agent']);

@@ -122,9 +122,7 @@ describe('dashboard in headless Chromium', function () {
 
 /** The node ids of the table's rows, in order. */
 function rowIds(page: Page): Promise<string[]> {
-  return page.evaluate(() =>
-    Array.from((globalThis as unknown as PageGlobals).document.querySelectorAll('#node-rows tr')).map((tr) => tr.getAttribute('data-node-id') ?? ''),
-  );
+  return page.evaluate(() => Array.from((globalThis as unknown as PageGlobals).document.querySelectorAll('#node-rows tr')).map((tr) => tr.getAttribute('data-node-id') ?? ''));
 }
 
 /** Every <tr> in the document (header row included). */
@@ -280,7 +278,9 @@ describe('dashboard in headless Chromium with a 20,000-node fleet @int', functio
     const nodeId = fleetNodeId(3);
     const current = (await h!.store.get(nodeId))!;
     const at = new Date();
-    await h!.store.write([{ kind: 'update', nodeId, expectedRev: current.rev, newRev: randomUUID(), set: { status: 'OFFLINE', statusVersion: 2, statusChangedAt: at }, pushOutbox: [] }]);
+    await h!.store.write([
+      { kind: 'update', nodeId, expectedRev: current.rev, newRev: randomUUID(), set: { status: 'OFFLINE', statusVersion: 2, statusChangedAt: at }, pushOutbox: [] },
+    ]);
     const event: NodeEvent = {
       eventId: randomUUID(),
       type: 'node.offline',
@@ -322,7 +322,14 @@ describe('dashboard in headless Chromium with a 20,000-node fleet @int', functio
     mkdirSync(SCREENSHOTS, { recursive: true });
     await page.screenshot({ path: `${SCREENSHOTS}dashboard-fleet-20k.png` });
     await page.fill('[data-testid="node-search"]', 'rack-10.');
-    await waitForRows(page, ids(range(0, FLEET).filter((i) => i % 50 === 10).slice(0, 50)));
+    await waitForRows(
+      page,
+      ids(
+        range(0, FLEET)
+          .filter((i) => i % 50 === 10)
+          .slice(0, 50),
+      ),
+    );
     await page.screenshot({ path: `${SCREENSHOTS}dashboard-fleet-20k-search.png` });
     expect(existsSync(`${SCREENSHOTS}dashboard-fleet-20k.png`)).to.equal(true);
   });

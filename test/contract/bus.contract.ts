@@ -219,7 +219,9 @@ export function busContract(adapter: string, factory: BusFactory): void {
       const first = await bus.declareQueue({ exclusive: true, autoDelete: true, bindings: [{ exchange: names.exchanges.nodeEvents, routingKey: '#' }] });
       const second = await bus.declareQueue({ exclusive: true, autoDelete: true, bindings: [{ exchange: names.exchanges.nodeEvents, routingKey: ROUTING.nodeOffline }] });
       extraQueues.push(first, second);
-      expect(first).to.be.a('string').and.match(/^amq\.gen-/);
+      expect(first)
+        .to.be.a('string')
+        .and.match(/^amq\.gen-/);
       expect(second).to.not.equal(first);
 
       await bus.publish(names.exchanges.nodeEvents, ROUTING.nodeRegistered, { n: 1 });
@@ -334,7 +336,11 @@ export function busBlockingContract(adapter: string, factory: BlockingBusFactory
     });
 
     const beat = (n: number, options = {}) => bus.publish(names.exchanges.agentInbound, ROUTING.heartbeat('node-1'), { n }, options);
-    const outcome = (p: Promise<unknown>) => p.then(() => null, (e: unknown) => e);
+    const outcome = (p: Promise<unknown>) =>
+      p.then(
+        () => null,
+        (e: unknown) => e,
+      );
     async function received(): Promise<number[]> {
       const ns: number[] = [];
       consumers.push(await bus.consume(names.queues.ingest, (d) => (ns.push((JSON.parse(d.body.toString()) as { n: number }).n), d.ack()), { prefetch: 100 }));
@@ -357,7 +363,9 @@ export function busBlockingContract(adapter: string, factory: BlockingBusFactory
 
         const state = bus.publishState();
         expect(state).to.deep.include({ blocked: true, cause: 'broker', reason: factory.reason });
-        expect(state.blocked && state.since).to.be.a('number').within(Date.now() - 30_000, Date.now());
+        expect(state.blocked && state.since)
+          .to.be.a('number')
+          .within(Date.now() - 30_000, Date.now());
 
         started = Date.now();
         const second = await outcome(beat(3));
@@ -392,7 +400,9 @@ export function busBlockingContract(adapter: string, factory: BlockingBusFactory
         // Prefetch 1: each next delivery needs the broker to have read the previous ack.
         const ns: number[] = [];
         const consuming = bus.consume(names.queues.ingest, (d) => (ns.push((JSON.parse(d.body.toString()) as { n: number }).n), d.ack()), { prefetch: 1 });
-        const stalled = new Promise<never>((_, reject) => setTimeout(() => reject(new Error('no consumer within 10 s: the broker reads nothing from the connection it blocked')), 10_000).unref());
+        const stalled = new Promise<never>((_, reject) =>
+          setTimeout(() => reject(new Error('no consumer within 10 s: the broker reads nothing from the connection it blocked')), 10_000).unref(),
+        );
         consumers.push(await Promise.race([consuming, stalled]));
         await eventually(() => ns.length >= 5, 10_000, 20);
         expect(ns.slice(0, 5)).to.deep.equal([1, 2, 3, 4, 5]);

@@ -14,14 +14,18 @@ const run = promisify(execFile);
  */
 async function closeConnectionsNamed(connectionName: string): Promise<boolean> {
   try {
-    const pids = await eventually(async () => {
-      const { stdout } = await run('rabbitmqctl', ['list_connections', 'pid', 'client_properties', '-q', '--no-table-headers'], { timeout: 10_000 });
-      const ours = stdout
-        .split('\n')
-        .filter((l) => l.includes(`{"connection_name","${connectionName} (`))
-        .map((l) => l.split('\t')[0]!);
-      return ours.length === 2 ? ours : undefined;
-    }, 5000, 200);
+    const pids = await eventually(
+      async () => {
+        const { stdout } = await run('rabbitmqctl', ['list_connections', 'pid', 'client_properties', '-q', '--no-table-headers'], { timeout: 10_000 });
+        const ours = stdout
+          .split('\n')
+          .filter((l) => l.includes(`{"connection_name","${connectionName} (`))
+          .map((l) => l.split('\t')[0]!);
+        return ours.length === 2 ? ours : undefined;
+      },
+      5000,
+      200,
+    );
     await Promise.all(pids.map((pid) => run('rabbitmqctl', ['close_connection', pid, 'test'], { timeout: 10_000 })));
     return true;
   } catch {

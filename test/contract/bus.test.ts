@@ -48,7 +48,11 @@ describe('in-memory bus: publish blocks', () => {
     const log = createMemoryLogger('debug');
     const bus = createMemoryBus({ wedgedAfterMs: 50, confirmTimeoutMs: 150, log });
     await bus.declareTopology(topology(names));
-    const publish = () => bus.publish(names.exchanges.agentInbound, ROUTING.heartbeat('node-1'), {}).then(() => null, (e: unknown) => e);
+    const publish = () =>
+      bus.publish(names.exchanges.agentInbound, ROUTING.heartbeat('node-1'), {}).then(
+        () => null,
+        (e: unknown) => e,
+      );
     return { bus, log, publish };
   }
 
@@ -91,7 +95,10 @@ describe('in-memory bus: publish blocks', () => {
   it('rejects held publishes when the connection is lost, and starts unblocked after it', async () => {
     const { bus, publish } = await memoryBus();
     bus.block('low on disk');
-    const waiting = bus.publish(names.exchanges.agentInbound, ROUTING.heartbeat('node-1'), {}, { whenBlocked: 'wait' }).then(() => null, (e: unknown) => e);
+    const waiting = bus.publish(names.exchanges.agentInbound, ROUTING.heartbeat('node-1'), {}, { whenBlocked: 'wait' }).then(
+      () => null,
+      (e: unknown) => e,
+    );
     bus.setConnected(false);
     expect(((await waiting) as Error).message).to.equal('broker unavailable');
     bus.setConnected(true);

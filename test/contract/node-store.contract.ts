@@ -354,7 +354,11 @@ export function nodeStoreContract(adapter: string, factory: NodeStoreFactory): v
     describe('outbox', () => {
       it('appends events pushed with updates, keeping the ones already there', async () => {
         const record = nodeRecord('node-1');
-        const [e2, e3, e4] = [nodeEventFor('node-1', 2), nodeEventFor('node-1', 3, { type: 'node.online', status: 'ONLINE', previousStatus: 'OFFLINE', reason: 'heartbeat' }), nodeEventFor('node-1', 4)];
+        const [e2, e3, e4] = [
+          nodeEventFor('node-1', 2),
+          nodeEventFor('node-1', 3, { type: 'node.online', status: 'ONLINE', previousStatus: 'OFFLINE', reason: 'heartbeat' }),
+          nodeEventFor('node-1', 4),
+        ];
         await store.write([insert(record)]);
         const first = update('node-1', record.rev, { statusVersion: 2 }, [e2]);
         await store.write([first]);
@@ -513,7 +517,15 @@ export function nodeStoreContract(adapter: string, factory: NodeStoreFactory): v
 
         const [record] = await store.canaries();
 
-        expect(record).to.deep.equal({ senderId: 'sweeper-1', kind: 'sweeper', intervalMs: 1000, firstAliveAt: at(1000), aliveAt: at(2000), sentAt: at(1900), pathSince: at(1900) });
+        expect(record).to.deep.equal({
+          senderId: 'sweeper-1',
+          kind: 'sweeper',
+          intervalMs: 1000,
+          firstAliveAt: at(1000),
+          aliveAt: at(2000),
+          sentAt: at(1900),
+          pathSince: at(1900),
+        });
         expect(record!.aliveAt).to.be.instanceOf(Date);
       });
 

@@ -61,7 +61,12 @@ function rabbitLikeBus() {
   };
 }
 
-function statusEvent(nodeId: string, status: 'ONLINE' | 'OFFLINE', statusVersion: number, type: NodeEvent['type'] = status === 'ONLINE' ? 'node.online' : 'node.offline'): NodeEvent {
+function statusEvent(
+  nodeId: string,
+  status: 'ONLINE' | 'OFFLINE',
+  statusVersion: number,
+  type: NodeEvent['type'] = status === 'ONLINE' ? 'node.online' : 'node.offline',
+): NodeEvent {
   return {
     eventId: randomUUID(),
     type,
@@ -91,9 +96,7 @@ const fleetId = (i: number) => `gs-${String(i).padStart(5, '0')}`;
 
 /** `count` nodes gs-00000…, every fifth OFFLINE, host names rack-<i % 40>-host-<i>.eu.example. */
 function fleet(count: number): NodeRecord[] {
-  return Array.from({ length: count }, (_, i) =>
-    nodeRecord(fleetId(i), { hostname: `rack-${i % 40}-host-${i}.eu.example`, status: i % 5 === 0 ? 'OFFLINE' : 'ONLINE' }),
-  );
+  return Array.from({ length: count }, (_, i) => nodeRecord(fleetId(i), { hostname: `rack-${i % 40}-host-${i}.eu.example`, status: i % 5 === 0 ? 'OFFLINE' : 'ONLINE' }));
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -187,7 +190,10 @@ describe('dashboard', () => {
     store = createMemoryNodeStore({ historyPoints: 120 });
     bus = rabbitLikeBus();
     await bus.declareTopology(topology(names));
-    await store.write([{ kind: 'insert', record: nodeRecord('node-1') }, { kind: 'insert', record: nodeRecord('node-2', { status: 'OFFLINE', stats: null }) }]);
+    await store.write([
+      { kind: 'insert', record: nodeRecord('node-1') },
+      { kind: 'insert', record: nodeRecord('node-2', { status: 'OFFLINE', stats: null }) },
+    ]);
   });
 
   afterEach(async () => {
@@ -403,7 +409,14 @@ describe('dashboard', () => {
       expect(page.matched).to.deep.equal({ ALL: 252, ONLINE: 201, OFFLINE: 51 });
 
       const third = await snapshotOf('?limit=20&offset=40&status=offline');
-      expect(third.nodes.map((n) => n.nodeId)).to.deep.equal(fleet(250).filter((n) => n.status === 'OFFLINE').slice(40, 51).map((n) => n.nodeId).concat('node-2').slice(0, 20));
+      expect(third.nodes.map((n) => n.nodeId)).to.deep.equal(
+        fleet(250)
+          .filter((n) => n.status === 'OFFLINE')
+          .slice(40, 51)
+          .map((n) => n.nodeId)
+          .concat('node-2')
+          .slice(0, 20),
+      );
       expect(third.nodes.every((n) => n.status === 'OFFLINE')).to.equal(true);
       expect(third.total).to.equal(51);
     });
@@ -412,12 +425,27 @@ describe('dashboard', () => {
       await seed(250);
       await start();
       const byId = await snapshotOf('?q=GS-0012');
-      expect(byId.nodes.map((n) => n.nodeId)).to.deep.equal(['gs-00120', 'gs-00121', 'gs-00122', 'gs-00123', 'gs-00124', 'gs-00125', 'gs-00126', 'gs-00127', 'gs-00128', 'gs-00129']);
+      expect(byId.nodes.map((n) => n.nodeId)).to.deep.equal([
+        'gs-00120',
+        'gs-00121',
+        'gs-00122',
+        'gs-00123',
+        'gs-00124',
+        'gs-00125',
+        'gs-00126',
+        'gs-00127',
+        'gs-00128',
+        'gs-00129',
+      ]);
       expect(byId.matched).to.deep.equal({ ALL: 10, ONLINE: 8, OFFLINE: 2 });
       expect(byId.fleet.total, 'the fleet counts ignore the search').to.equal(252);
 
       const byHost = await snapshotOf(`?q=${encodeURIComponent('rack-7-host')}`);
-      expect(byHost.nodes.map((n) => n.hostname)).to.deep.equal(fleet(250).filter((_, i) => i % 40 === 7).map((n) => n.hostname));
+      expect(byHost.nodes.map((n) => n.hostname)).to.deep.equal(
+        fleet(250)
+          .filter((_, i) => i % 40 === 7)
+          .map((n) => n.hostname),
+      );
 
       const offline = await snapshotOf(`?q=${encodeURIComponent('RACK-5-')}&status=OFFLINE`);
       expect(offline.nodes.map((n) => n.nodeId)).to.deep.equal(['gs-00005', 'gs-00045', 'gs-00085', 'gs-00125', 'gs-00165', 'gs-00205', 'gs-00245']);
@@ -432,7 +460,14 @@ describe('dashboard', () => {
       await start();
       const page = await snapshotOf('?limit=25&offset=500');
       expect(page.query.offset).to.equal(75);
-      expect(page.nodes.map((n) => n.nodeId)).to.deep.equal(['gs-00075', ...fleet(95).slice(76).map((n) => n.nodeId), 'node-1', 'node-2']);
+      expect(page.nodes.map((n) => n.nodeId)).to.deep.equal([
+        'gs-00075',
+        ...fleet(95)
+          .slice(76)
+          .map((n) => n.nodeId),
+        'node-1',
+        'node-2',
+      ]);
     });
 
     it('refuses a bad query with 400 naming what is wrong', async () => {
@@ -481,7 +516,10 @@ describe('dashboard', () => {
       }
       await sleep(700);
       const updates = framesOf(s, 'node');
-      expect(updates.every((n) => n.nodeId === 'gs-00001'), 'only the shown node').to.equal(true);
+      expect(
+        updates.every((n) => n.nodeId === 'gs-00001'),
+        'only the shown node',
+      ).to.equal(true);
       expect(updates.length, '20 heartbeats within ~0.3 s: one or two refreshes saw them').to.be.within(1, 3);
       expect(updates.at(-1).stats.cpuUsage).to.equal(20);
     });
@@ -494,7 +532,10 @@ describe('dashboard', () => {
       expect(snapshot.ids).to.deep.equal(['gs-00001', 'gs-00002', 'gs-00003', 'gs-00004', 'gs-00006']);
 
       // The sweeper marks 40 nodes OFFLINE, one event each, in a burst.
-      const marked = fleet(200).filter((n) => n.status === 'ONLINE').slice(0, 40).map((n) => n.nodeId);
+      const marked = fleet(200)
+        .filter((n) => n.status === 'ONLINE')
+        .slice(0, 40)
+        .map((n) => n.nodeId);
       for (const nodeId of marked) {
         await changeNode(nodeId, { status: 'OFFLINE', statusVersion: 2, statusChangedAt: new Date() });
         const event = statusEvent(nodeId, 'OFFLINE', 2);
@@ -508,7 +549,10 @@ describe('dashboard', () => {
       const last = pages.at(-1)!;
       expect(last.fleet).to.deep.equal({ total: 202, online: 161 - 40, offline: 41 + 40, containers: (161 - 40) * 3 });
       expect(last.total).to.equal(121);
-      const expected = fleet(200).filter((n) => n.status === 'ONLINE').slice(40, 45).map((n) => n.nodeId);
+      const expected = fleet(200)
+        .filter((n) => n.status === 'ONLINE')
+        .slice(40, 45)
+        .map((n) => n.nodeId);
       expect(last.ids).to.deep.equal(expected);
       // Every row that entered the page came with its data, once.
       const sent = pages.flatMap((p) => p.nodes.map((n) => n.nodeId));

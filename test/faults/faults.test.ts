@@ -89,7 +89,15 @@ describe('fault injection @int @faults', function () {
     procs.ingestA = new ServiceProcess('ingest-a', 'ingest', env).start();
     procs.ingestB = new ServiceProcess('ingest-b', 'ingest', env);
     procs.sweeper = new ServiceProcess('sweeper', 'sweeper', { ...env, METRICS_PORT: String(metricsPort) }).start();
-    const agentEnv = { ORCHESTRATOR_URL: apiUrl, HEARTBEAT_INTERVAL: '1', HEARTBEAT_TIMEOUT: String(AGENT_HEARTBEAT_TIMEOUT_MS / 1000), MAX_HEARTBEAT_FAILURES: '3', REGISTER_FIRST_DELAY_MS: '250', LOG_FORMAT: 'json', DOCKER_SOCKET: '/nonexistent/docker.sock' };
+    const agentEnv = {
+      ORCHESTRATOR_URL: apiUrl,
+      HEARTBEAT_INTERVAL: '1',
+      HEARTBEAT_TIMEOUT: String(AGENT_HEARTBEAT_TIMEOUT_MS / 1000),
+      MAX_HEARTBEAT_FAILURES: '3',
+      REGISTER_FIRST_DELAY_MS: '250',
+      LOG_FORMAT: 'json',
+      DOCKER_SOCKET: '/nonexistent/docker.sock',
+    };
     store = await openStore(ferret.urlFor('faults'));
     expect(await until(async () => (await fetch(`${apiUrl}/readyz`)).status === 200, 90_000, 500), 'api ready').to.not.equal(null);
     events = await subscribeEvents(rabbit.url, '');
@@ -108,7 +116,8 @@ describe('fault injection @int @faults', function () {
     if (rows.length) printTable(rows);
     // Every process's output, for whoever reads a failure.
     mkdirSync(LOG_DIR, { recursive: true });
-    for (const p of Object.values(procs)) writeFileSync(join(LOG_DIR, `${p.name.replace(/\W+/g, '-')}.log`), p.lines.map((l) => `${new Date(l.at).toISOString()} ${l.text}`).join('\n'));
+    for (const p of Object.values(procs))
+      writeFileSync(join(LOG_DIR, `${p.name.replace(/\W+/g, '-')}.log`), p.lines.map((l) => `${new Date(l.at).toISOString()} ${l.text}`).join('\n'));
     console.log(`  process logs in ${LOG_DIR}`);
     await fleet?.stop().catch(() => undefined);
     await events?.close().catch(() => undefined);
@@ -136,16 +145,16 @@ describe('fault injection @int @faults', function () {
       async () => {
         pending = 'api /readyz';
         const ready = await fetch(`${apiUrl}/readyz`, { signal: AbortSignal.timeout(2000) });
-        if (ready.status !== 200) return (pending = `api /readyz ${ready.status} ${await ready.text()}`), false;
+        if (ready.status !== 200) return ((pending = `api /readyz ${ready.status} ${await ready.text()}`), false);
         pending = 'store';
         const nodes = await store.list();
         const fresh = new Set(nodes.filter((n) => n.status === 'ONLINE' && (n.lastHeartbeat?.getTime() ?? 0) > since).map((n) => n.nodeId));
         const stale = allNodeIds().filter((id) => !fresh.has(id));
-        if (stale.length) return (pending = `no new heartbeat stored for ${stale.join(', ')}`), false;
+        if (stale.length) return ((pending = `no new heartbeat stored for ${stale.join(', ')}`), false);
         pending = 'sweeper metrics';
         const before = await sweepCount();
         await sleep(SWEEP_MS + 300);
-        if (!((await sweepCount()) > before)) return (pending = 'sweeper not sweeping'), false;
+        if (!((await sweepCount()) > before)) return ((pending = 'sweeper not sweeping'), false);
         return true;
       },
       RECOVERY_LIMIT_MS,
@@ -199,7 +208,17 @@ describe('fault injection @int @faults', function () {
       const rate = p.maxLinesPerSecond(startedAt, recoveredAt);
       if (rate > maxRate) [maxRate, noisiest] = [rate, p.name];
     }
-    const row: Row = { fault, confirmed: fleet.confirmed - confirmedBefore, lost, falseOffline, duplicates: events.duplicateTransitions(), recoveryMs, maxLogLinesPerSecond: maxRate, noisiest, api: options.api?.() };
+    const row: Row = {
+      fault,
+      confirmed: fleet.confirmed - confirmedBefore,
+      lost,
+      falseOffline,
+      duplicates: events.duplicateTransitions(),
+      recoveryMs,
+      maxLogLinesPerSecond: maxRate,
+      noisiest,
+      api: options.api?.(),
+    };
     rows.push(row);
     console.log(`    ${formatRow(row)}`);
     return row;
@@ -387,7 +406,16 @@ function formatRow(r: Row): string {
 }
 
 function printTable(rows: Row[]): void {
-  const header = ['fault', 'confirmed', 'lost', 'false offline', 'dup transitions', 'recovery', 'max log lines/s', `api during the fault (held: over ${AGENT_HEARTBEAT_TIMEOUT_MS} ms)`];
+  const header = [
+    'fault',
+    'confirmed',
+    'lost',
+    'false offline',
+    'dup transitions',
+    'recovery',
+    'max log lines/s',
+    `api during the fault (held: over ${AGENT_HEARTBEAT_TIMEOUT_MS} ms)`,
+  ];
   const body = rows.map((r) => [
     r.fault,
     String(r.confirmed),

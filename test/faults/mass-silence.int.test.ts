@@ -63,7 +63,12 @@ describe('mass-silence guard @int', function () {
     fleet.silence(silent);
     await eventually(() => events.ofType('node.offline').length >= 2, TIMEOUT_MS + 4000);
     await sleep(1000);
-    expect(events.ofType('node.offline').map((e) => e.nodeId).sort()).to.deep.equal(silent);
+    expect(
+      events
+        .ofType('node.offline')
+        .map((e) => e.nodeId)
+        .sort(),
+    ).to.deep.equal(silent);
     expect(events.ofType('cluster.degraded')).to.have.length(0);
     expect((await readyz(h)).clusterDegraded).to.equal(false);
     expect(await degradedMetric(h)).to.equal(0);

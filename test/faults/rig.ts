@@ -107,9 +107,7 @@ export class SimFleet {
   private frozen = false;
   private bus!: Bus;
 
-  constructor(
-    private readonly options: { rabbitUrl: string; apiUrl: string; namespace: string; amqp: number; http: number; intervalMs: number },
-  ) {
+  constructor(private readonly options: { rabbitUrl: string; apiUrl: string; namespace: string; amqp: number; http: number; intervalMs: number }) {
     for (let i = 0; i < options.amqp; i++) this.nodes.push(this.node(`sim-amqp-${i}`, 'amqp'));
     for (let i = 0; i < options.http; i++) this.nodes.push(this.node(`sim-http-${i}`, 'http'));
   }
@@ -119,27 +117,35 @@ export class SimFleet {
   }
 
   async start(): Promise<void> {
-    this.bus = await createRabbitBus({ url: this.options.rabbitUrl, log: createMemoryLogger('error'), name: 'simulated agents', confirmTimeoutMs: 2000, maxReconnectDelayMs: 1000, initialMaxRetries: 20 });
+    this.bus = await createRabbitBus({
+      url: this.options.rabbitUrl,
+      log: createMemoryLogger('error'),
+      name: 'simulated agents',
+      confirmTimeoutMs: 2000,
+      maxReconnectDelayMs: 1000,
+      initialMaxRetries: 20,
+    });
     // Spread the fleet over the interval, as real agents drift apart.
     const step = this.options.intervalMs / this.nodes.length;
     let k = 0;
-    this.timer = setInterval(() => {
-      if (this.frozen) return;
-      const slice = Math.max(1, Math.round(this.nodes.length / (this.options.intervalMs / 50)));
-      for (let i = 0; i < slice; i++) {
-        const node = this.nodes[k++ % this.nodes.length]!;
-        if (!node.inFlight) node.inFlight = this.beat(node).finally(() => (node.inFlight = null));
-      }
-    }, Math.max(10, Math.min(50, step)));
+    this.timer = setInterval(
+      () => {
+        if (this.frozen) return;
+        const slice = Math.max(1, Math.round(this.nodes.length / (this.options.intervalMs / 50)));
+        for (let i = 0; i < slice; i++) {
+          const node = this.nodes[k++ % this.nodes.length]!;
+          if (!node.inFlight) node.inFlight = this.beat(node).finally(() => (node.inFlight = null));
+        }
+      },
+      Math.max(10, Math.min(50, step)),
+    );
   }
 
   private async beat(node: SimNode): Promise<void> {
     const names = brokerNames(this.options.namespace);
     if (!node.registered) {
       const body = { nodeId: node.nodeId, hostname: `${node.nodeId}.faults`, ipAddress: '10.9.0.1', maxServers: 10 };
-      node.registered = await this.send(node, 'agent.register', body, ROUTING.register(node.nodeId), '/api/nodes/register', names.exchanges.agentInbound).then(
-        (s) => s === 'ok',
-      );
+      node.registered = await this.send(node, 'agent.register', body, ROUTING.register(node.nodeId), '/api/nodes/register', names.exchanges.agentInbound).then((s) => s === 'ok');
       return;
     }
     // Strictly increasing agent timestamps, so "newest confirmed" is exact.
@@ -166,7 +172,12 @@ export class SimFleet {
     }
     const record: HttpRequestRecord = { at: Date.now(), ms: 0, status: null };
     try {
-      const res = await fetch(`${this.options.apiUrl}${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(payload), signal: AbortSignal.timeout(2000) });
+      const res = await fetch(`${this.options.apiUrl}${path}`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify(payload),
+        signal: AbortSignal.timeout(2000),
+      });
       await res.arrayBuffer();
       record.status = res.status;
       if (res.ok) return 'ok';
@@ -182,7 +193,7 @@ export class SimFleet {
   /** Stops sending new beats and waits for those in flight: from then on "newest confirmed" is final. */
   async freeze(): Promise<void> {
     this.frozen = true;
-    await Promise.all(this.nodes.map((n) => n.inFlight));
+    await Promise.all(this.nodes.map((n) => n.inFlight ?? Promise.resolve()));
   }
 
   resume(): void {

@@ -36,13 +36,28 @@ describe('the mongoose Node model on the MongoDB-compatible server @int', functi
   });
 
   it('refuses a document with a status outside ONLINE/OFFLINE', async () => {
-    const invalid = new Nodes({ _id: 'node-2', hostname: 'h', ipAddress: 'i', maxServers: 1, status: 'MAYBE', registeredAt: new Date(), statusChangedAt: new Date(), statusVersion: 1, rev: 'r' });
-    const error = await invalid.validate().then(() => null, (e: Error) => e);
+    const invalid = new Nodes({
+      _id: 'node-2',
+      hostname: 'h',
+      ipAddress: 'i',
+      maxServers: 1,
+      status: 'MAYBE',
+      registeredAt: new Date(),
+      statusChangedAt: new Date(),
+      statusVersion: 1,
+      rev: 'r',
+    });
+    const error = await invalid.validate().then(
+      () => null,
+      (e: Error) => e,
+    );
     expect(error?.message).to.match(/status/);
   });
 
   it('drops unknown filter keys (strictQuery) instead of matching on them', async () => {
-    const found = await Nodes.find({ _id: 'node-1', notAField: 'x' } as never).lean().exec();
+    const found = await Nodes.find({ _id: 'node-1', notAField: 'x' } as never)
+      .lean()
+      .exec();
     expect(found.map((n) => n._id)).to.deep.equal(['node-1']);
   });
 });

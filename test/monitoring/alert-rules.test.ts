@@ -64,8 +64,8 @@ describe('monitoring: alert rules', () => {
     expect(rules.length).to.be.greaterThan(0);
     for (const rule of rules) {
       expect(rule.labels?.severity, rule.alert).to.be.oneOf(['warning', 'critical']);
-      expect(rule.annotations?.summary, rule.alert).to.be.a('string').and.not.empty;
-      expect(rule.annotations?.description, rule.alert).to.be.a('string').and.not.empty;
+      expect(rule.annotations?.summary, rule.alert).to.be.a('string').that.is.not.equal('');
+      expect(rule.annotations?.description, rule.alert).to.be.a('string').that.is.not.equal('');
       const url = rule.annotations?.runbook_url ?? '';
       expect(url, rule.alert).to.match(/^docs\/operations\.md#/);
       expect([...anchors], `${rule.alert}: ${url}`).to.include(url.split('#')[1]);
@@ -91,8 +91,14 @@ describe('monitoring: alert rules', () => {
     const cases = tests.tests.flatMap((t) => t.alert_rule_test ?? []);
     for (const rule of alertRules()) {
       const mine = cases.filter((c) => c.alertname === rule.alert);
-      expect(mine.some((c) => (c.exp_alerts ?? []).length > 0), `${rule.alert} fires in a test`).to.equal(true);
-      expect(mine.some((c) => (c.exp_alerts ?? []).length === 0), `${rule.alert} stays quiet in a test`).to.equal(true);
+      expect(
+        mine.some((c) => (c.exp_alerts ?? []).length > 0),
+        `${rule.alert} fires in a test`,
+      ).to.equal(true);
+      expect(
+        mine.some((c) => (c.exp_alerts ?? []).length === 0),
+        `${rule.alert} stays quiet in a test`,
+      ).to.equal(true);
     }
   });
 

@@ -62,10 +62,14 @@ describe('monitoring: the alert rules in a real Prometheus @int', function () {
     });
     agent = spawnAgentProcess({ NODE_ID: nodeId, ORCHESTRATOR_URL: apiUrl, RABBITMQ_URL, BROKER_NAMESPACE: namespace }, 'node');
     await eventually(async () => ((await (await fetch(`${apiUrl}/api/nodes/${nodeId}`)).json()) as { status?: string }).status === 'ONLINE', 30_000, 200);
-    await eventually(async () => {
-      const targets = await prometheus!.targets();
-      return targets.length === 3 && targets.every((t) => t.health === 'up');
-    }, 20_000, 250).catch(async (error: Error) => {
+    await eventually(
+      async () => {
+        const targets = await prometheus!.targets();
+        return targets.length === 3 && targets.every((t) => t.health === 'up');
+      },
+      20_000,
+      250,
+    ).catch(async (error: Error) => {
       throw new Error(`targets not all up: ${error.message}: ${JSON.stringify(await prometheus!.targets())}\n${prometheus!.output()}`);
     });
   });
@@ -84,15 +88,20 @@ describe('monitoring: the alert rules in a real Prometheus @int', function () {
     }
     await deleteRedisKeys(REDIS_URL, `test:${namespace}`);
     const store = (await createMongoNodeStore({ url: mongoUrlFor(database), historyPoints: 0, historyResolutionMs: 1000, serverSelectionTimeoutMs: 2000 }).catch(() => null)) as
-      | (NodeStore & { connection?: { dropDatabase(): Promise<void> } })
-      | null;
+      (NodeStore & { connection?: { dropDatabase(): Promise<void> } }) | null;
     await store?.connection?.dropDatabase().catch(() => undefined);
     await store?.close();
   });
 
   function logs(): string {
     return Object.values(procs)
-      .map((p) => `--- ${p.name}\n${p.lines.slice(-20).map((l) => l.text).join('\n')}`)
+      .map(
+        (p) =>
+          `--- ${p.name}\n${p.lines
+            .slice(-20)
+            .map((l) => l.text)
+            .join('\n')}`,
+      )
       .join('\n');
   }
 
@@ -100,10 +109,14 @@ describe('monitoring: the alert rules in a real Prometheus @int', function () {
   async function firing(alertname: string, timeoutMs: number): Promise<PrometheusAlert> {
     let seen: PrometheusAlert[] = [];
     try {
-      return await eventually(async () => {
-        seen = await prometheus!.alerts();
-        return seen.find((a) => a.labels.alertname === alertname && a.state === 'firing');
-      }, timeoutMs, 250);
+      return await eventually(
+        async () => {
+          seen = await prometheus!.alerts();
+          return seen.find((a) => a.labels.alertname === alertname && a.state === 'firing');
+        },
+        timeoutMs,
+        250,
+      );
     } catch {
       throw new Error(`${alertname} not firing within ${timeoutMs} ms; alerts: ${JSON.stringify(seen)}\n${logs()}`);
     }
@@ -111,7 +124,7 @@ describe('monitoring: the alert rules in a real Prometheus @int', function () {
 
   const active = async (alertname: string) => (await prometheus!.alerts()).filter((a) => a.labels.alertname === alertname);
 
-  it('fires OrchestratorNodeOffline once a stopped agent\'s node times out, naming its runbook', async () => {
+  it("fires OrchestratorNodeOffline once a stopped agent's node times out, naming its runbook", async () => {
     expect(await active('OrchestratorNodeOffline'), 'while the node is ONLINE').to.deep.equal([]);
 
     // Killed, as by a crash or a power cut: no shutdown announcement, the node just falls silent.

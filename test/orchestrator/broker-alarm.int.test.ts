@@ -69,7 +69,15 @@ describe('broker memory alarm @int', function () {
   }
 
   busBlockingContract('RabbitMQ (private node, memory alarm)', {
-    open: () => createRabbitBus({ url: rabbit!.url, log: createMemoryLogger('warn'), name: uniqueName('alarm-contract'), initialMaxRetries: 3, maxReconnectDelayMs: 500, confirmTimeoutMs: 15_000 }),
+    open: () =>
+      createRabbitBus({
+        url: rabbit!.url,
+        log: createMemoryLogger('warn'),
+        name: uniqueName('alarm-contract'),
+        initialMaxRetries: 3,
+        maxReconnectDelayMs: 500,
+        confirmTimeoutMs: 15_000,
+      }),
     close: (bus) => bus.close(),
     block: () => raiseAlarm(),
     unblock: () => clearAlarm(),
@@ -106,7 +114,12 @@ describe('broker memory alarm @int', function () {
     /** A stats post as a legacy agent makes it, with its 5 s client timeout; its status and how long it took. */
     async function postStats(): Promise<{ status: number; ms: number; retryAfter: string | null; body: Record<string, unknown> }> {
       const started = Date.now();
-      const res = await fetch(`${url}/api/nodes/node-1/stats`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(stats()), signal: AbortSignal.timeout(5000) });
+      const res = await fetch(`${url}/api/nodes/node-1/stats`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify(stats()),
+        signal: AbortSignal.timeout(5000),
+      });
       return { status: res.status, ms: Date.now() - started, retryAfter: res.headers.get('retry-after'), body: (await res.json()) as Record<string, unknown> };
     }
 

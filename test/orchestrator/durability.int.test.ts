@@ -40,10 +40,14 @@ describe('durability and batching @int', function () {
       await ferret.start();
       await stream;
       expect(confirmed).to.equal(1000);
-      await eventually(async () => {
-        const nodes = await h!.store.list();
-        return nodes.every((n) => n.stats && n.stats.reportedAt.getTime() >= newestConfirmed.get(n.nodeId)!);
-      }, 30000, 200);
+      await eventually(
+        async () => {
+          const nodes = await h!.store.list();
+          return nodes.every((n) => n.stats && n.stats.reportedAt.getTime() >= newestConfirmed.get(n.nodeId)!);
+        },
+        30000,
+        200,
+      );
       expect(await h.bus.queueDepth(h.names.queues.deadLetter)).to.equal(0);
     } finally {
       await h?.stop();

@@ -57,7 +57,7 @@ describe('orchestrator flow @int', function () {
     await h.publishAgent('agent.heartbeat', 'node-3', statsBody());
     await eventually(() => events.ofType('node.online', 'node-3').length === 1);
     await new Promise((r) => setTimeout(r, 600));
-    expect(events.ofType("node.offline", "node-3")).to.have.length(1);
+    expect(events.ofType('node.offline', 'node-3')).to.have.length(1);
     expect(events.ofType('node.online', 'node-3')).to.have.length(1);
     const [registered, offline, online] = [events.ofType('node.registered', 'node-3')[0]!, events.ofType('node.offline', 'node-3')[0]!, events.ofType('node.online', 'node-3')[0]!];
     expect([registered.statusVersion, offline.statusVersion, online.statusVersion]).to.deep.equal([1, 2, 3]);

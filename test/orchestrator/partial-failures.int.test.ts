@@ -56,7 +56,15 @@ async function startParts(options: { ingestStore?: (store: NodeStore) => NodeSto
 
   const ingest = createIngest({ bus, store: options.ingestStore?.(store) ?? store, log: log.child({ component: 'ingest' }), clock: systemClock, metrics, config });
   await ingest.start();
-  const sweeper = createSweeper({ bus: options.sweeperBus?.(sweeperBus) ?? sweeperBus, store, scheduler: createMemoryScheduler(), log: log.child({ component: 'sweeper' }), clock: systemClock, metrics, config });
+  const sweeper = createSweeper({
+    bus: options.sweeperBus?.(sweeperBus) ?? sweeperBus,
+    store,
+    scheduler: createMemoryScheduler(),
+    log: log.child({ component: 'sweeper' }),
+    clock: systemClock,
+    metrics,
+    config,
+  });
   await sweeper.start();
 
   async function publishAgent(type: 'agent.register' | 'agent.heartbeat', nodeId: string, payload: object): Promise<void> {
@@ -172,11 +180,18 @@ describe('partial failures @int', function () {
       for (const id of beating) expect(nodes.get(id)!.status, id).to.equal('ONLINE');
       expect(nodes.get(silent)).to.deep.include({ status: 'OFFLINE', statusVersion: 2, outbox: [] });
       // Every heartbeat the broker confirmed is stored, those held through the outage included.
-      await eventually(async () => {
-        const stored = await p.store.getMany(beating);
-        return beating.every((id) => (stored.get(id)?.stats?.reportedAt.getTime() ?? 0) >= newestConfirmed.get(id)!);
-      }, 5000, 100);
-      expect(p.log.lines.filter((l) => l.includes('Store unavailable (')), 'the outage logged once').to.have.length(1);
+      await eventually(
+        async () => {
+          const stored = await p.store.getMany(beating);
+          return beating.every((id) => (stored.get(id)?.stats?.reportedAt.getTime() ?? 0) >= newestConfirmed.get(id)!);
+        },
+        5000,
+        100,
+      );
+      expect(
+        p.log.lines.filter((l) => l.includes('Store unavailable (')),
+        'the outage logged once',
+      ).to.have.length(1);
     } finally {
       stopped = true;
       await fleet;

@@ -73,7 +73,8 @@ describe('refusals and unknown nodes @int', function () {
       { prefetch: 100 },
     );
     const raw = (key: string, body: string) => h.bus.publish(h.names.exchanges.agentInbound, key, Buffer.from(body), { messageId: randomUUID() });
-    const envelope = (over: Record<string, unknown>) => JSON.stringify({ id: randomUUID(), type: 'agent.heartbeat', version: 1, sentAt: new Date().toISOString(), nodeId: 'node-1', payload: statsBody(), ...over });
+    const envelope = (over: Record<string, unknown>) =>
+      JSON.stringify({ id: randomUUID(), type: 'agent.heartbeat', version: 1, sentAt: new Date().toISOString(), nodeId: 'node-1', payload: statsBody(), ...over });
     await raw(ROUTING.heartbeat('node-1'), '{not json');
     await raw(ROUTING.heartbeat('node-1'), envelope({ payload: { ...statsBody(), cpuUsage: 'high' } }));
     await raw(ROUTING.heartbeat('node-1'), envelope({ payload: { ...statsBody(), diskUsage: 250 } }));
@@ -108,7 +109,12 @@ describe('refusals and unknown nodes @int', function () {
 
   it('asks an AMQP agent it does not know to re-register, and the node is ONLINE once it does', async () => {
     const control = `${h.namespace}.control.forgotten`;
-    await h.bus.declareQueue({ name: control, exclusive: true, autoDelete: true, bindings: [{ exchange: h.names.exchanges.agentControl, routingKey: ROUTING.control('forgotten') }] });
+    await h.bus.declareQueue({
+      name: control,
+      exclusive: true,
+      autoDelete: true,
+      bindings: [{ exchange: h.names.exchanges.agentControl, routingKey: ROUTING.control('forgotten') }],
+    });
     const requests: Array<Record<string, unknown>> = [];
     const consumer = await h.bus.consume(
       control,

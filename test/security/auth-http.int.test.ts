@@ -18,7 +18,8 @@ describe('authentication over HTTP @int', function () {
     secrets.push(c);
     return c;
   }
-  const registerAs = (nodeId: string, cred: string, joinToken = JOIN_TOKEN) => post(`${h.url}/api/nodes/register`, registerBody(nodeId), bearer(formatJoinAuth(joinToken, nodeId, cred)));
+  const registerAs = (nodeId: string, cred: string, joinToken = JOIN_TOKEN) =>
+    post(`${h.url}/api/nodes/register`, registerBody(nodeId), bearer(formatJoinAuth(joinToken, nodeId, cred)));
   const stats = (nodeId: string, headers: Record<string, string> = {}) => post(`${h.url}/api/nodes/${nodeId}/stats`, statsBody(), headers);
   async function registered(nodeId: string): Promise<string> {
     const cred = credential();
@@ -132,7 +133,10 @@ describe('authentication over HTTP @int', function () {
   });
 
   it('never writes a token or credential into the logs', async () => {
-    expect(log.lines.some((l) => l.includes('Refused')), 'refusals were logged').to.equal(true);
+    expect(
+      log.lines.some((l) => l.includes('Refused')),
+      'refusals were logged',
+    ).to.equal(true);
     for (const line of log.lines) for (const secret of secrets) expect(line).to.not.include(secret);
   });
 });

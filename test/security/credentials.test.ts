@@ -21,7 +21,9 @@ describe('agent credentials', () => {
   it('are stored as a SHA-256 hash that matches only the same credential', () => {
     const credential = generateCredential();
     const hash = hashCredential(credential);
-    expect(hash).to.match(/^sha256:[0-9a-f]{64}$/).and.not.include(credential);
+    expect(hash)
+      .to.match(/^sha256:[0-9a-f]{64}$/)
+      .and.not.include(credential);
     expect(credentialMatches(credential, hash)).to.equal(true);
     expect(credentialMatches(generateCredential(), hash)).to.equal(false);
   });
@@ -62,7 +64,7 @@ describe('decideAgentAuth', () => {
     expect(decide('register', formatJoinAuth(JOIN, 'n2', mine), undefined)).to.include({ ok: false, status: 401, code: 'INVALID_JOIN_TOKEN' });
   });
 
-  it('refuses a registration over an existing node without that node\'s credential (403)', () => {
+  it("refuses a registration over an existing node without that node's credential (403)", () => {
     expect(decide('register', formatJoinAuth(JOIN, 'n1', other), hashCredential(mine))).to.include({ ok: false, status: 403, code: 'NODE_ID_TAKEN' });
     expect(decide('register', formatJoinAuth(JOIN, 'n1', mine), hashCredential(mine))).to.include({ ok: true });
   });
@@ -71,7 +73,7 @@ describe('decideAgentAuth', () => {
     expect(decide('register', formatJoinAuth(JOIN, 'n1', mine), null)).to.include({ ok: true });
   });
 
-  it('accepts heartbeats and shutdowns only with the node\'s own credential', () => {
+  it("accepts heartbeats and shutdowns only with the node's own credential", () => {
     expect(decide('heartbeat', mine, hashCredential(mine))).to.include({ ok: true });
     expect(decide('shutdown', mine, hashCredential(mine))).to.include({ ok: true });
     expect(decide('heartbeat', undefined, hashCredential(mine))).to.include({ ok: false, status: 401 });

@@ -57,11 +57,19 @@ describe('hostile input over HTTP (fuzz) @int', function () {
     const json = { 'content-type': 'application/json' };
     const own = (nodeId: string) => bearer(credentials.get(nodeId)!);
     const registerBodies = hostileBody(
-      mutatedBody(node.map((id) => registerBody(id)), ['nodeId', 'hostname', 'ipAddress', 'maxServers'], ['nodeId', 'hostname', 'ipAddress', 'maxServers']),
+      mutatedBody(
+        node.map((id) => registerBody(id)),
+        ['nodeId', 'hostname', 'ipAddress', 'maxServers'],
+        ['nodeId', 'hostname', 'ipAddress', 'maxServers'],
+      ),
       node.map((id) => registerBody(id)),
     );
     const statsBodies = hostileBody(
-      mutatedBody(fc.constant(statsBody()), ['cpuUsage', 'memoryUsage', 'diskUsage', 'containerCount', 'timestamp'], ['cpuUsage', 'memoryUsage', 'diskUsage', 'containerCount', 'timestamp']),
+      mutatedBody(
+        fc.constant(statsBody()),
+        ['cpuUsage', 'memoryUsage', 'diskUsage', 'containerCount', 'timestamp'],
+        ['cpuUsage', 'memoryUsage', 'diskUsage', 'containerCount', 'timestamp'],
+      ),
       fc.constant(statsBody()),
     );
     const shutdownBodies = hostileBody(mutatedBody(fc.constant({ reason: 'maintenance' }), ['reason'], []), fc.constant({ reason: 'maintenance' }));
@@ -82,23 +90,76 @@ describe('hostile input over HTTP (fuzz) @int', function () {
 
     return fc.oneof(
       // Hostile bodies, sent with the right credentials so that only validation stands in the way.
-      fc.tuple(node, registerBodies).map(([id, body]): Case => ({ kind: 'register body', method: 'POST', path: '/api/nodes/register', headers: { ...json, ...bearer(formatJoinAuth(JOIN_TOKEN, id, credentials.get(id)!)) }, body })),
-      fc.tuple(node, statsBodies).map(([id, body]): Case => ({ kind: 'stats body', method: 'POST', path: `/api/nodes/${encodeURIComponent(id)}/stats`, headers: { ...json, ...own(id) }, body })),
-      fc.tuple(node, shutdownBodies).map(([id, body]): Case => ({ kind: 'shutdown body', method: 'POST', path: `/api/nodes/${encodeURIComponent(id)}/shutdown`, headers: { ...json, ...own(id) }, body })),
+      fc
+        .tuple(node, registerBodies)
+        .map(([id, body]): Case => ({
+          kind: 'register body',
+          method: 'POST',
+          path: '/api/nodes/register',
+          headers: { ...json, ...bearer(formatJoinAuth(JOIN_TOKEN, id, credentials.get(id)!)) },
+          body,
+        })),
+      fc
+        .tuple(node, statsBodies)
+        .map(([id, body]): Case => ({ kind: 'stats body', method: 'POST', path: `/api/nodes/${encodeURIComponent(id)}/stats`, headers: { ...json, ...own(id) }, body })),
+      fc
+        .tuple(node, shutdownBodies)
+        .map(([id, body]): Case => ({ kind: 'shutdown body', method: 'POST', path: `/api/nodes/${encodeURIComponent(id)}/shutdown`, headers: { ...json, ...own(id) }, body })),
       // Hostile node ids in the path.
-      fc.tuple(hostileId, fc.constantFrom('stats', 'shutdown'), statsBodies).map(([id, action, body]): Case => ({ kind: 'path', method: 'POST', path: `/api/nodes/${id}/${action}`, headers: json, body })),
+      fc
+        .tuple(hostileId, fc.constantFrom('stats', 'shutdown'), statsBodies)
+        .map(([id, action, body]): Case => ({ kind: 'path', method: 'POST', path: `/api/nodes/${id}/${action}`, headers: json, body })),
       // Valid bodies with a hostile, missing or other node's credential.
-      fc.tuple(node, hostileAuth).filter(([id, auth]) => auth !== `Bearer ${credentials.get(id)}`).map(([id, auth]): Case => ({ kind: 'stats auth', method: 'POST', path: `/api/nodes/${encodeURIComponent(id)}/stats`, headers: withAuth(auth), body: JSON.stringify(statsBody()), expect: [401, 403] })),
-      fc.tuple(node, hostileAuth).filter(([id, auth]) => auth !== `Bearer ${credentials.get(id)}`).map(([id, auth]): Case => ({ kind: 'shutdown auth', method: 'POST', path: `/api/nodes/${encodeURIComponent(id)}/shutdown`, headers: withAuth(auth), body: '{}', expect: [401, 403] })),
-      fc.tuple(fc.oneof(node, fc.constantFrom('fuzz-new', 'fuzz-new-2')), hostileAuth).map(([id, auth]): Case => ({ kind: 'register auth', method: 'POST', path: '/api/nodes/register', headers: withAuth(auth), body: JSON.stringify(registerBody(id)), expect: [401, 403] })),
+      fc
+        .tuple(node, hostileAuth)
+        .filter(([id, auth]) => auth !== `Bearer ${credentials.get(id)}`)
+        .map(([id, auth]): Case => ({
+          kind: 'stats auth',
+          method: 'POST',
+          path: `/api/nodes/${encodeURIComponent(id)}/stats`,
+          headers: withAuth(auth),
+          body: JSON.stringify(statsBody()),
+          expect: [401, 403],
+        })),
+      fc
+        .tuple(node, hostileAuth)
+        .filter(([id, auth]) => auth !== `Bearer ${credentials.get(id)}`)
+        .map(([id, auth]): Case => ({
+          kind: 'shutdown auth',
+          method: 'POST',
+          path: `/api/nodes/${encodeURIComponent(id)}/shutdown`,
+          headers: withAuth(auth),
+          body: '{}',
+          expect: [401, 403],
+        })),
+      fc
+        .tuple(fc.oneof(node, fc.constantFrom('fuzz-new', 'fuzz-new-2')), hostileAuth)
+        .map(([id, auth]): Case => ({
+          kind: 'register auth',
+          method: 'POST',
+          path: '/api/nodes/register',
+          headers: withAuth(auth),
+          body: JSON.stringify(registerBody(id)),
+          expect: [401, 403],
+        })),
       // A valid body with a content type the api does not parse as JSON.
-      fc.tuple(node, fc.constantFrom('text/plain', 'application/x-www-form-urlencoded', 'application/json; charset=utf-16', 'multipart/form-data; boundary=x', 'application/xml')).map(
-        ([id, type]): Case => ({ kind: 'content type', method: 'POST', path: `/api/nodes/${encodeURIComponent(id)}/stats`, headers: { 'content-type': type, ...own(id) }, body: JSON.stringify(statsBody()) }),
-      ),
+      fc
+        .tuple(node, fc.constantFrom('text/plain', 'application/x-www-form-urlencoded', 'application/json; charset=utf-16', 'multipart/form-data; boundary=x', 'application/xml'))
+        .map(([id, type]): Case => ({
+          kind: 'content type',
+          method: 'POST',
+          path: `/api/nodes/${encodeURIComponent(id)}/stats`,
+          headers: { 'content-type': type, ...own(id) },
+          body: JSON.stringify(statsBody()),
+        })),
       // Reads with hostile queries and ids: any answer but a 5xx.
       fc.oneof(
-        fc.tuple(fc.oneof(hostileId, node), fc.string({ maxLength: 60 })).map(([id, query]): Case => ({ kind: 'read', method: 'GET', path: `/api/nodes/${id}?${encodeURIComponent(query)}=${encodeURIComponent(query)}`, headers: {} })),
-        fc.constantFrom('status[$ne]=ONLINE', 'status=ONLINE&status=OFFLINE', 'status=%7B%22%24gt%22%3A%22%22%7D', '__proto__[polluted]=1', 'constructor[prototype][x]=1').map((q): Case => ({ kind: 'read', method: 'GET', path: `/api/nodes?${q}`, headers: {} })),
+        fc
+          .tuple(fc.oneof(hostileId, node), fc.string({ maxLength: 60 }))
+          .map(([id, query]): Case => ({ kind: 'read', method: 'GET', path: `/api/nodes/${id}?${encodeURIComponent(query)}=${encodeURIComponent(query)}`, headers: {} })),
+        fc
+          .constantFrom('status[$ne]=ONLINE', 'status=ONLINE&status=OFFLINE', 'status=%7B%22%24gt%22%3A%22%22%7D', '__proto__[polluted]=1', 'constructor[prototype][x]=1')
+          .map((q): Case => ({ kind: 'read', method: 'GET', path: `/api/nodes?${q}`, headers: {} })),
       ),
     );
   }
@@ -112,11 +173,11 @@ describe('hostile input over HTTP (fuzz) @int', function () {
       kinds.set(c.kind, (kinds.get(c.kind) ?? 0) + 1);
       const response = await fetch(`${h.url}${c.path}`, { method: c.method, headers: c.headers, body: c.method === 'POST' ? c.body : undefined });
       const text = await response.text();
-      const ok =
-        c.method === 'GET'
-          ? response.status < 500
-          : response.status >= 400 && response.status < 500 && (!c.expect || c.expect.includes(response.status)) && isJson(text);
-      if (!ok) failures.push(`${c.kind} ${c.method} ${c.path} ${JSON.stringify(c.headers)} body ${JSON.stringify(String(c.body)).slice(0, 300)} -> ${response.status} ${text.slice(0, 200)}`);
+      const ok = c.method === 'GET' ? response.status < 500 : response.status >= 400 && response.status < 500 && (!c.expect || c.expect.includes(response.status)) && isJson(text);
+      if (!ok)
+        failures.push(
+          `${c.kind} ${c.method} ${c.path} ${JSON.stringify(c.headers)} body ${JSON.stringify(String(c.body)).slice(0, 300)} -> ${response.status} ${text.slice(0, 200)}`,
+        );
     }
     // Sent by 16 clients at once, as a fleet would: generated up front from the seed, so a failure replays.
     const queue = fc.sample(cases(), { numRuns: RUNS, seed });

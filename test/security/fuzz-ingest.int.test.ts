@@ -22,7 +22,8 @@ interface Message {
   body: Buffer;
 }
 
-const routeOf = (type: Type, nodeId: string) => (type === 'agent.register' ? ROUTING.register(nodeId) : type === 'agent.heartbeat' ? ROUTING.heartbeat(nodeId) : ROUTING.shutdown(nodeId));
+const routeOf = (type: Type, nodeId: string) =>
+  type === 'agent.register' ? ROUTING.register(nodeId) : type === 'agent.heartbeat' ? ROUTING.heartbeat(nodeId) : ROUTING.shutdown(nodeId);
 
 describe('hostile input over AMQP (fuzz) @int', function () {
   this.timeout(180_000);
@@ -31,7 +32,8 @@ describe('hostile input over AMQP (fuzz) @int', function () {
   let h: Harness;
   const credentials = new Map<string, string>();
 
-  const payloadOf = (type: Type, nodeId: string): Record<string, unknown> => (type === 'agent.register' ? registerBody(nodeId) : type === 'agent.heartbeat' ? statsBody() : { reason: 'maintenance' });
+  const payloadOf = (type: Type, nodeId: string): Record<string, unknown> =>
+    type === 'agent.register' ? registerBody(nodeId) : type === 'agent.heartbeat' ? statsBody() : { reason: 'maintenance' };
   /** A message the ingest would apply: the base every hostile one is made from. */
   function validMessage(type: Type, nodeId: string): Record<string, unknown> {
     const credential = credentials.get(nodeId)!;
@@ -97,18 +99,26 @@ describe('hostile input over AMQP (fuzz) @int', function () {
       ),
       // A hostile envelope: a field replaced, an unknown or polluting key, a field missing, or wrapped.
       fc.tuple(base, mutatedBody(base, ENVELOPE_KEYS, REQUIRED)).map(([b, m]) => message('envelope', b.type as Type, b.nodeId as string, m)),
-      fc.tuple(type, node, fc.constantFrom(...ENVELOPE_KEYS), hostileValue).map(([t, id, key, value]) => message('envelope field', t, id, withKey(validMessage(t, id), key, value))),
+      fc
+        .tuple(type, node, fc.constantFrom(...ENVELOPE_KEYS), hostileValue)
+        .map(([t, id, key, value]) => message('envelope field', t, id, withKey(validMessage(t, id), key, value))),
       // Bytes that are no message at all: malformed, binary, oversized, deeply nested.
       fc.tuple(type, node).chain(([t, id]) => hostileBody(fc.constant([]), fc.constant(validMessage(t, id))).map((body) => message('raw', t, id, body))),
       // A well-formed message with a missing, wrong or other node's credential.
-      fc.tuple(type, node, fc.option(hostileAuth, { nil: undefined })).filter(([t, id, auth]) => auth !== validMessage(t, id).auth).map(([t, id, auth]) => {
-        const m = validMessage(t, id);
-        if (auth === undefined) delete m.auth;
-        else m.auth = auth;
-        return message('auth', t, id, m);
-      }),
+      fc
+        .tuple(type, node, fc.option(hostileAuth, { nil: undefined }))
+        .filter(([t, id, auth]) => auth !== validMessage(t, id).auth)
+        .map(([t, id, auth]) => {
+          const m = validMessage(t, id);
+          if (auth === undefined) delete m.auth;
+          else m.auth = auth;
+          return message('auth', t, id, m);
+        }),
       // A well-formed, authenticated message on another node's or type's routing key.
-      fc.tuple(type, node, type, node, fc.constantFrom('', '.extra', '.#')).filter(([t, id, t2, id2]) => t !== t2 || id !== id2).map(([t, id, t2, id2, suffix]) => ({ ...message('routing key', t, id, validMessage(t2, id2)), routingKey: `${routeOf(t, id)}${suffix}` })),
+      fc
+        .tuple(type, node, type, node, fc.constantFrom('', '.extra', '.#'))
+        .filter(([t, id, t2, id2]) => t !== t2 || id !== id2)
+        .map(([t, id, t2, id2, suffix]) => ({ ...message('routing key', t, id, validMessage(t2, id2)), routingKey: `${routeOf(t, id)}${suffix}` })),
     );
   }
 
@@ -122,7 +132,9 @@ describe('hostile input over AMQP (fuzz) @int', function () {
     for (const m of batch) kinds.set(m.kind, (kinds.get(m.kind) ?? 0) + 1);
     // Published with confirms, 200 at a time.
     for (let i = 0; i < batch.length; i += 200) {
-      await Promise.all(batch.slice(i, i + 200).map((m, j) => h.bus.publish(h.names.exchanges.agentInbound, m.routingKey, m.body, { contentType: 'application/json', messageId: `fuzz-${i + j}` })));
+      await Promise.all(
+        batch.slice(i, i + 200).map((m, j) => h.bus.publish(h.names.exchanges.agentInbound, m.routingKey, m.body, { contentType: 'application/json', messageId: `fuzz-${i + j}` })),
+      );
     }
     // Drained: nothing waiting, and the dead-letter count stopped growing (it must then be all of them).
     let lastCount = -1;
@@ -155,8 +167,14 @@ describe('hostile input over AMQP (fuzz) @int', function () {
     process.stdout.write(`      reasons: ${[...reasons].map(([r, n]) => `${r} ${n}`).join(', ')}\n`);
 
     expect(await snapshotNodes(h), `seed ${seed}: no stored node changed`).to.deep.equal(before);
-    expect(log.lines.filter((l) => /batch error|Unexpected/i.test(l)), 'no batch failed').to.deep.equal([]);
-    await h.bus.publish(h.names.exchanges.agentInbound, ROUTING.heartbeat('amqp-fuzz-a'), { ...validMessage('agent.heartbeat', 'amqp-fuzz-a'), payload: statsBody({ cpuUsage: 77 }) });
+    expect(
+      log.lines.filter((l) => /batch error|Unexpected/i.test(l)),
+      'no batch failed',
+    ).to.deep.equal([]);
+    await h.bus.publish(h.names.exchanges.agentInbound, ROUTING.heartbeat('amqp-fuzz-a'), {
+      ...validMessage('agent.heartbeat', 'amqp-fuzz-a'),
+      payload: statsBody({ cpuUsage: 77 }),
+    });
     await eventually(async () => (await h.store.get('amqp-fuzz-a'))?.stats?.cpuUsage === 77);
   });
 });

@@ -35,7 +35,11 @@ export const hostileValue: fc.Arbitrary<unknown> = fc.oneof(
   fc.boolean(),
   fc.array(fc.jsonValue({ maxDepth: 2 }), { maxLength: 4 }),
   // At least one key no schema has (an empty object is a valid shutdown payload).
-  fc.dictionary(fc.string({ maxLength: 8 }).map((k) => `$${k}`), fc.jsonValue({ maxDepth: 2 }), { minKeys: 1, maxKeys: 4 }),
+  fc.dictionary(
+    fc.string({ maxLength: 8 }).map((k) => `$${k}`),
+    fc.jsonValue({ maxDepth: 2 }),
+    { minKeys: 1, maxKeys: 4 },
+  ),
   fc.integer({ min: 1_000_001 }),
   fc.integer({ max: -1 }),
   fc.double({ min: 1e7, noNaN: true, noDefaultInfinity: true }),
@@ -48,7 +52,14 @@ export const pollutingKey = fc.constantFrom('__proto__', 'constructor', 'prototy
 export function mutatedBody(base: fc.Arbitrary<Json>, keys: string[], required: string[]): fc.Arbitrary<Json | unknown[]> {
   const replace = fc.tuple(base, fc.constantFrom(...keys), hostileValue).map(([body, key, value]) => ({ ...body, [key]: value }));
   const extra = fc
-    .tuple(base, fc.oneof(pollutingKey, fc.string({ minLength: 1, maxLength: 12 }).filter((k) => !keys.includes(k))), fc.oneof(hostileValue, fc.string({ maxLength: 20 })))
+    .tuple(
+      base,
+      fc.oneof(
+        pollutingKey,
+        fc.string({ minLength: 1, maxLength: 12 }).filter((k) => !keys.includes(k)),
+      ),
+      fc.oneof(hostileValue, fc.string({ maxLength: 20 })),
+    )
     .map(([body, key, value]) => withKey(body, key, value));
   const wrap = fc.tuple(base, fc.constantFrom('array', '$and', 'nested')).map(([body, how]) => (how === 'array' ? [body] : how === '$and' ? { $and: [body] } : { body }));
   const options = [replace, extra, wrap];
@@ -83,7 +94,13 @@ export function hostileBody(mutated: fc.Arbitrary<unknown>, valid: fc.Arbitrary<
     { weight: 1, arbitrary: fc.tuple(valid, fc.integer({ min: 16 * 1024 + 1, max: 64 * 1024 })).map(([body, size]) => JSON.stringify({ ...body, padding: 'x'.repeat(size) })) },
     // Malformed: truncated JSON, random text, random bytes, a JSON value that is not an object. Never empty:
     // an empty shutdown body is the original agent's valid request.
-    { weight: 1, arbitrary: fc.tuple(valid, fc.nat()).map(([body, cut]) => { const text = JSON.stringify(body); return text.slice(0, 1 + (cut % (text.length - 2))); }) },
+    {
+      weight: 1,
+      arbitrary: fc.tuple(valid, fc.nat()).map(([body, cut]) => {
+        const text = JSON.stringify(body);
+        return text.slice(0, 1 + (cut % (text.length - 2)));
+      }),
+    },
     { weight: 1, arbitrary: fc.string({ minLength: 1, maxLength: 200, unit: 'binary' }).filter((s) => s.trim() !== '' && !/^\s*\{/.test(s)) },
     { weight: 1, arbitrary: fc.uint8Array({ minLength: 1, maxLength: 300 }).filter((b) => b[0] !== 0x7b) },
     { weight: 1, arbitrary: fc.constantFrom('[]', '"text"', '42', 'null', 'true', '{}garbage', '{"a":1,}', "{'a':1}", '{"a":NaN}', '\u0000') },

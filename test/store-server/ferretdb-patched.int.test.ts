@@ -167,7 +167,9 @@ describe('the MongoDB-compatible store server (patched embedded FerretDB) @int',
     if (!isFerret) this.skip(); // a real MongoDB: nothing patched to report
     const info = await withDeadline(url, 10_000, 'buildInfo', (db) => db.admin().command({ buildInfo: 1 }));
     const reported = String((info.buildEnvironment as Record<string, unknown> | undefined)?.['ferretdb-embedded.patches'] ?? '');
-    expect(reported.split(','), `buildInfo.buildEnvironment of the server at MONGO_URL (${info.ferretdbVersion}) should name the patches of tools/ferretdb`).to.include.members(PATCHES);
+    expect(reported.split(','), `buildInfo.buildEnvironment of the server at MONGO_URL (${info.ferretdbVersion}) should name the patches of tools/ferretdb`).to.include.members(
+      PATCHES,
+    );
 
     const bin = (await run('bash', [resolve(ROOT, 'scripts/ferretdb.sh'), 'path'], { cwd: ROOT })).stdout.trim();
     if (!existsSync(bin)) return; // built elsewhere: the server's own answer above is what counts

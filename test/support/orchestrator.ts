@@ -105,7 +105,12 @@ export async function startOrchestrator(options: HarnessOptions = {}): Promise<H
   const clock = options.clock ?? systemClock;
   const names = brokerNames(namespace);
   const metrics = createMetrics();
-  const store = await createMongoNodeStore({ url: config.mongoUrl, historyPoints: config.historyPoints, historyResolutionMs: config.historyResolutionMs, serverSelectionTimeoutMs: 2000 });
+  const store = await createMongoNodeStore({
+    url: config.mongoUrl,
+    historyPoints: config.historyPoints,
+    historyResolutionMs: config.historyResolutionMs,
+    serverSelectionTimeoutMs: 2000,
+  });
   await store.ensureIndexes();
   const bus = await createRabbitBus({ url: config.rabbitmqUrl, log, name: `test-${namespace}`, initialMaxRetries: 3 });
   await bus.declareTopology(topology(names));
@@ -126,12 +131,19 @@ export async function startOrchestrator(options: HarnessOptions = {}): Promise<H
 
   async function startSweeper(sweeperOptions: { afterMark?: (nodeIds: string[]) => Promise<void> } = {}) {
     const scheduler =
-      options.scheduler === 'memory'
-        ? createMemoryScheduler()
-        : await createBullmqScheduler({ redisUrl: config.redisUrl, prefix: config.redisPrefix, queueName: 'sweeper', log });
+      options.scheduler === 'memory' ? createMemoryScheduler() : await createBullmqScheduler({ redisUrl: config.redisUrl, prefix: config.redisPrefix, queueName: 'sweeper', log });
     // Each sweeper gets its own connection, as separate processes would.
     const sweeperBus = await createRabbitBus({ url: config.rabbitmqUrl, log, name: `test-sweeper-${namespace}`, initialMaxRetries: 3 });
-    const sweeper = createSweeper({ bus: sweeperBus, store, scheduler, log: log.child({ component: 'sweeper' }), clock, metrics, config, afterMark: sweeperOptions.afterMark ?? options.afterMark });
+    const sweeper = createSweeper({
+      bus: sweeperBus,
+      store,
+      scheduler,
+      log: log.child({ component: 'sweeper' }),
+      clock,
+      metrics,
+      config,
+      afterMark: sweeperOptions.afterMark ?? options.afterMark,
+    });
     await sweeper.start();
     const handle = {
       async stop() {
@@ -239,6 +251,5 @@ export async function startOrchestrator(options: HarnessOptions = {}): Promise<H
   };
   return harness;
 }
-
 
 export { MONGO_URL };

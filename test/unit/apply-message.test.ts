@@ -25,7 +25,11 @@ function envelope(nodeId: string, sent: Sent) {
 }
 
 function register(nodeId: string, sent: Sent, payload: Partial<RegisterMessage['payload']> = {}): ReceivedMessage {
-  const message: RegisterMessage = { ...envelope(nodeId, sent), type: 'agent.register', payload: { nodeId, hostname: `${nodeId}.example`, ipAddress: '10.0.0.7', maxServers: 20, ...payload } };
+  const message: RegisterMessage = {
+    ...envelope(nodeId, sent),
+    type: 'agent.register',
+    payload: { nodeId, hostname: `${nodeId}.example`, ipAddress: '10.0.0.7', maxServers: 20, ...payload },
+  };
   return { message, deliveredAt: sent.deliveredAt };
 }
 
@@ -81,7 +85,15 @@ describe('applyMessage', () => {
       expect(node!.lastHeartbeat).to.deep.equal(new Date(T0));
       expect(node!.clockSkewMs, 'receive minus send: the clock baseline').to.equal(250);
       expect(events).to.have.length(1);
-      expect(events[0]).to.deep.include({ type: 'node.registered', nodeId: 'node-1', status: 'ONLINE', previousStatus: null, statusVersion: 1, reason: 'registered', lastHeartbeat: iso(T0) });
+      expect(events[0]).to.deep.include({
+        type: 'node.registered',
+        nodeId: 'node-1',
+        status: 'ONLINE',
+        previousStatus: null,
+        statusVersion: 1,
+        reason: 'registered',
+        lastHeartbeat: iso(T0),
+      });
     });
 
     it('keeps registeredAt and statusVersion on re-registration, updates the host details, and publishes nothing', () => {
@@ -144,7 +156,14 @@ describe('applyMessage', () => {
       expect(node).to.deep.include({ status: 'ONLINE', statusVersion: 3 });
       expect(node!.statusChangedAt).to.deep.equal(new Date(T0 + 3 * MINUTE));
       expect(events).to.have.length(1);
-      expect(events[0]).to.deep.include({ type: 'node.online', status: 'ONLINE', previousStatus: 'OFFLINE', statusVersion: 3, reason: 'heartbeat', lastHeartbeat: iso(T0 + 3 * MINUTE) });
+      expect(events[0]).to.deep.include({
+        type: 'node.online',
+        status: 'ONLINE',
+        previousStatus: 'OFFLINE',
+        statusVersion: 3,
+        reason: 'heartbeat',
+        lastHeartbeat: iso(T0 + 3 * MINUTE),
+      });
     });
 
     it('publishes nothing for a heartbeat of a node that is already ONLINE', () => {

@@ -106,7 +106,12 @@ describe('event publisher', () => {
     const old = (nodeId: string) => nodeEventFor(nodeId, 2, { occurredAt: at(0).toISOString() });
     const young = nodeEventFor('c', 3, { occurredAt: at(4000).toISOString() });
     const [a2, b2, c2] = [old('a'), old('b'), old('c')];
-    await store.write([insert(nodeRecord('a', { outbox: [a2] })), insert(nodeRecord('b', { outbox: [b2] })), insert(nodeRecord('c', { outbox: [c2, young] })), insert(nodeRecord('d'))]);
+    await store.write([
+      insert(nodeRecord('a', { outbox: [a2] })),
+      insert(nodeRecord('b', { outbox: [b2] })),
+      insert(nodeRecord('c', { outbox: [c2, young] })),
+      insert(nodeRecord('d')),
+    ]);
 
     const done = events.drain(10, 5000, at(5000).getTime());
     await settle();

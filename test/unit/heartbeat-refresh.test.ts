@@ -58,7 +58,14 @@ describe('heartbeat refresh plan', () => {
 
   it('needs a read for anything but heartbeats, for a late HTTP heartbeat, for one late against the same batch, and for a message without a usable credential', () => {
     const register: ReceivedMessage = {
-      message: { id: randomUUID(), version: 1, sentAt: iso(T0), nodeId: 'node-1', type: 'agent.register', payload: { nodeId: 'node-1', hostname: 'h', ipAddress: '10.0.0.1', maxServers: 1 } } satisfies RegisterMessage,
+      message: {
+        id: randomUUID(),
+        version: 1,
+        sentAt: iso(T0),
+        nodeId: 'node-1',
+        type: 'agent.register',
+        payload: { nodeId: 'node-1', hostname: 'h', ipAddress: '10.0.0.1', maxServers: 1 },
+      } satisfies RegisterMessage,
       deliveredAt: T0,
     };
     expect(planHeartbeatRefresh('node-1', [heartbeat('node-1', T0, T0), register], ctx(T0))).to.equal(null);
@@ -75,7 +82,10 @@ describe('heartbeat refresh plan', () => {
     fc.assert(
       fc.property(
         fc.option(offset, { nil: null }),
-        fc.array(fc.record({ offset, deliveryGap: fc.integer({ min: 0, max: 5_000 }), http: fc.boolean(), httpAge: fc.integer({ min: 0, max: 2 * TIMEOUT }) }), { minLength: 1, maxLength: 6 }),
+        fc.array(fc.record({ offset, deliveryGap: fc.integer({ min: 0, max: 5_000 }), http: fc.boolean(), httpAge: fc.integer({ min: 0, max: 2 * TIMEOUT }) }), {
+          minLength: 1,
+          maxLength: 6,
+        }),
         fc.integer({ min: 0, max: 2 * TIMEOUT }),
         (storedSkew, specs, processingDelay) => {
           let deliveredAt = T0;
@@ -90,7 +100,9 @@ describe('heartbeat refresh plan', () => {
           if (!plan) return; // decided by a read: nothing to compare
           const w = plan.write;
           const storeApplies = w.minClockSkewMs === undefined || (storedSkew !== null && storedSkew >= w.minClockSkewMs);
-          expect(storeApplies, `store condition vs ${outcomes.join(',')}`).to.equal(outcomes.every((o) => o === 'applied') && (w.minClockSkewMs === undefined || storedSkew !== null));
+          expect(storeApplies, `store condition vs ${outcomes.join(',')}`).to.equal(
+            outcomes.every((o) => o === 'applied') && (w.minClockSkewMs === undefined || storedSkew !== null),
+          );
           if (!storeApplies) return;
           expect(draft.events).to.deep.equal([]);
           const before = onlineNode(null).lastHeartbeat!.getTime();

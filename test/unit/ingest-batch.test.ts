@@ -177,7 +177,14 @@ describe('ingest batches', () => {
       await memoryStore.write([{ kind: 'update', nodeId: 'down', expectedRev: down.rev, newRev: randomUUID(), set: { status: 'OFFLINE', statusVersion: 2 }, pushOutbox: [] }]);
       const events: string[] = [];
       await bus.declareQueue({ name: 'ingest-test.events', bindings: [{ exchange: broker.exchanges.nodeEvents, routingKey: '#' }] });
-      await bus.consume('ingest-test.events', (d) => { events.push(d.routingKey); d.ack(); }, { prefetch: 10 });
+      await bus.consume(
+        'ingest-test.events',
+        (d) => {
+          events.push(d.routingKey);
+          d.ack();
+        },
+        { prefetch: 10 },
+      );
       storeState.reads.length = 0;
 
       await publish('agent.heartbeat', 'up', stats(11, T0 + 1));
@@ -196,7 +203,14 @@ describe('ingest batches', () => {
     it('asks no agent to register again while more waits than one batch holds, and asks once it has caught up', async () => {
       const asked: string[] = [];
       await bus.declareQueue({ name: 'ingest-test.control', bindings: [{ exchange: broker.exchanges.agentControl, routingKey: '#' }] });
-      await bus.consume('ingest-test.control', (d) => { asked.push(String((JSON.parse(d.body.toString()) as { nodeId: string }).nodeId)); d.ack(); }, { prefetch: 100 });
+      await bus.consume(
+        'ingest-test.control',
+        (d) => {
+          asked.push(String((JSON.parse(d.body.toString()) as { nodeId: string }).nodeId));
+          d.ack();
+        },
+        { prefetch: 100 },
+      );
 
       for (let i = 0; i < 1200; i++) await publish('agent.heartbeat', `queued-${i}`, stats(1));
       await settle(10);
@@ -211,7 +225,15 @@ describe('ingest batches', () => {
   });
 
   describe('canaries', () => {
-    const canary = (senderId: string, sentAt: number) => ({ id: randomUUID(), type: 'orchestrator.canary', version: 1, sentAt: new Date(sentAt).toISOString(), senderId, kind: 'sweeper', intervalMs: 1000 });
+    const canary = (senderId: string, sentAt: number) => ({
+      id: randomUUID(),
+      type: 'orchestrator.canary',
+      version: 1,
+      sentAt: new Date(sentAt).toISOString(),
+      senderId,
+      kind: 'sweeper',
+      intervalMs: 1000,
+    });
 
     it('stores the newest canary of each sender with the batch, and acknowledges it only then', async () => {
       await bus.publish(names.inbound, ROUTING.canary('sweeper-a'), canary('sweeper-a', T0 - 2000), { messageId: 'c1' });
@@ -230,7 +252,12 @@ describe('ingest batches', () => {
       await bus.publish(names.inbound, ROUTING.canary('sweeper-a'), canary('sweeper-a', Date.now() - 10_000), { messageId: 'c1' });
       await settle();
       expect((await memoryStore.canaries())[0], 'slow, not stalled').to.deep.include({ pathSince: null });
-      await bus.publish(names.inbound, ROUTING.canary('sweeper-a'), { ...canary('sweeper-a', Date.now()), failedSince: new Date(Date.now() - 900).toISOString() }, { messageId: 'c2' });
+      await bus.publish(
+        names.inbound,
+        ROUTING.canary('sweeper-a'),
+        { ...canary('sweeper-a', Date.now()), failedSince: new Date(Date.now() - 900).toISOString() },
+        { messageId: 'c2' },
+      );
       await settle();
       const failed = (await memoryStore.canaries())[0]!;
       expect(failed.pathSince!.getTime()).to.be.at.least(failed.sentAt!.getTime());
@@ -279,11 +306,26 @@ describe('ingest batches', () => {
 
       const reasons = deadLetters.map(reasonOf);
       expect(reasons).to.have.length(5);
-      expect(reasons.find((r) => r === 'malformed JSON'), 'malformed JSON').to.not.equal(undefined);
-      expect(reasons.find((r) => r.startsWith('invalid message') && r.includes('cpuUsage')), 'schema').to.not.equal(undefined);
-      expect(reasons.find((r) => r.startsWith('invalid message') && r.includes('nodeId')), 'operator injection').to.not.equal(undefined);
-      expect(reasons.find((r) => r.startsWith('routing key')), 'routing key mismatch').to.not.equal(undefined);
-      expect(reasons.find((r) => r.startsWith('unknown node')), 'unknown node').to.not.equal(undefined);
+      expect(
+        reasons.find((r) => r === 'malformed JSON'),
+        'malformed JSON',
+      ).to.not.equal(undefined);
+      expect(
+        reasons.find((r) => r.startsWith('invalid message') && r.includes('cpuUsage')),
+        'schema',
+      ).to.not.equal(undefined);
+      expect(
+        reasons.find((r) => r.startsWith('invalid message') && r.includes('nodeId')),
+        'operator injection',
+      ).to.not.equal(undefined);
+      expect(
+        reasons.find((r) => r.startsWith('routing key')),
+        'routing key mismatch',
+      ).to.not.equal(undefined);
+      expect(
+        reasons.find((r) => r.startsWith('unknown node')),
+        'unknown node',
+      ).to.not.equal(undefined);
       const malformed = deadLetters.find((d) => reasonOf(d) === 'malformed JSON')!;
       expect(malformed.body.toString()).to.equal('{"type": "agent.heartbeat", oops');
       expect(malformed.headers[HEADERS.originalRoutingKey]).to.equal(ROUTING.heartbeat('node-1'));

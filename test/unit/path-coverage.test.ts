@@ -49,7 +49,11 @@ describe('heartbeat path coverage', () => {
 
     it('leaves out a sender that stopped saying it runs, and one just started whose first canary is still on its way', () => {
       const coverage = pathCoverage(
-        [sender('a'), sender('gone', { aliveAt: new Date(T0 - 5 * INTERVAL), sentAt: new Date(T0 - 60_000) }), sender('new', { firstAliveAt: new Date(T0 - 2 * INTERVAL), sentAt: null })],
+        [
+          sender('a'),
+          sender('gone', { aliveAt: new Date(T0 - 5 * INTERVAL), sentAt: new Date(T0 - 60_000) }),
+          sender('new', { firstAliveAt: new Date(T0 - 2 * INTERVAL), sentAt: null }),
+        ],
         T0,
       );
 
@@ -78,7 +82,10 @@ describe('heartbeat path coverage', () => {
     it('gives every node a full timeout after a break, then marks again', () => {
       const back = T0 - 10_000;
       const recovering = pathCoverage([sender('a', { sentAt: new Date(T0), pathSince: new Date(back) })], T0);
-      const later = pathCoverage([sender('a', { aliveAt: new Date(back + TIMEOUT + 1000), sentAt: new Date(back + TIMEOUT + 1000), pathSince: new Date(back) })], back + TIMEOUT + 1000);
+      const later = pathCoverage(
+        [sender('a', { aliveAt: new Date(back + TIMEOUT + 1000), sentAt: new Date(back + TIMEOUT + 1000), pathSince: new Date(back) })],
+        back + TIMEOUT + 1000,
+      );
 
       expect(offlineCutoff(recovering, TIMEOUT)).to.have.property('held', 'path-recovering');
       expect(offlineCutoff(later, TIMEOUT)).to.deep.equal({ cutoff: back + 1000 });

@@ -280,7 +280,18 @@ describe('sweep', () => {
     it('leaves an event younger than the outbox grace (5 s) to the process that stored it', async () => {
       const w = await world();
       await w.pathProvenSince(T0 - 10 * TIMEOUT);
-      const young = { eventId: 'e-young', type: 'node.online', version: 1, nodeId: 'node-1', status: 'ONLINE', previousStatus: 'OFFLINE', statusVersion: 2, lastHeartbeat: new Date(T0).toISOString(), occurredAt: new Date(T0 - 200).toISOString(), reason: 'heartbeat' } as const;
+      const young = {
+        eventId: 'e-young',
+        type: 'node.online',
+        version: 1,
+        nodeId: 'node-1',
+        status: 'ONLINE',
+        previousStatus: 'OFFLINE',
+        statusVersion: 2,
+        lastHeartbeat: new Date(T0).toISOString(),
+        occurredAt: new Date(T0 - 200).toISOString(),
+        reason: 'heartbeat',
+      } as const;
       await w.store.write([insert(nodeRecord('node-1', { statusVersion: 2, lastHeartbeat: new Date(T0), outbox: [young] }))]);
 
       await w.sweep();
@@ -450,7 +461,12 @@ describe('sweep', () => {
       await w.advance(5 * SECOND);
       await w.sweep();
 
-      expect(w.offlineEvents().map((e) => e.nodeId).sort()).to.deep.equal(ids('silent', 3));
+      expect(
+        w
+          .offlineEvents()
+          .map((e) => e.nodeId)
+          .sort(),
+      ).to.deep.equal(ids('silent', 3));
       expect((await w.store.get('silent-1'))!.outbox).to.deep.equal([]);
     });
   });

@@ -58,7 +58,13 @@ export function createApiGuard(options: ApiGuardOptions): ApiGuard & { forget(no
     if (taken.ok) return;
     const seconds = Math.max(1, Math.ceil(taken.retryAfterMs / 1000));
     noteRefusal(`Rate limit: node ${nodeId} exceeds ${config.rateLimit.perNodePerMinute} requests per minute`);
-    throw new HttpError(429, 'RATE_LIMITED', `node ${nodeId} exceeds ${config.rateLimit.perNodePerMinute} requests per minute; retry later`, {}, { 'Retry-After': String(seconds) });
+    throw new HttpError(
+      429,
+      'RATE_LIMITED',
+      `node ${nodeId} exceeds ${config.rateLimit.perNodePerMinute} requests per minute; retry later`,
+      {},
+      { 'Retry-After': String(seconds) },
+    );
   }
 
   return {
@@ -94,7 +100,14 @@ export function createApiGuard(options: ApiGuardOptions): ApiGuard & { forget(no
       }
       const query = req.query.token;
       const presented = bearer(req) ?? (typeof query === 'string' && query ? query : undefined);
-      if (!presented) throw new HttpError(401, 'OPERATOR_TOKEN_REQUIRED', 'send the operator token: Authorization: Bearer <token> or ?token=', {}, { 'WWW-Authenticate': 'Bearer realm="operator"' });
+      if (!presented)
+        throw new HttpError(
+          401,
+          'OPERATOR_TOKEN_REQUIRED',
+          'send the operator token: Authorization: Bearer <token> or ?token=',
+          {},
+          { 'WWW-Authenticate': 'Bearer realm="operator"' },
+        );
       if (!secretEquals(presented, expected)) {
         noteRefusal(`Refused operator ${access} of ${req.method} ${req.path.slice(0, 120)}: wrong operator token`);
         throw new HttpError(403, 'WRONG_OPERATOR_TOKEN', 'wrong operator token');

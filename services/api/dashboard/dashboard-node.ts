@@ -20,9 +20,7 @@ export type DashboardNode = NodeView & { history?: HistoryPointView[] };
 export function toDashboardNode(node: ShownNode, now: number, withHistory = true): DashboardNode {
   if (!withHistory) return toNodeView(node);
   const since = now - HISTORY_WINDOW_MS;
-  const history = (node.history ?? [])
-    .filter((p) => new Date(p.t).getTime() >= since)
-    .map((p) => ({ t: new Date(p.t).toISOString(), cpu: p.cpu, mem: p.mem }));
+  const history = (node.history ?? []).filter((p) => new Date(p.t).getTime() >= since).map((p) => ({ t: new Date(p.t).toISOString(), cpu: p.cpu, mem: p.mem }));
   return { ...toNodeView(node), history };
 }
 

@@ -3,7 +3,6 @@ import type { Express, NextFunction, Request, Response } from 'express';
 import type { Bus } from '../../../shared/bus/bus.js';
 import type { Clock } from '../../../shared/clock.js';
 import type { Logger } from '../../../shared/logger.js';
-import type { NodeRecord } from '../../../shared/store/node-record.js';
 import type { NodeStore } from '../../../shared/store/node-store.js';
 import type { BrokerNames } from '../../../shared/topology.js';
 import { HttpError } from '../http-error.js';
@@ -176,7 +175,15 @@ export function mountDashboard(app: Express, options: DashboardOptions): Dashboa
   let pagesDirty = false;
   let lastPages = 0;
 
-  const watch = createNodeWatch({ store, log, now: () => clock.now(), maxAgeMs: refreshMs, historyMaxAgeMs: options.historyMs, resyncMs: options.resyncMs, onIndexChange: schedulePages });
+  const watch = createNodeWatch({
+    store,
+    log,
+    now: () => clock.now(),
+    maxAgeMs: refreshMs,
+    historyMaxAgeMs: options.historyMs,
+    resyncMs: options.resyncMs,
+    onIndexChange: schedulePages,
+  });
   const feed = createNodeEventFeed({ bus: options.bus, names: options.names, log });
   feed.onEvent((event) => {
     broadcast(frame('event', event));
@@ -330,7 +337,8 @@ export function mountDashboard(app: Express, options: DashboardOptions): Dashboa
     if (closed || !clients.size) return;
     pagesDirty = true;
     if (pagesTimer || pagesRunning) return;
-    pagesTimer = setTimeout(runPages, Math.max(0, lastPages + pageMs - clock.now()));
+    // runPages never rejects: updatePages handles its own read errors.
+    pagesTimer = setTimeout(() => void runPages(), Math.max(0, lastPages + pageMs - clock.now()));
     pagesTimer.unref();
   }
 
@@ -354,6 +362,7 @@ export function mountDashboard(app: Express, options: DashboardOptions): Dashboa
     if (active && !keepAlive) {
       keepAlive = setInterval(() => broadcast(': keep-alive\n\n'), keepAliveMs);
       keepAlive.unref();
+      // refreshShown logs its own read failures (once per outage).
       refreshTimer = setInterval(() => void refreshShown(), refreshMs);
       refreshTimer.unref();
     } else if (!active && keepAlive) {

@@ -78,6 +78,7 @@ export function createNodeEventFeed(options: NodeEventFeedOptions): NodeEventFee
     if (closed || retryTimer) return;
     retryTimer = setTimeout(() => {
       retryTimer = null;
+      // subscribe retries and logs on its own.
       if (bus.isConnected()) void subscribe();
     }, retryMs);
     retryTimer.unref();
@@ -111,11 +112,13 @@ export function createNodeEventFeed(options: NodeEventFeedOptions): NodeEventFee
       scheduleRetry();
     } finally {
       subscribing = false;
+      // subscribe retries and logs on its own.
       if (stale && !closed && bus.isConnected()) void subscribe();
     }
   }
 
   async function release(c: Consumer, name: string): Promise<void> {
+    // Cancelling a consumer whose channel is gone has nothing left to do.
     await c.cancel().catch(() => undefined);
     // Gone already on RabbitMQ (auto-delete); the in-memory bus keeps queues until deleted.
     await bus.deleteQueue(name).catch(() => undefined);
@@ -127,14 +130,17 @@ export function createNodeEventFeed(options: NodeEventFeedOptions): NodeEventFee
     const name = queue;
     consumer = null;
     queue = null;
+    // release ignores what is gone already; closing does not wait for the broker.
     if (c && name) void release(c, name);
   }
 
   bus.onConnectionChange((connected) => {
     if (closed) return;
+    // subscribe retries and logs on its own.
     if (connected) void subscribe();
     else drop();
   });
+  // subscribe retries and logs on its own.
   void subscribe();
 
   return {

@@ -156,6 +156,7 @@ export function createNodeWatch(options: NodeWatchOptions): NodeWatch {
     if (timer) clearTimeout(timer);
     timer = setTimeout(() => {
       timer = null;
+      // sync logs and reschedules its own failures.
       if (!loaded || watched) void runSync();
     }, delayMs);
     timer.unref();

@@ -88,7 +88,9 @@
 
   function setView(change) {
     var before = JSON.stringify(view);
-    Object.keys(change).forEach(function (k) { view[k] = change[k]; });
+    Object.keys(change).forEach(function (k) {
+      view[k] = change[k];
+    });
     if (JSON.stringify(view) === before) return;
     writeView();
     renderControls();
@@ -148,9 +150,13 @@
 
   function sparkline(history) {
     var since = serverNow() - 3600 * 1000;
-    var points = (history || []).filter(function (p) { return Date.parse(p.t) >= since; });
+    var points = (history || []).filter(function (p) {
+      return Date.parse(p.t) >= since;
+    });
     if (points.length < 2) return el('span', 'none small', points.length ? 'collecting…' : '—');
-    var w = 120, h = 32, pad = 2;
+    var w = 120,
+      h = 32,
+      pad = 2;
     var t0 = Date.parse(points[0].t);
     var span = Math.max(1, Date.parse(points[points.length - 1].t) - t0);
     function line(key) {
@@ -221,7 +227,11 @@
 
     var s = node.stats;
     var reported = s ? 'reported ' + formatDateTime(s.reportedAt) : '';
-    [['cpu', 'cpuUsage', 'CPU'], ['mem', 'memoryUsage', 'Memory'], ['disk', 'diskUsage', 'Disk']].forEach(function (m) {
+    [
+      ['cpu', 'cpuUsage', 'CPU'],
+      ['mem', 'memoryUsage', 'Memory'],
+      ['disk', 'diskUsage', 'Disk'],
+    ].forEach(function (m) {
       var cell = tr.querySelector('.cell-' + m[0]);
       cell.dataset.testid = 'node-' + m[0] + '-' + id;
       var v = s ? s[m[1]] : null;
@@ -270,7 +280,9 @@
       nodes.clear();
       rows.clear();
     }
-    (received || []).forEach(function (n) { renderNode(n, !replace); });
+    (received || []).forEach(function (n) {
+      renderNode(n, !replace);
+    });
     var keep = new Set(ids);
     nodes.forEach(function (_n, id) {
       if (!keep.has(id)) {
@@ -278,8 +290,15 @@
         rows.delete(id);
       }
     });
-    pageIds = ids.filter(function (id) { return rows.has(id); });
-    tbody.replaceChildren.apply(tbody, pageIds.map(function (id) { return rows.get(id); }));
+    pageIds = ids.filter(function (id) {
+      return rows.has(id);
+    });
+    tbody.replaceChildren.apply(
+      tbody,
+      pageIds.map(function (id) {
+        return rows.get(id);
+      }),
+    );
   }
 
   function removeNode(nodeId) {
@@ -287,7 +306,9 @@
     if (tr) tr.remove();
     nodes.delete(nodeId);
     rows.delete(nodeId);
-    pageIds = pageIds.filter(function (id) { return id !== nodeId; });
+    pageIds = pageIds.filter(function (id) {
+      return id !== nodeId;
+    });
     renderControls();
   }
 
@@ -387,7 +408,11 @@
 
   function addEvents(list, fresh) {
     var added = false;
-    var known = new Set(events.map(function (x) { return x.eventId; }));
+    var known = new Set(
+      events.map(function (x) {
+        return x.eventId;
+      }),
+    );
     list.forEach(function (e) {
       if (!e || !e.eventId || known.has(e.eventId)) return;
       known.add(e.eventId);
@@ -395,10 +420,23 @@
       added = true;
     });
     if (!added) return;
-    events.sort(function (a, b) { return Date.parse(b.occurredAt) - Date.parse(a.occurredAt); });
+    events.sort(function (a, b) {
+      return Date.parse(b.occurredAt) - Date.parse(a.occurredAt);
+    });
     events.length = Math.min(events.length, MAX_EVENTS);
-    var freshIds = new Set(fresh ? list.map(function (e) { return e.eventId; }) : []);
-    feed.replaceChildren.apply(feed, events.map(function (e) { return eventItem(e, freshIds.has(e.eventId)); }));
+    var freshIds = new Set(
+      fresh
+        ? list.map(function (e) {
+            return e.eventId;
+          })
+        : [],
+    );
+    feed.replaceChildren.apply(
+      feed,
+      events.map(function (e) {
+        return eventItem(e, freshIds.has(e.eventId));
+      }),
+    );
     eventsEmpty.hidden = events.length > 0;
   }
 
