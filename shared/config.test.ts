@@ -108,6 +108,19 @@ describe('loadOrchestratorConfig', () => {
       expect(configError(() => loadOrchestratorConfig({ HEARTBEAT_INTERVAL: '-5' })).message).to.include('HEARTBEAT_INTERVAL');
     });
 
+    it("refuses a HEARTBEAT_INTERVAL below a second as the sweep interval: it was meant in the agent's seconds", () => {
+      const error = configError(() => loadOrchestratorConfig({ HEARTBEAT_INTERVAL: '10' }));
+      expect(error.message).to.include('HEARTBEAT_INTERVAL=10 would run the timeout sweep every 10 ms');
+      expect(error.message).to.include('HEALTH_CHECK_INTERVAL');
+      expect(loadOrchestratorConfig({ HEARTBEAT_INTERVAL: '10', HEALTH_CHECK_INTERVAL: '10000' }).sweepIntervalMs).to.equal(10000);
+    });
+
+    it('reads METRICS_PORT as a port, or none when unset', () => {
+      expect(loadOrchestratorConfig({}).metricsPort).to.equal(null);
+      expect(loadOrchestratorConfig({ METRICS_PORT: '9101' }).metricsPort).to.equal(9101);
+      expect(configError(() => loadOrchestratorConfig({ METRICS_PORT: '70000' })).message).to.include('METRICS_PORT');
+    });
+
     it('rejects a zero, negative or non-numeric TIMEOUT_MINUTES', () => {
       for (const value of ['0', '-3', 'three']) {
         expect(configError(() => loadOrchestratorConfig({ TIMEOUT_MINUTES: value })).message, value).to.include('TIMEOUT_MINUTES');

@@ -10,7 +10,12 @@ export class ConfigError extends Error {
   }
 }
 
-type Env = Record<string, string | undefined>;
+export type Env = Record<string, string | undefined>;
+
+/** ENV_FILE, which the all-in-one reads before the rest (it decides where the rest comes from): a path, `none`, or unset. */
+export function envFileSetting(env: Env): string | undefined {
+  return env.ENV_FILE?.trim() || undefined;
+}
 
 const LOG_LEVELS = ['error', 'warn', 'info', 'http', 'verbose', 'debug', 'silly'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
@@ -137,14 +142,23 @@ export interface OrchestratorConfig {
   historyResolutionMs: number;
   auth: { mode: 'off' | 'on'; joinToken?: string; operatorToken?: string };
   rateLimit: { perNodePerMinute: number };
-  /** Embedded mode: save the in-memory store here (all-in-one only). */
+  /** Embedded mode: save the in-memory store here (all-in-one only; unset: its default, `none`: nowhere). */
   stateFile?: string;
+  /** The ingest's and the sweeper's own /metrics port (METRICS_PORT), or null for none; the api serves /metrics on PORT. */
+  metricsPort: number | null;
 }
 
 export function loadOrchestratorConfig(env: Env = process.env): Readonly<OrchestratorConfig> {
   const r = new Reader(env);
   const healthCheck = r.raw('HEALTH_CHECK_INTERVAL') !== undefined ? r.number('HEALTH_CHECK_INTERVAL', 120000, { positive: true }) : undefined;
   const legacy = r.raw('HEARTBEAT_INTERVAL') !== undefined && healthCheck === undefined ? r.number('HEARTBEAT_INTERVAL', 120000, { positive: true }) : undefined;
+  if (legacy !== undefined && legacy > 0 && legacy < 1000) {
+    // The agent reads the same name in seconds: in a shared env (the all-in-one) "10" meant 10 s, not a sweep every 10 ms.
+    r.problems.push(
+      `HEARTBEAT_INTERVAL=${r.raw('HEARTBEAT_INTERVAL')} would run the timeout sweep every ${legacy} ms: the orchestrator reads this name in milliseconds ` +
+        `(the original's 120000 = 2 min), the agent in seconds; set HEALTH_CHECK_INTERVAL (ms) for the sweep, which then leaves HEARTBEAT_INTERVAL to the agent`,
+    );
+  }
   const sweepIntervalMs = healthCheck ?? legacy ?? 120000;
   const timeoutMinutes = r.number('TIMEOUT_MINUTES', 3, { positive: true });
   const timeoutMs = Math.round(timeoutMinutes * 60000);
@@ -154,7 +168,8 @@ export function loadOrchestratorConfig(env: Env = process.env): Readonly<Orchest
   const joinToken = r.optionalString('AGENT_JOIN_TOKEN');
   if (authMode === 'on' && !joinToken) r.problems.push('AGENT_JOIN_TOKEN must be set when AUTH_MODE=on (the default; set AUTH_MODE=off to run without agent authentication)');
   checkSecret(r, 'AGENT_JOIN_TOKEN', joinToken);
-  checkSecret(r, 'OPERATOR_TOKEN', r.optionalString('OPERATOR_TOKEN'));
+  const operatorToken = r.optionalString('OPERATOR_TOKEN');
+  checkSecret(r, 'OPERATOR_TOKEN', operatorToken);
   const config: OrchestratorConfig = {
     rabbitmqUrl: r.url('RABBITMQ_URL', 'amqp://guest:guest@127.0.0.1:5672', ['amqp:', 'amqps:']),
     mongoUrl: r.url('MONGO_URL', 'mongodb://127.0.0.1:27017/orchestrator', ['mongodb:', 'mongodb+srv:']),
@@ -190,9 +205,10 @@ export function loadOrchestratorConfig(env: Env = process.env): Readonly<Orchest
     },
     historyPoints: r.number('HISTORY_POINTS', 120, { integer: true, min: 0, max: 10000 }),
     historyResolutionMs: r.number('HISTORY_RESOLUTION_MS', 30000, { integer: true, min: 1 }),
-    auth: { mode: authMode, joinToken, operatorToken: r.optionalString('OPERATOR_TOKEN') },
+    auth: { mode: authMode, joinToken, operatorToken },
     rateLimit: { perNodePerMinute: r.number('RATE_LIMIT_PER_NODE_PER_MINUTE', 120, { positive: true, integer: true }) },
     stateFile: r.optionalString('STATE_FILE'),
+    metricsPort: r.raw('METRICS_PORT') === undefined ? null : r.number('METRICS_PORT', 0, { integer: true, min: 0, max: 65535 }),
   };
   if (timeoutMs > 0 && config.canaryIntervalMs > 0 && config.canaryIntervalMs * 6 > timeoutMs) {
     r.problems.push(`CANARY_INTERVAL_MS must be at most a sixth of the timeout (${Math.floor(timeoutMs / 6)} ms), got ${config.canaryIntervalMs}`);

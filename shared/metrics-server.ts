@@ -2,8 +2,8 @@ import { createServer, type Server } from 'node:http';
 import type { Metrics } from './metrics.js';
 
 /** A bare /metrics endpoint for the processes without an api (ingest, sweeper), when METRICS_PORT is set. */
-export async function serveMetrics(metrics: Metrics, port: string | undefined): Promise<Server | null> {
-  if (!port) return null;
+export async function serveMetrics(metrics: Metrics, port: number | null): Promise<Server | null> {
+  if (port === null) return null;
   const server = createServer((req, res) => {
     if (req.url === '/metrics') {
       metrics.registry
@@ -24,6 +24,6 @@ export async function serveMetrics(metrics: Metrics, port: string | undefined): 
       res.end();
     }
   });
-  await new Promise<void>((resolve) => server.listen(Number(port), resolve));
+  await new Promise<void>((resolve) => server.listen(port, resolve));
   return server;
 }

@@ -1,5 +1,3 @@
-import type { Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
 import type { Bus } from '../../shared/bus/bus.js';
 import { systemClock } from '../../shared/clock.js';
@@ -9,16 +7,14 @@ import { createMetrics } from '../../shared/metrics.js';
 import { brokerNames, topology } from '../../shared/topology.js';
 import type { Agent } from '../agent/agent.js';
 import { buildAgent } from '../agent/build-agent.js';
-import { createApp } from '../api/app.js';
-import { createApiGuard } from '../api/auth/api-guard.js';
-import { mountDashboard, type Dashboard } from '../api/dashboard/dashboard-routes.js';
-import { createCredentialAuthenticator } from '../ingest/auth/credential-authenticator.js';
-import { createIngest, type Ingest } from '../ingest/ingest.js';
-import { createSweeper } from '../sweeper/sweeper.js';
+import { timingCheck } from '../agent/preflight.js';
+import { startApi, type RunningApi } from '../api/start-api.js';
+import type { Ingest } from '../ingest/ingest.js';
+import { startIngest } from '../ingest/start-ingest.js';
+import { startSweeper } from '../sweeper/start-sweeper.js';
 import { selectBackends, type Backends } from './backend-selection.js';
 
 type Env = Record<string, string | undefined>;
-type Sweeper = ReturnType<typeof createSweeper>;
 
 export interface AllInOneOptions {
   /** The whole environment (main.ts passes .env.development overlaid with process.env). */
@@ -44,8 +40,8 @@ export interface AllInOne {
  * With AUTH_MODE=on the local agent keeps its credential beside the state file (or in .cache/state), so that
  * a restart does not lock its node id out; AGENT_CREDENTIAL_FILE overrides that.
  */
-function localCredentialFile(env: Env, stateFile: string | null, cwd = process.cwd()): string {
-  return env.AGENT_CREDENTIAL_FILE?.trim() || join(stateFile ? dirname(stateFile) : resolve(cwd, '.cache/state'), 'local-agent.credential');
+function localCredentialFile(agent: Readonly<AgentConfig>, stateFile: string | null, cwd = process.cwd()): string {
+  return agent.credentialFile || join(stateFile ? dirname(stateFile) : resolve(cwd, '.cache/state'), 'local-agent.credential');
 }
 
 /** At stop, how long the embedded bus may take to hand its last messages to the store. */
@@ -64,18 +60,20 @@ export async function startAllInOne(options: AllInOneOptions): Promise<AllInOne>
   const { env, log } = options;
   const config = loadOrchestratorConfig(env);
   // Validated now, so that bad agent settings stop the start before anything is opened.
-  loadAgentConfig(env);
+  const agentSettings = loadAgentConfig(env);
+  // The local agent beats against this orchestrator's timeout: say whether it re-registers in time after an outage.
+  const timing = timingCheck(agentSettings, config.timeoutMs / 1000);
+  if (timing.status === 'ok') log.info(`Agent timing: ${timing.detail}`);
+  else log.warn(`Agent timing: ${timing.detail}${timing.fix ? ` (${timing.fix})` : ''}`);
   const names = brokerNames(config.brokerNamespace);
   const metrics = createMetrics({ defaultMetrics: true });
   const backends = await selectBackends(env, config, log, options.cwd);
   const { bus, store, scheduler } = backends;
   log.info(`Backends: ${backends.describe()}`);
   let ingest: Ingest | undefined;
-  let sweeper: Sweeper | undefined;
-  let server: Server | undefined;
-  let dashboard: Dashboard | undefined;
+  let sweeper: { stop(): Promise<void> } | undefined;
+  let api: RunningApi | undefined;
   let agent: Agent | undefined;
-  let stopApiBackground: (() => Promise<void>) | undefined;
 
   async function drainEmbeddedBus(): Promise<void> {
     if (backends.kinds.bus !== 'embedded') return;
@@ -90,16 +88,7 @@ export async function startAllInOne(options: AllInOneOptions): Promise<AllInOne>
   /** Stops whatever has started, in order; also used when the start fails half way. */
   async function shutdown(): Promise<void> {
     await agent?.stop();
-    // Open dashboard streams would keep server.close() waiting.
-    await dashboard?.close();
-    if (server) {
-      const s = server;
-      await new Promise<void>((resolve) => {
-        s.close(() => resolve());
-        s.closeIdleConnections();
-      });
-    }
-    await stopApiBackground?.();
+    await api?.stop();
     // Whatever the api and the agent handed to the bus reaches the store before the ingest stops.
     if (ingest) await drainEmbeddedBus();
     await ingest?.stop();
@@ -110,40 +99,20 @@ export async function startAllInOne(options: AllInOneOptions): Promise<AllInOne>
 
   try {
     await bus.declareTopology(topology(names));
-    // Agent authentication exactly as the separate services do it (docs/security.md); .env.development turns it off.
-    const authenticator = config.auth.mode === 'on' ? createCredentialAuthenticator({ joinToken: config.auth.joinToken! }) : undefined;
-    ingest = createIngest({ bus, store, log: log.child({ component: 'ingest' }), clock: systemClock, metrics, config, authenticator });
-    await ingest.start();
-    sweeper = createSweeper({ bus, store, scheduler, log: log.child({ component: 'sweeper' }), clock: systemClock, metrics, config });
-    await sweeper.start();
-
-    const apiLog = log.child({ component: 'api' });
-    const guard = createApiGuard({ config, store, clock: systemClock, log: apiLog });
-    const app = createApp({
+    // Each service started exactly as its own process starts it (agent authentication included: docs/security.md).
+    ingest = await startIngest(config, { bus, store, log: log.child({ component: 'ingest' }), clock: systemClock, metrics });
+    sweeper = await startSweeper(config, { bus, store, scheduler, log: log.child({ component: 'sweeper' }), clock: systemClock, metrics });
+    api = await startApi(config, {
       bus,
       store,
-      names,
-      log: apiLog,
       clock: systemClock,
+      log: log.child({ component: 'api' }),
       metrics,
-      guard,
-      canaryIntervalMs: config.canaryIntervalMs,
-      timeoutMs: config.timeoutMs,
       readiness: [{ name: backends.kinds.scheduler === 'redis' ? 'redis' : 'scheduler', check: () => scheduler.isReady() }],
-      extend: (a) => {
-        dashboard = mountDashboard(a, { store, bus, names, log: apiLog, clock: systemClock, authorize: (req) => guard.operator(req) });
-      },
     });
-    stopApiBackground = () => app.stopBackground();
-    server = await new Promise<Server>((resolve, reject) => {
-      const s = app.listen(config.port);
-      s.once('listening', () => resolve(s));
-      s.once('error', reject);
-    });
-    server.keepAliveTimeout = 65_000;
-    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    const url = api.url;
 
-    const agentConfig = loadAgentConfig({ ...env, ORCHESTRATOR_URL: url, AGENT_CREDENTIAL_FILE: localCredentialFile(env, backends.stateFile, options.cwd) });
+    const agentConfig = { ...loadAgentConfig({ ...env, ORCHESTRATOR_URL: url }), credentialFile: localCredentialFile(agentSettings, backends.stateFile, options.cwd) };
     const sharedBus: Bus = { ...bus, close: async () => undefined };
     const localAgent = await buildAgent(agentConfig, { log: log.child({ component: 'agent' }), bus: sharedBus });
     agent = localAgent;
@@ -159,7 +128,7 @@ export async function startAllInOne(options: AllInOneOptions): Promise<AllInOne>
       stop: () => (stopping ??= shutdown()),
     };
   } catch (error) {
-    server?.closeAllConnections();
+    api?.server.closeAllConnections();
     await shutdown().catch((stopError: Error) => log.warn(`Stopping after a failed start: ${stopError.message}`));
     throw error;
   }

@@ -40,7 +40,7 @@ function redact(url: string): string {
  * `env` is the raw environment: the config fills in default URLs, so it cannot tell "unset" from "default".
  */
 export async function selectBackends(env: Env, config: Readonly<OrchestratorConfig>, log: Logger, cwd: string = process.cwd()): Promise<Backends> {
-  const stateSetting = env.STATE_FILE?.trim() || DEFAULT_STATE_FILE;
+  const stateSetting = config.stateFile || DEFAULT_STATE_FILE;
   const embeddedStore = !isSet(env, 'MONGO_URL');
   const stateFile = embeddedStore && stateSetting !== 'none' ? resolve(cwd, stateSetting) : null;
   if (stateFile) mkdirSync(dirname(stateFile), { recursive: true });

@@ -1,8 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { parseEnv } from 'node:util';
-
-type Env = Record<string, string | undefined>;
+import { envFileSetting, type Env } from '../../shared/config.js';
 
 export const DEFAULT_ENV_FILE = '.env.development';
 
@@ -20,7 +19,7 @@ export interface LoadedEnv {
  * that was asked for by name is an error.
  */
 export function loadEnvWithFile(real: Env, cwd: string = process.cwd()): LoadedEnv {
-  const asked = real.ENV_FILE?.trim();
+  const asked = envFileSetting(real);
   if (asked === 'none') return { env: { ...real }, file: null };
   const file = resolve(cwd, asked || DEFAULT_ENV_FILE);
   if (!existsSync(file)) {

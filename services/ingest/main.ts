@@ -5,8 +5,7 @@ import { failStart, stopOnSignals } from '../../shared/lifecycle.js';
 import { createLogger } from '../../shared/logger.js';
 import { createMetrics } from '../../shared/metrics.js';
 import { serveMetrics } from '../../shared/metrics-server.js';
-import { createCredentialAuthenticator } from './auth/credential-authenticator.js';
-import { createIngest } from './ingest.js';
+import { startIngest } from './start-ingest.js';
 
 async function main(): Promise<void> {
   const config = loadOrchestratorConfig(process.env);
@@ -14,11 +13,8 @@ async function main(): Promise<void> {
   const metrics = createMetrics({ defaultMetrics: true });
   const store = await connectStore(config, log);
   const bus = await connectBus(config, log, 'ingest');
-  const authenticator = config.auth.mode === 'on' ? createCredentialAuthenticator({ joinToken: config.auth.joinToken! }) : undefined;
-  const ingest = createIngest({ bus, store, log, clock: systemClock, metrics, config, authenticator });
-  log.info(`Agent authentication ${config.auth.mode}`);
-  await ingest.start();
-  const server = await serveMetrics(metrics, process.env.METRICS_PORT);
+  const ingest = await startIngest(config, { bus, store, log, clock: systemClock, metrics });
+  const server = await serveMetrics(metrics, config.metricsPort);
   stopOnSignals(log, async () => {
     await ingest.stop();
     server?.close();

@@ -5,7 +5,7 @@ import { failStart, stopOnSignals } from '../../shared/lifecycle.js';
 import { createLogger } from '../../shared/logger.js';
 import { createMetrics } from '../../shared/metrics.js';
 import { serveMetrics } from '../../shared/metrics-server.js';
-import { createSweeper } from './sweeper.js';
+import { startSweeper } from './start-sweeper.js';
 
 async function main(): Promise<void> {
   const config = loadOrchestratorConfig(process.env);
@@ -14,9 +14,8 @@ async function main(): Promise<void> {
   const store = await connectStore(config, log);
   const bus = await connectBus(config, log, 'sweeper');
   const scheduler = await connectScheduler(config, log);
-  const sweeper = createSweeper({ bus, store, scheduler, log, clock: systemClock, metrics, config });
-  await sweeper.start();
-  const server = await serveMetrics(metrics, process.env.METRICS_PORT);
+  const sweeper = await startSweeper(config, { bus, store, scheduler, log, clock: systemClock, metrics });
+  const server = await serveMetrics(metrics, config.metricsPort);
   stopOnSignals(log, async () => {
     await sweeper.stop();
     server?.close();

@@ -1,5 +1,3 @@
-import type { AddressInfo } from 'node:net';
-import type { Server } from 'node:http';
 import { randomUUID } from 'node:crypto';
 import { createRabbitBus } from '../../shared/bus/rabbit-bus.js';
 import type { Bus, Consumer } from '../../shared/bus/bus.js';
@@ -13,12 +11,10 @@ import { createMemoryScheduler } from '../../shared/scheduler/memory-scheduler.j
 import { createMongoNodeStore } from '../../shared/store/mongo-node-store.js';
 import type { NodeStore } from '../../shared/store/node-store.js';
 import { brokerNames, ROUTING, topology, type BrokerNames } from '../../shared/topology.js';
-import { createApp } from '../../services/api/app.js';
-import { createApiGuard } from '../../services/api/auth/api-guard.js';
-import { mountDashboard, type Dashboard } from '../../services/api/dashboard/dashboard-routes.js';
-import { createCredentialAuthenticator } from '../../services/ingest/auth/credential-authenticator.js';
-import { createIngest, type Ingest } from '../../services/ingest/ingest.js';
-import { createSweeper } from '../../services/sweeper/sweeper.js';
+import { startApi, type RunningApi } from '../../services/api/start-api.js';
+import type { Ingest } from '../../services/ingest/ingest.js';
+import { startIngest as startIngestService } from '../../services/ingest/start-ingest.js';
+import { startSweeper as startSweeperService } from '../../services/sweeper/start-sweeper.js';
 import { deleteRedisKeys } from './redis-keys.js';
 import { MONGO_URL, mongoUrlFor, RABBITMQ_URL, REDIS_URL, uniqueName } from './services.js';
 
@@ -100,7 +96,6 @@ export async function startOrchestrator(options: HarnessOptions = {}): Promise<H
     RATE_LIMIT_PER_NODE_PER_MINUTE: '1000000',
     ...options.env,
   });
-  const authenticator = config.auth.mode === 'on' ? createCredentialAuthenticator({ joinToken: config.auth.joinToken! }) : undefined;
   const log = options.log ?? (process.env.TEST_LOG_LEVEL ? createLogger({ level: config.log.level, format: 'text' }) : createMemoryLogger('info'));
   const clock = options.clock ?? systemClock;
   const names = brokerNames(namespace);
@@ -117,14 +112,11 @@ export async function startOrchestrator(options: HarnessOptions = {}): Promise<H
   const ingests: Ingest[] = [];
   const sweepers: Array<{ stop(): Promise<void> }> = [];
   const collectors: EventCollector[] = [];
-  let server: Server | null = null;
-  let dashboard: Dashboard | undefined;
-  let stopApiBackground: (() => Promise<void>) | undefined;
-  let url = '';
+  // The services start through the same functions as their main.ts, so no test passes on wiring production lacks.
+  let api: RunningApi | null = null;
 
   async function startIngest(): Promise<Ingest> {
-    const ingest = createIngest({ bus, store, log: log.child({ component: 'ingest' }), clock, metrics, config, authenticator, afterStore: options.afterStore });
-    await ingest.start();
+    const ingest = await startIngestService(config, { bus, store, log: log.child({ component: 'ingest' }), clock, metrics, afterStore: options.afterStore });
     ingests.push(ingest);
     return ingest;
   }
@@ -134,17 +126,15 @@ export async function startOrchestrator(options: HarnessOptions = {}): Promise<H
       options.scheduler === 'memory' ? createMemoryScheduler() : await createBullmqScheduler({ redisUrl: config.redisUrl, prefix: config.redisPrefix, queueName: 'sweeper', log });
     // Each sweeper gets its own connection, as separate processes would.
     const sweeperBus = await createRabbitBus({ url: config.rabbitmqUrl, log, name: `test-sweeper-${namespace}`, initialMaxRetries: 3 });
-    const sweeper = createSweeper({
+    const sweeper = await startSweeperService(config, {
       bus: sweeperBus,
       store,
       scheduler,
       log: log.child({ component: 'sweeper' }),
       clock,
       metrics,
-      config,
       afterMark: sweeperOptions.afterMark ?? options.afterMark,
     });
-    await sweeper.start();
     const handle = {
       async stop() {
         await sweeper.stop();
@@ -157,29 +147,8 @@ export async function startOrchestrator(options: HarnessOptions = {}): Promise<H
 
   for (let i = 0; i < (options.ingests ?? 1); i++) await startIngest();
   for (let i = 0; i < (options.sweepers ?? 1); i++) await startSweeper();
-  if (options.api ?? true) {
-    const apiLog = log.child({ component: 'api' });
-    const guard = createApiGuard({ config, store, clock, log: apiLog });
-    const app = createApp({
-      bus,
-      store,
-      names,
-      log: apiLog,
-      clock,
-      metrics,
-      guard,
-      canaryIntervalMs: config.canaryIntervalMs,
-      timeoutMs: config.timeoutMs,
-      extend: (a) => {
-        dashboard = mountDashboard(a, { store, bus, names, log: apiLog, clock, authorize: (req) => guard.operator(req) });
-      },
-    });
-    stopApiBackground = () => app.stopBackground();
-    server = await new Promise<Server>((resolve) => {
-      const s = app.listen(0, '127.0.0.1', () => resolve(s));
-    });
-    url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  }
+  if (options.api ?? true) api = await startApi(config, { bus, store, clock, log: log.child({ component: 'api' }), metrics }, { port: 0, host: '127.0.0.1' });
+  const url = api?.url ?? '';
 
   const harness: Harness = {
     namespace,
@@ -231,10 +200,10 @@ export async function startOrchestrator(options: HarnessOptions = {}): Promise<H
       await bus.publish(names.exchanges.agentInbound, key, message, { messageId: id });
     },
     async stop(stopOptions = {}) {
-      await dashboard?.close();
-      if (server) await new Promise<void>((resolve) => server!.close(() => resolve()));
-      server?.closeAllConnections?.();
-      await stopApiBackground?.();
+      // A test may leave connections open: the api stops as in production, and what is left is cut.
+      const stopping = api?.stop();
+      api?.server.closeAllConnections();
+      await stopping;
       for (const s of sweepers.splice(0)) await s.stop().catch(() => undefined);
       for (const i of ingests.splice(0)) await i.stop().catch(() => undefined);
       for (const c of collectors.splice(0)) await c.close().catch(() => undefined);
