@@ -32,8 +32,8 @@ describe('agent against the orchestrator @int', function () {
     expect(diskUsage, 'and some disk').to.be.greaterThan(0);
     expect(Number.isInteger(containerCount), 'containerCount is an integer').to.equal(true);
     expect(containerCount).to.be.at.least(0);
-    expect(node.hostname).to.be.a('string').and.not.empty;
-    expect(node.ipAddress).to.be.a('string').and.not.empty;
+    expect(node.hostname).to.be.a('string').that.is.not.equal('');
+    expect(node.ipAddress).to.be.a('string').that.is.not.equal('');
     expect(agent.agent.status().lastTransport).to.equal('amqp');
     const view = (await (await fetch(`${h.url}/api/nodes/stats-node`)).json()) as { status: string };
     expect(view.status).to.equal('ONLINE');

@@ -25,7 +25,7 @@ describe('registration schedule', () => {
     fake.restore();
   });
 
-  function start(options: { failUntil?: number; random?: () => number; error?: () => unknown } = {}) {
+  function start(options: { failUntil?: number; random?: () => number; error?: () => Error } = {}) {
     const log = createMemoryLogger('debug');
     const attempts: number[] = [];
     const controller = new AbortController();
