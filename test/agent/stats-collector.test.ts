@@ -10,7 +10,7 @@ import { linesMatching } from './fakes.js';
 
 const NO_DOCKER = '/nonexistent/docker.sock';
 
-describe('stats collector on this machine', () => {
+describe('stats collector on this machine @int', () => {
   it('reports usages within 0-100, an integer container count, and warns once without Docker', async () => {
     const log = createMemoryLogger('debug');
     const collector = createStatsCollector({

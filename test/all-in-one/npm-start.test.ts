@@ -12,7 +12,7 @@ interface NodeView {
   status: string;
 }
 
-describe('npm start (all-in-one, no services)', function () {
+describe('npm start (all-in-one, no services; a child process) @int', function () {
   this.timeout(60_000);
   let dir: string;
   let app: NpmProcess | undefined;

@@ -57,7 +57,7 @@ async function waitForText(page: Page, testId: string, text: string, timeoutMs: 
 }
 
 /** The live dashboard in a real browser: a node going OFFLINE shows on its row and in the feed without a reload. */
-describe('dashboard in headless Chromium', function () {
+describe('dashboard in headless Chromium @int', function () {
   this.timeout(60_000);
   const log = createMemoryLogger('info');
   let app: AllInOne | undefined;

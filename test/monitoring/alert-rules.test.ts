@@ -42,7 +42,7 @@ async function promtool(...args: string[]): Promise<string> {
   }
 }
 
-describe('monitoring: alert rules', () => {
+describe('monitoring: alert rules (promtool) @int', () => {
   describe('with promtool', () => {
     before(requireCommand('promtool'));
 

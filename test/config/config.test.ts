@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { parseEnv } from 'node:util';
 import { expect } from 'chai';
-import { ConfigError, loadAgentConfig, loadOrchestratorConfig as loadConfig } from './config.js';
+import { ConfigError, loadAgentConfig, loadOrchestratorConfig as loadConfig } from '../../shared/config.js';
 
 type Env = Record<string, string | undefined>;
 
@@ -283,7 +283,7 @@ describe('loadAgentConfig', () => {
 });
 
 describe('.env.development', () => {
-  const env: Env = parseEnv(readFileSync(new URL('../.env.development', import.meta.url), 'utf8'));
+  const env: Env = parseEnv(readFileSync(new URL('../../.env.development', import.meta.url), 'utf8'));
 
   it('makes the orchestrator sweep every 10 s and time nodes out after 30 s', () => {
     const config = loadOrchestratorConfig(env);

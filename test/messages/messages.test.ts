@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import type { z } from 'zod';
-import { describeIssues, heartbeatBodySchema, invalidFields, isValidNodeId, nodeIdSchema, registerBodySchema } from './index.js';
+import { describeIssues, heartbeatBodySchema, invalidFields, isValidNodeId, nodeIdSchema, registerBodySchema } from '../../shared/messages/index.js';
 
 /** Parses `body` expecting a refusal and returns it as the one line a client or dead-letter reason would carry. */
 function refusal(schema: z.ZodType, body: unknown): { text: string; fields: string[] } {
