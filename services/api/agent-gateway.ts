@@ -1,39 +1,20 @@
 import { randomUUID } from 'node:crypto';
 import type { Bus } from '../../shared/bus/bus.js';
-import { BrokerBlockedError, BusUnavailableError } from '../../shared/bus/bus.js';
 import type { Clock } from '../../shared/clock.js';
 import type { AgentMessage, CanaryMessage, HeartbeatBody, RegisterBody, ShutdownBody } from '../../shared/messages/index.js';
 import { ROUTING, type BrokerNames } from '../../shared/topology.js';
-import { HttpError } from './http-error.js';
 
 /**
  * Turns the original HTTP calls into the broker messages agents publish themselves, stamped with the
  * api's receive time, and answers only after the broker confirmed them: a 2xx means the message is durable
  * and will reach the store (docs/reference.md, HTTP API and guarantees).
  */
-export function createAgentGateway(options: { bus: Bus; names: BrokerNames; clock: Clock; retryAfterSeconds: number }) {
+export function createAgentGateway(options: { bus: Bus; names: BrokerNames; clock: Clock }) {
   const { bus, names, clock } = options;
 
+  /** Resolves once the broker confirmed; a BusUnavailableError (or BrokerBlockedError) goes to the error middleware. */
   async function send(message: AgentMessage | CanaryMessage, routingKey: string): Promise<void> {
-    const retryAfter = { 'Retry-After': String(options.retryAfterSeconds) };
-    try {
-      await bus.publish(names.exchanges.agentInbound, routingKey, message, { messageId: message.id });
-    } catch (error) {
-      // Fails at once while the broker blocks publishers (an alarm): answered now, not when the client gives up.
-      if (error instanceof BrokerBlockedError) {
-        throw new HttpError(
-          503,
-          'BROKER_BLOCKED',
-          `cannot accept now: the message broker is blocking publishes (${error.reason})`,
-          { reason: error.reason, blockedSince: new Date(error.since).toISOString() },
-          retryAfter,
-        );
-      }
-      if (error instanceof BusUnavailableError) {
-        throw new HttpError(503, 'BROKER_UNAVAILABLE', 'cannot accept now: the message broker is unavailable', {}, retryAfter);
-      }
-      throw error;
-    }
+    await bus.publish(names.exchanges.agentInbound, routingKey, message, { messageId: message.id });
   }
 
   function envelope(nodeId: string, auth: string | undefined) {

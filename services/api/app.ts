@@ -1,10 +1,10 @@
 import express, { type NextFunction, type Request, type Response } from 'express';
-import type { Bus } from '../../shared/bus/bus.js';
+import { BrokerBlockedError, BusUnavailableError, type Bus } from '../../shared/bus/bus.js';
 import type { Clock } from '../../shared/clock.js';
 import type { Logger } from '../../shared/logger.js';
 import type { Metrics } from '../../shared/metrics.js';
 import { describeIssues, heartbeatBodySchema, invalidFields, isValidNodeId, registerBodySchema, shutdownBodySchema } from '../../shared/messages/index.js';
-import type { NodeStore } from '../../shared/store/node-store.js';
+import { StoreUnavailableError, type NodeStore } from '../../shared/store/node-store.js';
 import type { BrokerNames } from '../../shared/topology.js';
 import { createCanarySender, type CanarySender } from '../../shared/canary/canary-sender.js';
 import { pathCoverage } from '../../shared/domain/path-coverage.js';
@@ -54,6 +54,8 @@ export interface ApiGuard {
 }
 
 const BODY_LIMIT = '16kb';
+/** What a 503 for an unavailable dependency tells the client to wait. */
+const RETRY_AFTER = { 'Retry-After': '5' };
 
 function nodeIdParam(req: Request): string {
   const nodeId = req.params.nodeId;
@@ -73,7 +75,7 @@ function validate<T>(schema: { safeParse(v: unknown): { success: true; data: T }
 /** The api: the original agent endpoints as a gateway to the broker, plus reads, health and metrics. */
 export function createApp(deps: ApiDeps): ApiApp {
   const { bus, store, names, log, clock, metrics } = deps;
-  const gateway = createAgentGateway({ bus, names, clock, retryAfterSeconds: 5 });
+  const gateway = createAgentGateway({ bus, names, clock });
   let canary: CanarySender | null = null;
   if (deps.canaryIntervalMs) {
     canary = createCanarySender({ kind: 'api', intervalMs: deps.canaryIntervalMs, send: (message) => gateway.canary(message), store, clock, log });
@@ -96,7 +98,7 @@ export function createApp(deps: ApiDeps): ApiApp {
     const auth = await guard?.agent(req, body.nodeId, 'register');
     // The agent's preflight: authenticated and checked like a registration, then answered without sending or storing anything.
     if (isDryRun(req.query)) {
-      const stored = await storeCall(() => store.get(body.nodeId));
+      const stored = await store.get(body.nodeId);
       res.status(200).json(dryRunAnswer({ body, stored, auth, timeoutMs: deps.timeoutMs }));
       return;
     }
@@ -109,7 +111,7 @@ export function createApp(deps: ApiDeps): ApiApp {
     const nodeId = nodeIdParam(req);
     const body = validate(heartbeatBodySchema, req.body);
     const auth = await guard?.agent(req, nodeId, 'heartbeat');
-    if (!(await storeCall(() => knownNodes.isKnown(nodeId)))) {
+    if (!(await knownNodes.isKnown(nodeId))) {
       throw new HttpError(404, 'NODE_NOT_REGISTERED', `node ${nodeId} is not registered; register it first`);
     }
     await gateway.heartbeat(nodeId, body, auth);
@@ -120,7 +122,7 @@ export function createApp(deps: ApiDeps): ApiApp {
     const nodeId = nodeIdParam(req);
     const body = validate(shutdownBodySchema, req.body ?? {});
     const auth = await guard?.agent(req, nodeId, 'shutdown');
-    if (!(await storeCall(() => knownNodes.isKnown(nodeId)))) throw new HttpError(404, 'NODE_NOT_REGISTERED', `node ${nodeId} is not registered`);
+    if (!(await knownNodes.isKnown(nodeId))) throw new HttpError(404, 'NODE_NOT_REGISTERED', `node ${nodeId} is not registered`);
     await gateway.shutdown(nodeId, body, auth);
     knownNodes.forget(nodeId);
     res.status(200).json({ nodeId, accepted: true });
@@ -132,14 +134,14 @@ export function createApp(deps: ApiDeps): ApiApp {
     if (status !== undefined && status !== 'ONLINE' && status !== 'OFFLINE') {
       throw new HttpError(400, 'INVALID_STATUS', 'status must be ONLINE or OFFLINE', { invalid: ['status'] });
     }
-    const nodes = await storeCall(() => store.list(status ? { status } : {}));
+    const nodes = await store.list(status ? { status } : {});
     res.json(nodes.map(toNodeView));
   });
 
   app.get('/api/nodes/:nodeId', async (req, res) => {
     await guard?.operator(req);
     const nodeId = nodeIdParam(req);
-    const node = await storeCall(() => store.get(nodeId));
+    const node = await store.get(nodeId);
     if (!node) throw new HttpError(404, 'NODE_NOT_FOUND', `node ${nodeId} not found`);
     res.json(toNodeView(node));
   });
@@ -148,7 +150,7 @@ export function createApp(deps: ApiDeps): ApiApp {
   app.delete('/api/nodes/:nodeId', async (req, res) => {
     await guard?.operator(req, 'reset');
     const nodeId = nodeIdParam(req);
-    const deleted = await storeCall(() => store.delete(nodeId));
+    const deleted = await store.delete(nodeId);
     knownNodes.forget(nodeId);
     guard?.forget?.(nodeId);
     if (!deleted) throw new HttpError(404, 'NODE_NOT_FOUND', `node ${nodeId} not found`);
@@ -246,8 +248,19 @@ export function createApp(deps: ApiDeps): ApiApp {
       http = new HttpError(415, 'UNSUPPORTED_ENCODING', 'unsupported body encoding');
     } else if ((error as { status?: number }).status && (error as { status: number }).status < 500) {
       http = new HttpError((error as { status: number }).status, 'BAD_REQUEST', (error as Error).message);
-    } else if ((error as { code?: string }).code === 'STORE_UNAVAILABLE') {
-      http = new HttpError(503, 'STORE_UNAVAILABLE', 'the node store is unavailable', {}, { 'Retry-After': '5' });
+    } else if (error instanceof StoreUnavailableError) {
+      http = new HttpError(503, 'STORE_UNAVAILABLE', 'the node store is unavailable', {}, RETRY_AFTER);
+    } else if (error instanceof BrokerBlockedError) {
+      // Answered at once while the broker blocks publishers (an alarm), not when the client gives up.
+      http = new HttpError(
+        503,
+        'BROKER_BLOCKED',
+        `cannot accept now: the message broker is blocking publishes (${error.reason})`,
+        { reason: error.reason, blockedSince: new Date(error.since).toISOString() },
+        RETRY_AFTER,
+      );
+    } else if (error instanceof BusUnavailableError) {
+      http = new HttpError(503, 'BROKER_UNAVAILABLE', 'cannot accept now: the message broker is unavailable', {}, RETRY_AFTER);
     } else {
       log.error(`Unexpected error on ${req.method} ${req.path}: ${(error as Error)?.message}`);
       http = new HttpError(500, 'INTERNAL', 'internal error');
@@ -257,8 +270,4 @@ export function createApp(deps: ApiDeps): ApiApp {
   });
 
   return Object.assign(app, { stopBackground: async () => canary?.stop() });
-}
-
-async function storeCall<T>(run: () => Promise<T>): Promise<T> {
-  return run();
 }

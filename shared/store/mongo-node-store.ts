@@ -231,9 +231,10 @@ async function guarded<T>(what: string, run: () => Promise<T>, deadlineMs = OPER
     // Duplicate keys only: the server answered and an insert lost a race, which write() reports as a conflict.
     const writeErrors = (error as { writeErrors?: Array<{ code?: number }> })?.writeErrors;
     if (Array.isArray(writeErrors) && writeErrors.length > 0 && writeErrors.every((e) => e.code === 11000)) throw error;
-    const name = (error as Error)?.name ?? '';
-    if (/Mongo|Mongoose|Disconnected|Timeout|Network|Pool/i.test(name) || /ECONNREFUSED|ECONNRESET|connection|topology|timed out/i.test(String((error as Error)?.message))) {
-      throw new StoreUnavailableError(`store ${what} failed: ${(error as Error).message}`, { cause: error });
+    // Anything the driver or mongoose raised (network, server selection, a server's refusal) is the store's
+    // failure: retried by the caller. Anything else is a bug and is rethrown as it is.
+    if (error instanceof mongoose.mongo.MongoError || error instanceof mongoose.Error) {
+      throw new StoreUnavailableError(`store ${what} failed: ${error.message}`, { cause: error });
     }
     throw error;
   } finally {
