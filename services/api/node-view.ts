@@ -1,3 +1,4 @@
+import { statsValues } from '../../shared/messages/index.js';
 import type { NodeRecord } from '../../shared/store/node-record.js';
 
 /** The node view of the read API (docs/reference.md): times as ISO-8601 strings. */
@@ -13,15 +14,7 @@ export function toNodeView(node: NodeRecord) {
     lastHeartbeat: iso(node.lastHeartbeat),
     statusChangedAt: iso(node.statusChangedAt),
     statusVersion: node.statusVersion,
-    stats: node.stats
-      ? {
-          cpuUsage: node.stats.cpuUsage,
-          memoryUsage: node.stats.memoryUsage,
-          diskUsage: node.stats.diskUsage,
-          containerCount: node.stats.containerCount,
-          reportedAt: iso(node.stats.reportedAt),
-        }
-      : null,
+    stats: node.stats ? { ...statsValues(node.stats), reportedAt: iso(node.stats.reportedAt) } : null,
   };
 }
 

@@ -1,4 +1,4 @@
-import type { AgentMessage, HeartbeatMessage, NodeEvent, RegisterMessage, ShutdownMessage } from '../messages/index.js';
+import { statsValues, type AgentMessage, type HeartbeatMessage, type NodeEvent, type RegisterMessage, type ShutdownMessage } from '../messages/index.js';
 import type { HistoryPoint, NodeRecord } from '../store/node-record.js';
 import type { HistorySettings } from './history.js';
 import { nodeEvent } from './node-events.js';
@@ -134,13 +134,13 @@ function applyHeartbeat(draft: NodeDraft, message: HeartbeatMessage, received: R
   const at = receiveTime(received, ctx.now);
   const age = messageAge(draft, received, ctx.now);
   const late = age > ctx.timeoutMs;
-  const { cpuUsage, memoryUsage, diskUsage, containerCount, timestamp } = message.payload;
+  const { cpuUsage, memoryUsage, timestamp } = message.payload;
   const reportedAt = Date.parse(timestamp);
   const stored = node.stats?.reportedAt.getTime();
   // An older heartbeat never overwrites newer stats; a live one may, when the agent's clock jumped back.
   const newer = stored === undefined || reportedAt > stored || (!late && reportedAt < stored - ctx.timeoutMs);
   if (newer) {
-    node.stats = { cpuUsage, memoryUsage, diskUsage, containerCount, reportedAt: new Date(reportedAt) };
+    node.stats = { ...statsValues(message.payload), reportedAt: new Date(reportedAt) };
     if (!late) addHistoryPoint(draft, { t: new Date(at), cpu: cpuUsage, mem: memoryUsage }, ctx);
   }
   if (late) {

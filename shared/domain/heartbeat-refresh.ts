@@ -1,3 +1,4 @@
+import { statsValues } from '../messages/index.js';
 import type { NodeWrite } from '../store/node-record.js';
 import { receiveTime, type ApplyContext, type MessageOutcome, type ReceivedMessage } from './apply-message.js';
 
@@ -70,13 +71,7 @@ export function planHeartbeatRefresh(nodeId: string, messages: ReceivedMessage[]
     kind: 'refresh',
     nodeId,
     lastHeartbeat: new Date(lastHeartbeat),
-    stats: {
-      cpuUsage: payload.cpuUsage,
-      memoryUsage: payload.memoryUsage,
-      diskUsage: payload.diskUsage,
-      containerCount: payload.containerCount,
-      reportedAt: new Date(newest!.reportedAt),
-    },
+    stats: { ...statsValues(payload), reportedAt: new Date(newest!.reportedAt) },
   };
   if (ctx.history.points > 0) {
     const t = newest!.at;

@@ -40,6 +40,20 @@ export const heartbeatBodySchema = z.strictObject({
 });
 export type HeartbeatBody = z.infer<typeof heartbeatBodySchema>;
 
+/**
+ * The stats a heartbeat carries, in the order they are stored (after `reportedAt`, the agent's timestamp): the
+ * one list every layer takes them from (node record, store schemas and their `$max` order, read view, dashboard).
+ * Derived from the schema: a field added there is stored and shown everywhere.
+ */
+export const STATS_FIELDS = Object.keys(heartbeatBodySchema.shape).filter((k): k is StatsField => k !== 'timestamp');
+export type StatsField = Exclude<keyof HeartbeatBody, 'timestamp'>;
+export type StatsValues = Pick<HeartbeatBody, StatsField>;
+
+/** The stats of a heartbeat payload, and nothing else. */
+export function statsValues(payload: StatsValues): StatsValues {
+  return Object.fromEntries(STATS_FIELDS.map((field) => [field, payload[field]])) as StatsValues;
+}
+
 export const shutdownBodySchema = z.strictObject({
   reason: z.string().max(200).optional(),
 });

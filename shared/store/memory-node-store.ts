@@ -1,6 +1,6 @@
 import { readFileSync, writeFileSync, renameSync, existsSync } from 'node:fs';
 import { historyStep, historyView, type HistorySettings } from '../domain/history.js';
-import type { NodeStatus } from '../messages/index.js';
+import { STATS_FIELDS, type NodeStatus } from '../messages/index.js';
 import type { CanaryRecord } from '../domain/path-coverage.js';
 import type { ClusterGuardState, HistoryPoint, NodeRecord, NodeWrite } from './node-record.js';
 import type { NodeStore, WriteResult } from './node-store.js';
@@ -262,7 +262,7 @@ function maxDate(a: Date | null, b: Date | null): Date | null {
 function maxStats(a: NodeRecord['stats'], b: NodeRecord['stats']): NodeRecord['stats'] {
   if (!a) return b ? clone(b) : null;
   if (!b) return a;
-  const key = (s: NonNullable<NodeRecord['stats']>) => [new Date(s.reportedAt).getTime(), s.cpuUsage, s.memoryUsage, s.diskUsage, s.containerCount];
+  const key = (s: NonNullable<NodeRecord['stats']>) => [new Date(s.reportedAt).getTime(), ...STATS_FIELDS.map((field) => s[field])];
   const [ka, kb] = [key(a), key(b)];
   for (let i = 0; i < ka.length; i++) if (ka[i] !== kb[i]) return kb[i]! > ka[i]! ? clone(b) : a;
   return a;

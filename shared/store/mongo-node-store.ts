@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import mongoose, { type Connection, type Model } from 'mongoose';
 import type { mongo } from 'mongoose';
 import { historyStep, historyView, historyWindow, type HistorySettings } from '../domain/history.js';
-import type { NodeEvent, NodeStatus } from '../messages/index.js';
+import { STATS_FIELDS, statsValues, type NodeEvent, type NodeStatus } from '../messages/index.js';
 import type { CanaryRecord } from '../domain/path-coverage.js';
 import type { CanaryArrival, CanarySenderReport, ClusterGuardState, HistoryPoint, NodeRecord, NodeWrite } from './node-record.js';
 import { StoreUnavailableError, type NodeStore, type OutboxRemoval, type WriteResult } from './node-store.js';
@@ -33,7 +33,11 @@ export interface NodeDocument {
   credentialHash: string | null;
 }
 
-const statsSchema = new mongoose.Schema({ reportedAt: Date, cpuUsage: Number, memoryUsage: Number, diskUsage: Number, containerCount: Number }, { _id: false });
+const statsSchema = new mongoose.Schema(
+  // reportedAt first, then the heartbeat's stats in their one order (STATS_FIELDS).
+  { reportedAt: Date, ...Object.fromEntries(STATS_FIELDS.map((field) => [field, Number])) },
+  { _id: false },
+);
 
 export const nodeSchema = new mongoose.Schema<NodeDocument>(
   {
@@ -175,13 +179,7 @@ const NODE_PROJECTION = { historyRing: 0, history: 0 };
 
 /** Field order matters: $max compares embedded documents field by field, so reportedAt goes first. */
 function statsDocument(stats: NonNullable<NodeRecord['stats']>) {
-  return {
-    reportedAt: stats.reportedAt,
-    cpuUsage: stats.cpuUsage,
-    memoryUsage: stats.memoryUsage,
-    diskUsage: stats.diskUsage,
-    containerCount: stats.containerCount,
-  };
+  return { reportedAt: stats.reportedAt, ...statsValues(stats) };
 }
 
 /**

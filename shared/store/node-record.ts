@@ -1,13 +1,7 @@
-import type { NodeEvent, NodeStatus } from '../messages/index.js';
+import type { NodeEvent, NodeStatus, StatsValues } from '../messages/index.js';
 
-export interface NodeStats {
-  cpuUsage: number;
-  memoryUsage: number;
-  diskUsage: number;
-  containerCount: number;
-  /** The agent's own timestamp (its clock): shown, never used to judge liveness. */
-  reportedAt: Date;
-}
+/** A heartbeat's stats (shared/messages: STATS_FIELDS) and the agent's own timestamp (its clock): shown, never used to judge liveness. */
+export type NodeStats = StatsValues & { reportedAt: Date };
 
 export interface HistoryPoint {
   /** Orchestrator receive time. */

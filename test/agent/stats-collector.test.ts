@@ -2,7 +2,7 @@ import { execFileSync } from 'node:child_process';
 import { expect } from 'chai';
 import { manualClock, systemClock } from '../../shared/clock.js';
 import { createMemoryLogger } from '../../shared/logger.js';
-import { heartbeatBodySchema } from '../../shared/messages/index.js';
+import { heartbeatBodySchema, STATS_FIELDS } from '../../shared/messages/index.js';
 import { createStatsCollector, MIN_CPU_WINDOW_MS, percent, type StatsSources } from '../../services/agent/stats-collector.js';
 import { systemStatsSources } from '../../services/agent/system-stats-sources.js';
 import { realTimers } from '../../services/agent/timers.js';
@@ -56,6 +56,19 @@ describe('stats collector', () => {
       ...overrides,
     };
   }
+
+  it('reports every stats field a heartbeat carries (STATS_FIELDS), and valid for the schema', async () => {
+    const collector = createStatsCollector({ sources: sources(), wallClock: manualClock(), timers: realTimers, log: createMemoryLogger(), sourceTimeoutMs: 1000 });
+
+    const sample = await collector.collect();
+
+    expect(
+      Object.keys(sample)
+        .filter((k) => k !== 'timestamp')
+        .sort(),
+    ).to.deep.equal([...STATS_FIELDS].sort());
+    expect(heartbeatBodySchema.safeParse(sample).success).to.equal(true);
+  });
 
   it('measures CPU as the busy share of the time since the previous sample', async () => {
     const s = sources();

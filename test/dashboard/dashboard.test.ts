@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { expect } from 'chai';
@@ -7,7 +8,7 @@ import { createMemoryBus } from '../../shared/bus/memory-bus.js';
 import { systemClock } from '../../shared/clock.js';
 import { createMemoryLogger } from '../../shared/logger.js';
 import { createMetrics } from '../../shared/metrics.js';
-import type { NodeEvent } from '../../shared/messages/index.js';
+import { STATS_FIELDS, type NodeEvent } from '../../shared/messages/index.js';
 import type { HistoryPoint, NodeRecord } from '../../shared/store/node-record.js';
 import { createMemoryNodeStore } from '../../shared/store/memory-node-store.js';
 import { brokerNames, ROUTING, topology } from '../../shared/topology.js';
@@ -91,6 +92,13 @@ function node1History(): HistoryPoint[] {
     { t: new Date(now - 30_000), cpu: 12.5, mem: 40.25 },
   ];
 }
+
+describe('dashboard page script', () => {
+  it('shows every stats field a heartbeat carries (STATS_FIELDS): a field added to the schema must be added to the page', () => {
+    const script = readFileSync(new URL('../../services/api/dashboard/public/dashboard.js', import.meta.url), 'utf8');
+    for (const field of STATS_FIELDS) expect(script, `dashboard.js shows ${field}`).to.include(field);
+  });
+});
 
 const fleetId = (i: number) => `gs-${String(i).padStart(5, '0')}`;
 

@@ -1,3 +1,4 @@
+import { STATS_FIELDS } from '../../../shared/messages/index.js';
 import type { NodeRecord } from '../../../shared/store/node-record.js';
 import type { ShownNode } from './node-watch.js';
 import { toNodeView, type NodeView } from '../node-view.js';
@@ -36,7 +37,7 @@ export function changeKey(node: NodeRecord): string {
     node.hostname,
     node.ipAddress,
     node.maxServers,
-    s ? `${time(s.reportedAt)}/${s.cpuUsage}/${s.memoryUsage}/${s.diskUsage}/${s.containerCount}` : '',
+    s ? [time(s.reportedAt), ...STATS_FIELDS.map((field) => s[field])].join('/') : '',
   ].join('|');
 }
 
