@@ -27,11 +27,11 @@ export function createLogThrottle(options: {
   }
 
   return {
-    log(message: string): void {
+    log(message: string, fields?: Record<string, unknown>): void {
       roll(now());
       if (written < options.burst) {
         written++;
-        options.log.log(options.level, message);
+        options.log.log(options.level, message, fields);
       } else {
         suppressed++;
       }

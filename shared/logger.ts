@@ -12,8 +12,14 @@ export interface Logger {
   child(meta: Record<string, unknown>): Logger;
 }
 
+/**
+ * A line's fields (nodeId, reason, statusVersion, durationMs, ...) are for JSON logs, where they can be searched; a
+ * text line keeps its human wording and shows only the fields its words do not already say.
+ */
 const text = winston.format.printf((info) => {
-  const { timestamp, level, message, component, ...rest } = info as Record<string, unknown>;
+  const { timestamp, level, message, component, ...fields } = info as Record<string, unknown>;
+  const said = String(message);
+  const rest = Object.fromEntries(Object.entries(fields).filter(([, v]) => !(typeof v === 'string' && said.includes(v))));
   const extra = Object.keys(rest).length ? ` ${JSON.stringify(rest, errorReplacer)}` : '';
   return `${String(timestamp)} ${String(level).toUpperCase().padEnd(5)} [${String(component ?? 'main')}] ${String(message)}${extra}`;
 });

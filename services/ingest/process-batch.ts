@@ -221,7 +221,9 @@ export function createBatchProcessor(deps: BatchDeps) {
           const waited = Math.max(storedAt - delivery.deliveredAt, age);
           metrics.ingestLag.observe(waited / 1000);
           if (type === 'agent.heartbeat' && outcome.kind === 'applied') log.log(deps.heartbeatLogLevel, `Node stats updated successfully for ${nodeId}`);
-          if (outcome.kind === 'late') log.debug(`Late ${type} for ${nodeId} (${Math.round(outcome.ageMs / 1000)} s old): stored stats only, liveness unchanged`);
+          if (outcome.kind === 'late') {
+            log.debug(`Late ${type} for ${nodeId} (${Math.round(outcome.ageMs / 1000)} s old): stored stats only, liveness unchanged`, { nodeId, ageMs: outcome.ageMs });
+          }
         } else if (outcome.kind === 'unknown-node') {
           deadLetters.push(deadLetter(delivery, `unknown node: ${nodeId} is not registered`));
         } else {
@@ -234,7 +236,10 @@ export function createBatchProcessor(deps: BatchDeps) {
     }
     for (const { delivery, reason } of refusals) {
       metrics.messagesIngested.inc({ type: 'invalid', outcome: 'refused' });
-      refusalLog.log(`Refused agent message on ${delivery.routingKey.slice(0, 120)}: ${reason.slice(0, 300)}`);
+      refusalLog.log(`Refused agent message on ${delivery.routingKey.slice(0, 120)}: ${reason.slice(0, 300)}`, {
+        routingKey: delivery.routingKey.slice(0, 120),
+        reason: reason.slice(0, 300),
+      });
       deadLetters.push(deadLetter(delivery, reason));
     }
     await Promise.all(deadLetters);
@@ -242,9 +247,10 @@ export function createBatchProcessor(deps: BatchDeps) {
     const toPublish: NodeEvents[] = [];
     for (const [nodeId, draft] of drafts) {
       for (const e of draft.events) {
-        if (e.type === 'node.registered') log.info(`Node ${nodeId} registered`);
-        else if (e.type === 'node.online') log.info(`Node ${nodeId} is ONLINE again (${e.reason})`);
-        else log.info(`Node ${nodeId} announced shutdown, marking as OFFLINE`);
+        const fields = { nodeId, event: e.type, statusVersion: e.statusVersion, reason: e.reason };
+        if (e.type === 'node.registered') log.info(`Node ${nodeId} registered`, fields);
+        else if (e.type === 'node.online') log.info(`Node ${nodeId} is ONLINE again (${e.reason})`, fields);
+        else log.info(`Node ${nodeId} announced shutdown, marking as OFFLINE`, fields);
       }
       if (draft.events.length) toPublish.push({ nodeId, events: draft.events });
     }

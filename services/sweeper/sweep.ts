@@ -130,7 +130,14 @@ export function createSweep(deps: SweepDeps) {
     timing.write += performance.now() - t;
     const lost = new Set(conflicts); // a heartbeat was stored meanwhile: it wins
     const done = expiries.filter((e) => !lost.has(e.write.nodeId));
-    for (const e of done) log.info(`Node ${e.write.nodeId} missed heartbeat, marking as OFFLINE`);
+    for (const e of done) {
+      log.info(`Node ${e.write.nodeId} missed heartbeat, marking as OFFLINE`, {
+        nodeId: e.write.nodeId,
+        event: e.event.type,
+        statusVersion: e.event.statusVersion,
+        reason: e.event.reason,
+      });
+    }
     await deps.afterMark?.(done.map((e) => e.write.nodeId));
     return done;
   }
@@ -231,6 +238,7 @@ export function createSweep(deps: SweepDeps) {
         const ms = (x: number) => Math.round(x);
         log.debug(
           `Sweep: ${seen.size} expired nodes read in ${ms(timing.read)} ms, guard ${ms(timing.count)} ms, ${marked.length} marked OFFLINE in ${ms(timing.write)} ms, their events published and cleared in ${ms(timing.publish)} ms`,
+          { expired: seen.size, marked: marked.length, durationMs: ms(timing.read + timing.count + timing.write + timing.publish) },
         );
       }
       return { kind: 'marked', nodeIds: marked };
