@@ -14,19 +14,12 @@ export interface Logger {
 
 /**
  * A line's fields (nodeId, reason, statusVersion, durationMs, ...) are for JSON logs, where they can be searched; a
- * text line keeps its human wording and shows only the fields its words do not already say.
+ * text line is the human wording alone, exactly as documented (its words say what the fields hold).
  */
 const text = winston.format.printf((info) => {
-  const { timestamp, level, message, component, ...fields } = info as Record<string, unknown>;
-  const said = String(message);
-  const rest = Object.fromEntries(Object.entries(fields).filter(([, v]) => !(typeof v === 'string' && said.includes(v))));
-  const extra = Object.keys(rest).length ? ` ${JSON.stringify(rest, errorReplacer)}` : '';
-  return `${String(timestamp)} ${String(level).toUpperCase().padEnd(5)} [${String(component ?? 'main')}] ${String(message)}${extra}`;
+  const { timestamp, level, message, component } = info as Record<string, unknown>;
+  return `${String(timestamp)} ${String(level).toUpperCase().padEnd(5)} [${String(component ?? 'main')}] ${String(message)}`;
 });
-
-function errorReplacer(_key: string, value: unknown): unknown {
-  return value instanceof Error ? { name: value.name, message: value.message } : value;
-}
 
 /**
  * Human-readable timestamped lines by default, worded as users grep for them (docs/reference.md), JSON lines with
