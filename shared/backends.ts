@@ -2,26 +2,30 @@ import { createRabbitBus } from './bus/rabbit-bus.js';
 import type { Bus } from './bus/bus.js';
 import type { OrchestratorConfig } from './config.js';
 import type { Logger } from './logger.js';
+import { createOutageLog } from './outage-log.js';
+import { retry } from './retry.js';
 import { createBullmqScheduler } from './scheduler/bullmq-scheduler.js';
 import type { Scheduler } from './scheduler/scheduler.js';
 import { createMongoNodeStore } from './store/mongo-node-store.js';
 import type { NodeStore } from './store/node-store.js';
 
-/** Connects to MongoDB, retrying with back-off until it answers (logged once). */
+/** Connects to MongoDB, retrying with back-off (500 ms .. 5 s) until it answers; the wait is logged once, and its end. */
 export async function connectStore(config: Pick<OrchestratorConfig, 'mongoUrl' | 'historyPoints' | 'historyResolutionMs'>, log: Logger): Promise<NodeStore> {
-  let reported = false;
-  for (let delay = 500; ; delay = Math.min(delay * 2, 5000)) {
-    try {
+  const outage = createOutageLog({ log, what: 'Store not reachable at start, retrying', recoveredLine: () => 'Store reachable' });
+  return retry(
+    async () => {
       const store = await createMongoNodeStore({ url: config.mongoUrl, historyPoints: config.historyPoints, historyResolutionMs: config.historyResolutionMs });
-      await store.ensureIndexes();
-      if (reported) log.info('Store reachable');
+      try {
+        await store.ensureIndexes();
+      } catch (error) {
+        // The next attempt connects afresh: this client must not stay open behind it.
+        await store.close().catch(() => undefined);
+        throw error;
+      }
       return store;
-    } catch (error) {
-      if (!reported) log.warn(`Store not reachable at start, retrying: ${(error as Error).message}`);
-      reported = true;
-      await new Promise((resolve) => setTimeout(resolve, delay));
-    }
-  }
+    },
+    { firstDelayMs: 500, maxDelayMs: 5000, outage },
+  );
 }
 
 export async function connectBus(config: Pick<OrchestratorConfig, 'rabbitmqUrl'>, log: Logger, name: string): Promise<Bus> {

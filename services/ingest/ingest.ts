@@ -32,6 +32,8 @@ export function createIngest(deps: IngestDeps) {
   const names = brokerNames(config.brokerNamespace);
   const instanceId = deps.instanceId ?? randomUUID();
   let stopping = false;
+  // Aborted on stop: store retries and back-offs end their waits at once.
+  const stopController = new AbortController();
   let consumer: Consumer | null = null;
   // Healthy while it consumes and its store answers (for readiness); whether heartbeats get recorded end to end
   // is what the canaries prove (docs/architecture.md).
@@ -47,7 +49,7 @@ export function createIngest(deps: IngestDeps) {
       storeHealthy = healthy;
       showHealth();
     },
-    isStopping: () => stopping,
+    signal: stopController.signal,
   });
   const events = createEventPublisher({ bus, store, exchange: names.exchanges.nodeEvents, log, metrics });
   const processBatch = createBatchProcessor({
@@ -65,7 +67,7 @@ export function createIngest(deps: IngestDeps) {
     authenticator: deps.authenticator,
     afterStore: deps.afterStore,
   });
-  const failures = createFailureTracker({ log, deadLetterAfter: 5 });
+  const failures = createFailureTracker({ log, deadLetterAfter: 5, signal: stopController.signal });
   const batcher = createBatcher<Delivery>({
     maxSize: config.ingest.batchSize,
     // Behind the broker, take all that waits (group commit): see batcher.ts.
@@ -108,6 +110,7 @@ export function createIngest(deps: IngestDeps) {
     /** Finishes the batch in progress, stops consuming; unacknowledged messages return to the queue. */
     async stop(): Promise<void> {
       stopping = true;
+      stopController.abort();
       const dropped = await batcher.stop();
       for (const d of dropped) d.requeue();
       await consumer?.cancel();

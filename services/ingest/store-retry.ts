@@ -1,36 +1,30 @@
-import { StoreUnavailableError } from '../../shared/store/node-store.js';
 import type { Logger } from '../../shared/logger.js';
+import { createOutageLog } from '../../shared/outage-log.js';
+import { retry } from '../../shared/retry.js';
+import { StoreUnavailableError } from '../../shared/store/node-store.js';
 
 /**
- * Runs store calls until they succeed, backing off 100 ms .. 5 s while the store is unavailable.
- * Logs once when the outage starts and once when it ends, never per attempt.
+ * Runs store calls until they succeed, backing off 100 ms .. 5 s while the store is unavailable, and stops
+ * retrying once `signal` aborts (the ingest is stopping). Other errors are rethrown at once. Logs once when the
+ * outage starts and once when it ends, never per attempt.
  */
-export function createStoreRetry(options: { log: Logger; onHealthChange: (healthy: boolean) => void; isStopping: () => boolean; sleep?: (ms: number) => Promise<void> }) {
-  const sleep = options.sleep ?? ((ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms)));
-  let outageSince: number | null = null;
+export function createStoreRetry(options: { log: Logger; onHealthChange: (healthy: boolean) => void; signal: AbortSignal }) {
+  const outage = createOutageLog({
+    log: options.log,
+    what: 'Store unavailable',
+    level: 'error',
+    recoveredLine: (seconds) => `Store available again after ${seconds} s; writing held messages`,
+  });
 
-  return async function retry<T>(what: string, run: () => Promise<T>): Promise<T> {
-    let delay = 100;
-    for (;;) {
-      try {
-        const result = await run();
-        if (outageSince !== null) {
-          options.log.info(`Store available again after ${Math.round((Date.now() - outageSince) / 1000)} s; writing held messages`);
-          outageSince = null;
-        }
-        options.onHealthChange(true);
-        return result;
-      } catch (error) {
-        if (!(error instanceof StoreUnavailableError)) throw error;
-        if (outageSince === null) {
-          outageSince = Date.now();
-          options.log.error(`Store unavailable (${what}), holding messages unacknowledged until it is back: ${error.message}`);
-        }
-        options.onHealthChange(false);
-        if (options.isStopping()) throw error;
-        await sleep(delay);
-        delay = Math.min(5000, delay * 2);
-      }
-    }
+  return function retryStore<T>(what: string, run: () => Promise<T>): Promise<T> {
+    return retry(run, {
+      firstDelayMs: 100,
+      maxDelayMs: 5000,
+      signal: options.signal,
+      retryIf: (error) => error instanceof StoreUnavailableError,
+      outage: { failed: (error) => outage.failed(error, `Store unavailable (${what}), holding messages unacknowledged until it is back`), recovered: outage.recovered },
+      onFailure: () => options.onHealthChange(false),
+      onSuccess: () => options.onHealthChange(true),
+    });
   };
 }

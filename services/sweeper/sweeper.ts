@@ -5,6 +5,7 @@ import { createCanarySender } from '../../shared/canary/canary-sender.js';
 import { createEventPublisher } from '../../shared/events/event-publisher.js';
 import type { Logger } from '../../shared/logger.js';
 import type { Metrics } from '../../shared/metrics.js';
+import { createOutageLog } from '../../shared/outage-log.js';
 import type { Scheduler } from '../../shared/scheduler/scheduler.js';
 import type { NodeStore } from '../../shared/store/node-store.js';
 import { brokerNames, ROUTING, topology } from '../../shared/topology.js';
@@ -52,19 +53,23 @@ export function createSweeper(deps: SweeperDeps) {
     clock,
     log,
   });
-  let storeDown = false;
+  const sweepOutage = createOutageLog({
+    log,
+    what: 'Sweep failed, will retry at the next interval',
+    level: 'error',
+    now: () => clock.now(),
+    recoveredLine: () => 'Store reachable again: sweeping',
+  });
 
   async function run(): Promise<void> {
     try {
       await sweep();
-      if (storeDown) log.info('Store reachable again: sweeping');
-      storeDown = false;
+      sweepOutage.recovered();
       metrics.sweepLastCompleted.set(clock.now() / 1000);
     } catch (error) {
-      if (!storeDown) log.error(`Sweep failed, will retry at the next interval: ${(error as Error).message}`);
-      storeDown = true;
+      sweepOutage.failed(error);
     }
-    metrics.storeUp.set({ component: 'sweeper' }, storeDown ? 0 : 1);
+    metrics.storeUp.set({ component: 'sweeper' }, sweepOutage.since() === null ? 1 : 0);
   }
 
   return {

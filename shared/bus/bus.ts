@@ -32,6 +32,12 @@ export interface PublishOptions {
 
 export interface ConsumeOptions {
   prefetch: number;
+  /**
+   * Called each time the subscription starts consuming: at first and again after every reconnect, with the
+   * queue's name (a server-named queue declared with the subscription gets a new one each time). Deliveries may
+   * have been missed in between when the queue died with the connection.
+   */
+  onConsuming?: (queue: string) => void;
 }
 
 export interface Consumer {
@@ -107,8 +113,16 @@ export interface Bus {
   declareQueue(options: QueueOptions): Promise<string>;
   deleteQueue(name: string): Promise<void>;
   deleteExchange(name: string): Promise<void>;
-  /** Consumes until cancelled, across reconnects. Unacknowledged deliveries of a lost connection are redelivered by the broker. */
-  consume(queue: string, onDelivery: (delivery: Delivery) => void, options: ConsumeOptions): Promise<Consumer>;
+  /**
+   * Consumes until cancelled, across reconnects. Unacknowledged deliveries of a lost connection are redelivered by
+   * the broker. `queue` names an existing queue, or declares one (and its bindings) as part of the subscription:
+   * the adapter then declares it again before consuming after every reconnect, so a queue that dies with the
+   * connection (exclusive, auto-delete, server-named) keeps its subscriber. Cancelling does not delete the queue;
+   * an auto-delete one goes with its last consumer. While disconnected, the subscription starts once the
+   * connection is back; while connected, a subscription that cannot start (no such queue or exchange, refused)
+   * rejects with BusUnavailableError and leaves nothing behind.
+   */
+  consume(queue: string | QueueOptions, onDelivery: (delivery: Delivery) => void, options: ConsumeOptions): Promise<Consumer>;
   /** Messages waiting in a queue (ready, not unacknowledged). */
   queueDepth(queue: string): Promise<number>;
   isConnected(): boolean;

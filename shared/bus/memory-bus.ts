@@ -21,13 +21,21 @@ interface MemoryQueue {
   consumers: MemoryConsumer[];
   bindings: Array<{ exchange: string; routingKey: string }>;
   arguments: Record<string, unknown>;
+  /** Dies with the connection. */
+  exclusive: boolean;
+  /** Dies with its last consumer. */
+  autoDelete: boolean;
 }
 
 interface MemoryConsumer {
-  queue: MemoryQueue;
+  /** The queue it consumes from; null while the connection is down (or its queue is gone). */
+  queue: MemoryQueue | null;
+  /** The queue's name, or the queue to declare each time the subscription starts. */
+  source: string | QueueOptions;
   prefetch: number;
   unacked: number;
   onDelivery: (delivery: Delivery) => void;
+  onConsuming?: (queue: string) => void;
   cancelled: boolean;
   /** Deliveries not yet settled, so a simulated outage can give them back. */
   inflight: Set<{ message: Stored; settled: boolean }>;
@@ -73,6 +81,9 @@ export type MemoryBus = Bus & {
  * ack / requeue with redelivery, per-message expiration and dead-lettering like the RabbitMQ adapter.
  * Publishes are "confirmed" once routed. `setConnected(false)` simulates a broker outage, `block(reason)` a
  * broker alarm and `stallConfirms()` a channel that stops confirming, with the same publishState() rules.
+ * As on RabbitMQ, a lost connection takes its consumers, its exclusive queues and the auto-delete queues it
+ * consumed from along; when it is back, the named queues declared before are declared again and every
+ * subscription starts again (declaring its queue, if it was subscribed with one).
  */
 export function createMemoryBus(options: MemoryBusOptions = {}): MemoryBus {
   const confirmTimeoutMs = options.confirmTimeoutMs ?? 5000;
@@ -82,6 +93,9 @@ export function createMemoryBus(options: MemoryBusOptions = {}): MemoryBus {
   let stalled = false;
   const exchanges = new Map<string, string>();
   const queues = new Map<string, MemoryQueue>();
+  /** Named queues declared with declareQueue(): declared again when the connection is back. */
+  const declared = new Map<string, QueueOptions>();
+  const subscriptions = new Set<MemoryConsumer>();
   const listeners: Array<(connected: boolean) => void> = [];
   let connected = true;
   let pumpScheduled = false;
@@ -111,12 +125,12 @@ export function createMemoryBus(options: MemoryBusOptions = {}): MemoryBus {
         }
         c.unacked++;
         progressed = true;
-        deliver(c, message);
+        deliver(c, q, message);
       }
     }
   }
 
-  function deliver(c: MemoryConsumer, message: Stored): void {
+  function deliver(c: MemoryConsumer, q: MemoryQueue, message: Stored): void {
     const entry = { message, settled: false };
     c.inflight.add(entry);
     const settle = (requeue: boolean) => {
@@ -124,7 +138,7 @@ export function createMemoryBus(options: MemoryBusOptions = {}): MemoryBus {
       entry.settled = true;
       c.inflight.delete(entry);
       c.unacked--;
-      if (requeue) c.queue.ready.unshift({ ...message, redelivered: true });
+      if (requeue) q.ready.unshift({ ...message, redelivered: true });
       schedulePump();
     };
     c.onDelivery({
@@ -160,13 +174,48 @@ export function createMemoryBus(options: MemoryBusOptions = {}): MemoryBus {
   function assertQueue(options: QueueOptions & { name: string }): MemoryQueue {
     let q = queues.get(options.name);
     if (!q) {
-      q = { name: options.name, ready: [], consumers: [], bindings: [], arguments: options.arguments ?? {} };
+      q = {
+        name: options.name,
+        ready: [],
+        consumers: [],
+        bindings: [],
+        arguments: options.arguments ?? {},
+        exclusive: options.exclusive ?? false,
+        autoDelete: options.autoDelete ?? false,
+      };
       queues.set(options.name, q);
     }
     for (const b of options.bindings) {
       if (!q.bindings.some((x) => x.exchange === b.exchange && x.routingKey === b.routingKey)) q.bindings.push(b);
     }
     return q;
+  }
+
+  /** Declares a queue as a client would: its bindings' exchanges must exist. */
+  function declareQueue(options: QueueOptions): string {
+    const name = options.name ?? `amq.gen-${randomUUID()}`;
+    for (const b of options.bindings) if (!exchanges.has(b.exchange)) throw new BusUnavailableError(`no exchange '${b.exchange}'`);
+    assertQueue({ ...options, name });
+    return name;
+  }
+
+  /** Starts a subscription on its queue (declaring it first if it was subscribed with one). */
+  function attach(c: MemoryConsumer): void {
+    const name = typeof c.source === 'string' ? c.source : declareQueue(c.source);
+    const q = queues.get(name);
+    if (!q) throw new BusUnavailableError(`no queue '${name}'`);
+    c.queue = q;
+    q.consumers.push(c);
+    c.onConsuming?.(name);
+    schedulePump();
+  }
+
+  function detach(c: MemoryConsumer): void {
+    const q = c.queue;
+    if (!q) return;
+    c.queue = null;
+    q.consumers = q.consumers.filter((x) => x !== c);
+    if (q.autoDelete && q.consumers.length === 0) queues.delete(q.name);
   }
 
   function settleHeld(h: Held, error?: Error): void {
@@ -225,7 +274,8 @@ export function createMemoryBus(options: MemoryBusOptions = {}): MemoryBus {
           tracker.expired(h.ticket);
           settleHeld(h, new BusUnavailableError('broker unavailable'));
         }
-        // Like a lost connection: every unacknowledged delivery goes back to its queue.
+        // Like a lost connection: every unacknowledged delivery goes back to its queue, the consumers go (and
+        // with them the auto-delete queues they consumed from), and so do the exclusive queues.
         for (const q of queues.values())
           for (const c of q.consumers) {
             for (const entry of c.inflight) {
@@ -235,6 +285,17 @@ export function createMemoryBus(options: MemoryBusOptions = {}): MemoryBus {
             c.inflight.clear();
             c.unacked = 0;
           }
+        for (const c of subscriptions) detach(c);
+        for (const q of [...queues.values()]) if (q.exclusive) queues.delete(q.name);
+      } else {
+        for (const [name, q] of declared) assertQueue({ ...q, name });
+        for (const c of subscriptions) {
+          try {
+            attach(c);
+          } catch {
+            // Its queue is gone: it stays without deliveries, as a RabbitMQ consumer of a deleted queue does.
+          }
+        }
       }
       for (const l of listeners) l(value);
       schedulePump();
@@ -294,29 +355,45 @@ export function createMemoryBus(options: MemoryBusOptions = {}): MemoryBus {
     },
     async declareQueue(options: QueueOptions) {
       if (!connected) throw new BusUnavailableError('broker unavailable');
-      const name = options.name ?? `amq.gen-${randomUUID()}`;
-      for (const b of options.bindings) if (!exchanges.has(b.exchange)) throw new BusUnavailableError(`no exchange '${b.exchange}'`);
-      assertQueue({ ...options, name });
+      const name = declareQueue(options);
+      // Server-named queues die with the connection; only named ones are declared again.
+      if (options.name) declared.set(name, options);
       return name;
     },
     async deleteQueue(name: string) {
       const q = queues.get(name);
-      if (q) for (const c of q.consumers) c.cancelled = true;
+      if (q)
+        for (const c of q.consumers) {
+          c.cancelled = true;
+          c.queue = null;
+          subscriptions.delete(c);
+        }
       queues.delete(name);
+      declared.delete(name);
     },
     async deleteExchange(name: string) {
       exchanges.delete(name);
     },
-    async consume(queue, onDelivery, options): Promise<Consumer> {
-      const q = queues.get(queue);
-      if (!q) throw new BusUnavailableError(`no queue '${queue}'`);
-      const consumer: MemoryConsumer = { queue: q, prefetch: options.prefetch, unacked: 0, onDelivery, cancelled: false, inflight: new Set() };
-      q.consumers.push(consumer);
-      schedulePump();
+    async consume(source, onDelivery, options): Promise<Consumer> {
+      if (typeof source === 'string' && !queues.has(source)) throw new BusUnavailableError(`no queue '${source}'`);
+      const consumer: MemoryConsumer = {
+        queue: null,
+        source,
+        prefetch: options.prefetch,
+        unacked: 0,
+        onDelivery,
+        onConsuming: options.onConsuming,
+        cancelled: false,
+        inflight: new Set(),
+      };
+      // While disconnected, it starts when the connection is back.
+      if (connected) attach(consumer);
+      subscriptions.add(consumer);
       return {
         async cancel() {
           consumer.cancelled = true;
-          q.consumers = q.consumers.filter((c) => c !== consumer);
+          subscriptions.delete(consumer);
+          detach(consumer);
         },
       };
     },
@@ -328,7 +405,8 @@ export function createMemoryBus(options: MemoryBusOptions = {}): MemoryBus {
       listeners.push(listener);
     },
     async close() {
-      for (const q of queues.values()) for (const c of q.consumers) c.cancelled = true;
+      for (const c of subscriptions) c.cancelled = true;
+      subscriptions.clear();
       for (const h of [...held]) settleHeld(h, new BusUnavailableError('bus closed'));
       connected = false;
     },

@@ -1,5 +1,6 @@
 import amqp, { type Channel, type ChannelModel, type ConfirmChannel, type ConsumeMessage, type RecoveringChannelModel } from 'amqplib';
 import type { Logger } from '../logger.js';
+import { createOutageLog } from '../outage-log.js';
 import type { Topology } from '../topology.js';
 import { createPublishTracker } from './publish-tracker.js';
 import { BrokerBlockedError, BusUnavailableError, encode, type Bus, type ConsumeOptions, type Delivery, type PublishOptions, type QueueOptions } from './bus.js';
@@ -32,7 +33,8 @@ interface InFlight {
 }
 
 interface ConsumerEntry {
-  queue: string;
+  /** The queue's name, or the queue to declare before each start of the subscription. */
+  source: string | QueueOptions;
   onDelivery: (delivery: Delivery) => void;
   options: ConsumeOptions;
   channel: Channel | null;
@@ -57,8 +59,9 @@ interface Link {
  * never publishes, so it is never blocked; it also declares the queues (an exclusive queue can only be used on
  * the connection that declared it), deletes, and reads queue depths. Each connection reconnects on its own;
  * after every (re)connect the topology is declared again on it, and on the consuming one the declared queues
- * and the consumers too. Deliveries of a lost channel are redelivered by the broker, so their late acks are
- * ignored. `isConnected()` is true while both connections are up; `publishState()` is the publishing one's.
+ * and the consumers too, each consumer declaring the queue it was subscribed with (if any) just before.
+ * Deliveries of a lost channel are redelivered by the broker, so their late acks are ignored. `isConnected()`
+ * is true while both connections are up; `publishState()` is the publishing one's.
  */
 export async function createRabbitBus(options: RabbitBusOptions): Promise<Bus> {
   const log = options.log;
@@ -77,8 +80,8 @@ export async function createRabbitBus(options: RabbitBusOptions): Promise<Bus> {
   const queues = new Map<string, QueueOptions>();
   const consumers = new Set<ConsumerEntry>();
   const listeners: Array<(connected: boolean) => void> = [];
-  let downSince: number | null = null;
-  let reportedDown = false;
+  // Either connection's outage is one outage: logged when the first goes, ended once both are back.
+  const brokerOutage = createOutageLog({ log, what: 'Broker connection lost', recoveredLine: (seconds) => `Broker connection restored after ${seconds} s` });
   let reportedDeclareFailure = false;
 
   /** Connected while both connections are up; an outage of either is logged once, and its end once both are back. */
@@ -86,11 +89,7 @@ export async function createRabbitBus(options: RabbitBusOptions): Promise<Bus> {
     const value = publishing.up && consuming.up;
     if (connected === value) return;
     connected = value;
-    if (value) {
-      if (reportedDown) log.info(`Broker connection restored after ${Math.round((Date.now() - (downSince ?? Date.now())) / 1000)} s`);
-      downSince = null;
-      reportedDown = false;
-    }
+    if (value) brokerOutage.recovered();
     for (const l of listeners) l(value);
   }
 
@@ -110,8 +109,7 @@ export async function createRabbitBus(options: RabbitBusOptions): Promise<Bus> {
         steps.push([
           `queue ${name}`,
           async (ch) => {
-            await ch.assertQueue(name, { durable: q.durable ?? false, exclusive: q.exclusive ?? false, autoDelete: q.autoDelete ?? false, arguments: q.arguments });
-            for (const b of q.bindings) await ch.bindQueue(name, b.exchange, b.routingKey);
+            await declareQueueOn(ch, { ...q, name });
           },
         ]);
       }
@@ -169,7 +167,6 @@ export async function createRabbitBus(options: RabbitBusOptions): Promise<Bus> {
     if (entry.cancelled) return;
     const channel = await m.createChannel();
     channel.on('error', () => undefined);
-    await channel.prefetch(entry.options.prefetch);
     entry.channel = channel;
     channel.on('close', () => {
       if (entry.channel !== channel) return;
@@ -180,11 +177,15 @@ export async function createRabbitBus(options: RabbitBusOptions): Promise<Bus> {
         setTimeout(() => void startConsumer(m, entry).catch(() => undefined), 500).unref();
       }
     });
-    const reply = await channel.consume(entry.queue, (msg: ConsumeMessage | null) => {
+    await channel.prefetch(entry.options.prefetch);
+    // On this connection, the consuming one: an exclusive queue can only be used on the connection that declared it.
+    const queue = typeof entry.source === 'string' ? entry.source : await declareQueueOn(channel, entry.source);
+    const reply = await channel.consume(queue, (msg: ConsumeMessage | null) => {
       if (!msg) return; // cancelled by the server (queue deleted): the close handler restarts it
       entry.onDelivery(toDelivery(channel, entry, msg));
     });
     entry.tag = reply.consumerTag;
+    entry.options.onConsuming?.(queue);
   }
 
   function toDelivery(channel: Channel, entry: ConsumerEntry, msg: ConsumeMessage): Delivery {
@@ -237,23 +238,14 @@ export async function createRabbitBus(options: RabbitBusOptions): Promise<Bus> {
       },
     });
     connection.on('error', () => undefined);
-    connection.on('disconnect', (err: Error) => {
+    connection.on('disconnect', (err: Error | undefined) => {
       link.up = false;
       onDown();
       updateConnected();
-      downSince ??= Date.now();
-      if (!closing && !reportedDown) {
-        reportedDown = true; // once per outage, not per connection or reconnect attempt
-        log.warn(`Broker connection lost (${link.role}), reconnecting: ${err?.message ?? 'closed'}`);
-      }
+      // Once per outage, not per connection or reconnect attempt.
+      if (!closing) brokerOutage.failed(err ?? 'closed', `Broker connection lost (${link.role}), reconnecting`);
     });
-    connection.on('connect-failed', (err: Error) => {
-      downSince ??= Date.now();
-      if (!reportedDown) {
-        reportedDown = true;
-        log.warn(`Broker not reachable, retrying: ${err.message}`);
-      }
-    });
+    connection.on('connect-failed', (err: Error) => brokerOutage.failed(err, 'Broker not reachable, retrying'));
     return connection;
   }
 
@@ -387,16 +379,7 @@ export async function createRabbitBus(options: RabbitBusOptions): Promise<Bus> {
       });
     },
     async declareQueue(q) {
-      const name = await withChannel('declareQueue', async (ch) => {
-        const reply = await ch.assertQueue(q.name ?? '', {
-          durable: q.durable ?? false,
-          exclusive: q.exclusive ?? false,
-          autoDelete: q.autoDelete ?? false,
-          arguments: q.arguments,
-        });
-        for (const b of q.bindings) await ch.bindQueue(reply.queue, b.exchange, b.routingKey);
-        return reply.queue;
-      });
+      const name = await withChannel('declareQueue', (ch) => declareQueueOn(ch, q));
       // Server-named queues die with the connection; only named ones are re-declared.
       if (q.name) queues.set(name, q);
       return name;
@@ -408,10 +391,23 @@ export async function createRabbitBus(options: RabbitBusOptions): Promise<Bus> {
     async deleteExchange(name) {
       await withChannel('deleteExchange', (ch) => ch.deleteExchange(name).then(() => undefined));
     },
-    async consume(queue, onDelivery, consumeOptions) {
-      const entry: ConsumerEntry = { queue, onDelivery, options: consumeOptions, channel: null, tag: null, cancelled: false };
+    async consume(source, onDelivery, consumeOptions) {
+      const entry: ConsumerEntry = { source, onDelivery, options: consumeOptions, channel: null, tag: null, cancelled: false };
       consumers.add(entry);
-      if (consuming.model && consuming.up) await startConsumer(consuming.model, entry);
+      if (consuming.model && consuming.up) {
+        try {
+          await startConsumer(consuming.model, entry);
+        } catch (error) {
+          // Nothing left behind: no restart by the channel's close handler, no re-subscription after a reconnect.
+          entry.cancelled = true;
+          consumers.delete(entry);
+          const channel = entry.channel;
+          entry.channel = null;
+          await channel?.close().catch(() => undefined);
+          const what = typeof source === 'string' ? source : (source.name ?? 'a server-named queue');
+          throw new BusUnavailableError(`broker consume of ${what} failed: ${(error as Error).message}`, { cause: error });
+        }
+      }
       return {
         async cancel() {
           entry.cancelled = true;
@@ -448,6 +444,18 @@ export async function createRabbitBus(options: RabbitBusOptions): Promise<Bus> {
       updateConnected();
     },
   };
+}
+
+/** Declares a queue and binds it; returns its name (the server's, for a server-named queue). */
+async function declareQueueOn(channel: Channel, q: QueueOptions): Promise<string> {
+  const reply = await channel.assertQueue(q.name ?? '', {
+    durable: q.durable ?? false,
+    exclusive: q.exclusive ?? false,
+    autoDelete: q.autoDelete ?? false,
+    arguments: q.arguments,
+  });
+  for (const b of q.bindings) await channel.bindQueue(reply.queue, b.exchange, b.routingKey);
+  return reply.queue;
 }
 
 async function declare(channel: Channel, topology: Topology): Promise<void> {

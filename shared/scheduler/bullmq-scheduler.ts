@@ -20,13 +20,8 @@ export async function createBullmqScheduler(options: BullmqSchedulerOptions): Pr
   const { log } = options;
   // BullMQ workers block on Redis: they need maxRetriesPerRequest null. Reconnection is ioredis's own.
   const connection = new Redis(options.redisUrl, { maxRetriesPerRequest: null, enableReadyCheck: true, lazyConnect: false });
-  let reportedDown = false;
-  connection.on('error', (error: Error) => {
-    if (!reportedDown) {
-      reportedDown = true;
-      log.warn(`Redis unavailable, BullMQ will reconnect: ${error.message}`);
-    }
-  });
+  const redisOutage = createOutageLog({ log, what: 'Redis unavailable, BullMQ will reconnect', recoveredLine: () => 'Redis connection restored' });
+  connection.on('error', (error: Error) => redisOutage.failed(error));
   const queue = new Queue(options.queueName, { connection, prefix: options.prefix });
   queue.on('error', () => undefined);
   const workers: Worker[] = [];
@@ -34,8 +29,7 @@ export async function createBullmqScheduler(options: BullmqSchedulerOptions): Pr
   const schedules = new Map<string, number>();
   let readyCount = 0;
   connection.on('ready', () => {
-    if (reportedDown) log.info('Redis connection restored');
-    reportedDown = false;
+    redisOutage.recovered();
     // A Redis that restarted without its data has lost the job schedulers and the concurrency limit: declare them again.
     if (readyCount++ > 0) void declareSchedules().catch((error: Error) => log.warn(`Job schedulers not declared again yet: ${error.message}`));
   });

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { expect } from 'chai';
 import type { Context } from 'mocha';
-import { BrokerBlockedError, type Bus, type Consumer, type Delivery } from '../../shared/bus/bus.js';
+import { BrokerBlockedError, BusUnavailableError, type Bus, type Consumer, type Delivery, type QueueOptions } from '../../shared/bus/bus.js';
 import { brokerNames, HEADERS, ROUTING, topology, type BrokerNames } from '../../shared/topology.js';
 import { eventually, uniqueName } from '../support/services.js';
 
@@ -55,8 +55,8 @@ export function busContract(adapter: string, factory: BusFactory): void {
       for (const e of Object.values(names.exchanges)) await bus.deleteExchange(e).catch(() => undefined);
     });
 
-    /** Consumes `queue`, keeping every delivery; acks at once unless told not to. */
-    async function collect(queue: string, options: { prefetch?: number; ack?: boolean } = {}): Promise<Received> {
+    /** Consumes `queue` (declaring it, if given as options), keeping every delivery; acks at once unless told not to. */
+    async function collect(queue: string | QueueOptions, options: { prefetch?: number; ack?: boolean; onConsuming?: (queue: string) => void } = {}): Promise<Received> {
       const deliveries: Delivery[] = [];
       consumers.push(
         await bus.consume(
@@ -65,7 +65,7 @@ export function busContract(adapter: string, factory: BusFactory): void {
             deliveries.push(d);
             if (options.ack ?? true) d.ack();
           },
-          { prefetch: options.prefetch ?? 100 },
+          { prefetch: options.prefetch ?? 100, onConsuming: options.onConsuming },
         ),
       );
       return { deliveries, bodies: () => deliveries.map((d) => JSON.parse(d.body.toString()) as unknown) };
@@ -244,6 +244,38 @@ export function busContract(adapter: string, factory: BusFactory): void {
       await within(async () => (await bus.queueDepth(name)) === 1);
     });
 
+    it('declares the queue a subscription names, with its bindings, before consuming, and tells the consumer its name', async () => {
+      const started: string[] = [];
+      const got = await collect(
+        { exclusive: true, autoDelete: true, bindings: [{ exchange: names.exchanges.nodeEvents, routingKey: ROUTING.nodeOffline }] },
+        { onConsuming: (queue) => started.push(queue) },
+      );
+      await within(() => started.length === 1);
+      expect(started[0]).to.match(/^amq\.gen-/);
+
+      await bus.publish(names.exchanges.nodeEvents, ROUTING.nodeOnline, { n: 1 });
+      await bus.publish(names.exchanges.nodeEvents, ROUTING.nodeOffline, { n: 2 });
+
+      await within(() => got.deliveries.length === 1);
+      await quiet();
+      expect(got.bodies()).to.deep.equal([{ n: 2 }]);
+    });
+
+    it('refuses a subscription whose queue cannot be declared, with BusUnavailableError, and keeps consuming the others', async () => {
+      const refused = await bus
+        .consume({ exclusive: true, autoDelete: true, bindings: [{ exchange: `${names.exchanges.nodeEvents}.missing`, routingKey: '#' }] }, (d) => d.ack(), { prefetch: 1 })
+        .then(
+          (c) => (consumers.push(c), null),
+          (e: unknown) => e,
+        );
+      expect(refused).to.be.instanceOf(BusUnavailableError);
+
+      const got = await collect(names.queues.ingest);
+      await bus.publish(names.exchanges.agentInbound, ROUTING.heartbeat('node-1'), heartbeat('node-1'));
+      await within(() => got.deliveries.length === 1);
+      expect(bus.isConnected()).to.equal(true);
+    });
+
     it('stops delivering to a cancelled consumer', async () => {
       const got = await collect(names.queues.ingest);
       await bus.publish(names.exchanges.agentInbound, ROUTING.heartbeat('node-1'), heartbeat('node-1', 1));
@@ -285,6 +317,34 @@ export function busContract(adapter: string, factory: BusFactory): void {
       await eventually(() => controlled.deliveries.length === 1, 10_000);
       expect(changes.slice(0, 2)).to.deep.equal([false, true]);
     });
+
+    const connectionBound: Array<[string, (names: BrokerNames) => Omit<QueueOptions, 'bindings'>]> = [
+      ['a server-named, exclusive, auto-delete queue', () => ({ exclusive: true, autoDelete: true })],
+      ['a named auto-delete queue', (n) => ({ name: `${n.exchanges.nodeEvents}.auto-${randomUUID().slice(0, 6)}`, autoDelete: true })],
+    ];
+    for (const [kind, queueOf] of connectionBound) {
+      it(`keeps a subscription declared with ${kind} receiving after the connection is dropped and comes back`, async function (this: Context) {
+        if (!factory.dropConnection) return this.skip();
+        this.timeout(30_000);
+        const queue: QueueOptions = { ...queueOf(names), bindings: [{ exchange: names.exchanges.nodeEvents, routingKey: ROUTING.nodeOffline }] };
+        if (queue.name) extraQueues.push(queue.name);
+        const started: string[] = [];
+        const got = await collect(queue, { onConsuming: (name) => started.push(name) });
+        await bus.publish(names.exchanges.nodeEvents, ROUTING.nodeOffline, { n: 1 });
+        await within(() => got.deliveries.length === 1);
+
+        if (!(await factory.dropConnection(bus))) return this.skip();
+
+        await eventually(() => bus.isConnected(), 15_000, 50);
+        // The queue died with the connection: only the subscription declaring it again brings it back.
+        await eventually(() => started.length === 2, 10_000, 20);
+        await eventually(() => bus.publish(names.exchanges.nodeEvents, ROUTING.nodeOffline, { n: 2 }).then(() => true), 10_000, 100);
+        await eventually(() => got.deliveries.length === 2, 10_000);
+        expect(got.bodies()).to.deep.equal([{ n: 1 }, { n: 2 }]);
+        if (queue.name) expect(started).to.deep.equal([queue.name, queue.name]);
+        else expect(started[1], 'a new server-named queue').to.not.equal(started[0]);
+      });
+    }
   });
 }
 

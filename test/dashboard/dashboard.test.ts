@@ -3,7 +3,6 @@ import { readFileSync } from 'node:fs';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { expect } from 'chai';
-import type { QueueOptions } from '../../shared/bus/bus.js';
 import { createMemoryBus } from '../../shared/bus/memory-bus.js';
 import { systemClock } from '../../shared/clock.js';
 import { createMemoryLogger } from '../../shared/logger.js';
@@ -37,28 +36,6 @@ function nodeRecord(nodeId: string, overrides: Partial<NodeRecord> = {}): NodeRe
     reregisterRequestedAt: null,
     credentialHash: null,
     ...overrides,
-  };
-}
-
-/**
- * The in-memory bus, except that server-named queues die with the connection as they do on RabbitMQ
- * (whose adapter does not re-declare them), so a subscriber has to subscribe again.
- */
-function rabbitLikeBus() {
-  const bus = createMemoryBus();
-  const serverNamed = new Set<string>();
-  return {
-    ...bus,
-    async declareQueue(options: QueueOptions) {
-      const name = await bus.declareQueue(options);
-      if (!options.name) serverNamed.add(name);
-      return name;
-    },
-    setConnected(connected: boolean) {
-      if (!connected) for (const name of serverNamed) void bus.deleteQueue(name);
-      if (!connected) serverNamed.clear();
-      bus.setConnected(connected);
-    },
   };
 }
 
@@ -126,7 +103,7 @@ function offlineEvent(nodeId: string): NodeEvent {
 
 describe('dashboard', () => {
   let store: ReturnType<typeof createMemoryNodeStore>;
-  let bus: ReturnType<typeof rabbitLikeBus>;
+  let bus: ReturnType<typeof createMemoryBus>;
   let dashboard: Dashboard;
   let server: Server;
   let url: string;
@@ -196,7 +173,7 @@ describe('dashboard', () => {
     reads = { getMany: 0, ids: 0, list: 0 };
     readDelayMs = 0;
     store = createMemoryNodeStore({ historyPoints: 120 });
-    bus = rabbitLikeBus();
+    bus = createMemoryBus();
     await bus.declareTopology(topology(names));
     await store.write([
       { kind: 'insert', record: nodeRecord('node-1') },

@@ -3,6 +3,7 @@ import { decideAgentAuth, type AgentAction } from '../../../shared/auth/agent-au
 import { secretEquals } from '../../../shared/auth/credentials.js';
 import type { Clock } from '../../../shared/clock.js';
 import type { OrchestratorConfig } from '../../../shared/config.js';
+import { createLogThrottle } from '../../../shared/log-throttle.js';
 import type { Logger } from '../../../shared/logger.js';
 import type { NodeStore } from '../../../shared/store/node-store.js';
 import type { ApiGuard } from '../app.js';
@@ -38,26 +39,21 @@ export function createApiGuard(options: ApiGuardOptions): ApiGuard & { forget(no
   const now = () => clock.now();
   const lookup = createCredentialLookup({ store, ttlMs: options.credentialTtlMs ?? 2000, now });
   const limiter = createRateLimiter({ perMinute: config.rateLimit.perNodePerMinute, now });
-  let lastRefusalLog = -Infinity;
-  let suppressed = 0;
-
-  /** Refusals are attacker-driven: one warning per period, never the presented secret. */
-  function noteRefusal(message: string): void {
-    const t = now();
-    if (t - lastRefusalLog < REFUSAL_LOG_EVERY_MS) {
-      suppressed++;
-      return;
-    }
-    log.warn(`${message}${suppressed ? ` (${suppressed} more refusals since the last report)` : ''}`);
-    lastRefusalLog = t;
-    suppressed = 0;
-  }
+  // Refusals are attacker-driven: one warning per period and a count of the rest, never the presented secret.
+  const refusalLog = createLogThrottle({
+    log,
+    level: 'warn',
+    burst: 1,
+    windowMs: REFUSAL_LOG_EVERY_MS,
+    now,
+    summary: (n, windowMs) => `... and ${n} more requests refused in the last ${windowMs / 1000} s`,
+  });
 
   function rateLimit(nodeId: string): void {
     const taken = limiter.take(nodeId);
     if (taken.ok) return;
     const seconds = Math.max(1, Math.ceil(taken.retryAfterMs / 1000));
-    noteRefusal(`Rate limit: node ${nodeId} exceeds ${config.rateLimit.perNodePerMinute} requests per minute`);
+    refusalLog.log(`Rate limit: node ${nodeId} exceeds ${config.rateLimit.perNodePerMinute} requests per minute`);
     throw new HttpError(
       429,
       'RATE_LIMITED',
@@ -75,14 +71,14 @@ export function createApiGuard(options: ApiGuardOptions): ApiGuard & { forget(no
       }
       const token = bearer(req);
       if (!token) {
-        noteRefusal(`Refused ${action} for ${nodeId}: no bearer credential`);
+        refusalLog.log(`Refused ${action} for ${nodeId}: no bearer credential`);
         throw new HttpError(401, 'UNAUTHENTICATED', 'missing credential: send Authorization: Bearer <credential>', {}, { 'WWW-Authenticate': 'Bearer realm="agents"' });
       }
       // Registrations are rare and decide ownership: read the node fresh.
       const storedHash = await lookup.get(nodeId, action === 'register');
       const decision = decideAgentAuth({ joinToken: config.auth.joinToken!, action, nodeId, auth: token, storedHash });
       if (!decision.ok) {
-        noteRefusal(`Refused ${action} for ${nodeId}: ${decision.reason}`);
+        refusalLog.log(`Refused ${action} for ${nodeId}: ${decision.reason}`);
         const headers: Record<string, string> = decision.status === 401 ? { 'WWW-Authenticate': 'Bearer realm="agents", error="invalid_token"' } : {};
         throw new HttpError(decision.status, decision.code, decision.reason, {}, headers);
       }
@@ -109,7 +105,7 @@ export function createApiGuard(options: ApiGuardOptions): ApiGuard & { forget(no
           { 'WWW-Authenticate': 'Bearer realm="operator"' },
         );
       if (!secretEquals(presented, expected)) {
-        noteRefusal(`Refused operator ${access} of ${req.method} ${req.path.slice(0, 120)}: wrong operator token`);
+        refusalLog.log(`Refused operator ${access} of ${req.method} ${req.path.slice(0, 120)}: wrong operator token`);
         throw new HttpError(403, 'WRONG_OPERATOR_TOKEN', 'wrong operator token');
       }
     },

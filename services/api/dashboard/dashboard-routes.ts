@@ -3,6 +3,7 @@ import type { Express, NextFunction, Request, Response } from 'express';
 import type { Bus } from '../../../shared/bus/bus.js';
 import type { Clock } from '../../../shared/clock.js';
 import type { Logger } from '../../../shared/logger.js';
+import { createOutageLog } from '../../../shared/outage-log.js';
 import type { NodeStore } from '../../../shared/store/node-store.js';
 import type { BrokerNames } from '../../../shared/topology.js';
 import { HttpError } from '../http-error.js';
@@ -168,7 +169,12 @@ export function mountDashboard(app: Express, options: DashboardOptions): Dashboa
   let keepAlive: NodeJS.Timeout | null = null;
   let refreshTimer: NodeJS.Timeout | null = null;
   let refreshing = false;
-  let refreshFailing = false;
+  const refreshOutage = createOutageLog({
+    log,
+    what: 'Dashboard cannot re-read the nodes pages show',
+    now: () => clock.now(),
+    recoveredLine: () => 'Dashboard reads the node store again',
+  });
   let flushScheduled = false;
   let pagesTimer: NodeJS.Timeout | null = null;
   let pagesRunning = false;
@@ -248,8 +254,7 @@ export function mountDashboard(app: Express, options: DashboardOptions): Dashboa
     refreshing = true;
     try {
       const records = await watch.read([...ids], true);
-      if (refreshFailing) log.info('Dashboard reads the node store again');
-      refreshFailing = false;
+      refreshOutage.recovered();
       const nodeFrame = nodeFrames();
       for (const client of clients.values()) {
         if (!client.ready || !client.page) continue;
@@ -273,8 +278,7 @@ export function mountDashboard(app: Express, options: DashboardOptions): Dashboa
         }
       }
     } catch (error) {
-      if (!refreshFailing && !closed) log.warn(`Dashboard cannot re-read the nodes pages show: ${(error as Error).message}`);
-      refreshFailing = true;
+      if (!closed) refreshOutage.failed(error);
     } finally {
       refreshing = false;
     }

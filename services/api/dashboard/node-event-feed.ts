@@ -1,6 +1,8 @@
 import { z } from 'zod';
 import type { Bus, Consumer, Delivery } from '../../../shared/bus/bus.js';
 import type { Logger } from '../../../shared/logger.js';
+import { createOutageLog } from '../../../shared/outage-log.js';
+import { retry } from '../../../shared/retry.js';
 import { clusterEventSchema, nodeEventSchema, type ClusterEvent, type NodeEvent } from '../../../shared/messages/index.js';
 import type { BrokerNames } from '../../../shared/topology.js';
 
@@ -31,9 +33,8 @@ export interface NodeEventFeed {
 
 /**
  * One subscription to node.events per api process, shared by every dashboard page: an exclusive,
- * auto-delete, server-named queue bound with '#'. The RabbitMQ adapter does not re-declare server-named
- * queues after a reconnect (they die with the connection), so the feed drops its consumer when the
- * connection goes and subscribes afresh when it comes back.
+ * auto-delete, server-named queue bound with '#', declared with the subscription, so that the bus declares it
+ * again and resubscribes after a reconnect (events published in between are missed: `onSubscribed(true)`).
  */
 export function createNodeEventFeed(options: NodeEventFeedOptions): NodeEventFeed {
   const { bus, names, log } = options;
@@ -43,13 +44,8 @@ export function createNodeEventFeed(options: NodeEventFeedOptions): NodeEventFee
   const subscribedListeners: Array<(again: boolean) => void> = [];
   let subscriptions = 0;
   const recent: FeedEvent[] = [];
-  let consumer: Consumer | null = null;
-  let queue: string | null = null;
-  let subscribing = false;
-  // Bumped whenever the connection drops, so an attempt that straddles the drop is recognised as stale.
-  let generation = 0;
   let closed = false;
-  let retryTimer: NodeJS.Timeout | null = null;
+  const closing = new AbortController();
   let waiters: Array<() => void> = [];
 
   function onDelivery(delivery: Delivery): void {
@@ -74,74 +70,28 @@ export function createNodeEventFeed(options: NodeEventFeedOptions): NodeEventFee
     for (const listener of listeners) listener(event);
   }
 
-  function scheduleRetry(): void {
-    if (closed || retryTimer) return;
-    retryTimer = setTimeout(() => {
-      retryTimer = null;
-      // subscribe retries and logs on its own.
-      if (bus.isConnected()) void subscribe();
-    }, retryMs);
-    retryTimer.unref();
-  }
-
-  async function subscribe(): Promise<void> {
-    if (closed || subscribing || consumer) return;
-    subscribing = true;
-    const attempt = generation;
-    let stale = false;
-    try {
-      const name = await bus.declareQueue({
-        exclusive: true,
-        autoDelete: true,
-        bindings: [{ exchange: names.exchanges.nodeEvents, routingKey: '#' }],
-      });
-      const started = await bus.consume(name, onDelivery, { prefetch: 50 });
-      if (closed || attempt !== generation) {
-        stale = true;
-        await release(started, name);
-        return;
-      }
-      consumer = started;
-      queue = name;
-      log.debug(`Dashboard subscribed to ${names.exchanges.nodeEvents} with queue ${name}`);
-      for (const resolve of waiters.splice(0)) resolve();
-      const again = subscriptions++ > 0;
-      for (const listener of subscribedListeners) listener(again);
-    } catch (error) {
-      log.warn(`Dashboard could not subscribe to node events, retrying: ${(error as Error).message}`);
-      scheduleRetry();
-    } finally {
-      subscribing = false;
-      // subscribe retries and logs on its own.
-      if (stale && !closed && bus.isConnected()) void subscribe();
-    }
-  }
-
-  async function release(c: Consumer, name: string): Promise<void> {
-    // Cancelling a consumer whose channel is gone has nothing left to do.
-    await c.cancel().catch(() => undefined);
-    // Gone already on RabbitMQ (auto-delete); the in-memory bus keeps queues until deleted.
-    await bus.deleteQueue(name).catch(() => undefined);
-  }
-
-  function drop(): void {
-    generation++;
-    const c = consumer;
-    const name = queue;
-    consumer = null;
-    queue = null;
-    // release ignores what is gone already; closing does not wait for the broker.
-    if (c && name) void release(c, name);
-  }
-
-  bus.onConnectionChange((connected) => {
+  function onConsuming(queue: string): void {
     if (closed) return;
-    // subscribe retries and logs on its own.
-    if (connected) void subscribe();
-    else drop();
-  });
-  // subscribe retries and logs on its own.
-  void subscribe();
+    log.debug(`Dashboard subscribed to ${names.exchanges.nodeEvents} with queue ${queue}`);
+    for (const resolve of waiters.splice(0)) resolve();
+    const again = subscriptions++ > 0;
+    for (const listener of subscribedListeners) listener(again);
+  }
+
+  // Rejected only while connected (e.g. the exchange is not declared yet): tried again until it is taken.
+  const subscribed: Promise<Consumer | null> = retry(
+    () => bus.consume({ exclusive: true, autoDelete: true, bindings: [{ exchange: names.exchanges.nodeEvents, routingKey: '#' }] }, onDelivery, { prefetch: 50, onConsuming }),
+    {
+      firstDelayMs: retryMs,
+      maxDelayMs: retryMs,
+      signal: closing.signal,
+      outage: createOutageLog({
+        log,
+        what: 'Dashboard could not subscribe to node events, retrying',
+        recoveredLine: (seconds) => `Dashboard subscribed to node events after ${seconds} s`,
+      }),
+    },
+  ).catch(() => null); // only when closed meanwhile
 
   return {
     recent: () => [...recent],
@@ -152,21 +102,18 @@ export function createNodeEventFeed(options: NodeEventFeedOptions): NodeEventFee
       subscribedListeners.push(listener);
     },
     ready() {
-      if (consumer) return Promise.resolve();
+      if (subscriptions > 0) return Promise.resolve();
       return new Promise<void>((resolve) => waiters.push(resolve));
     },
     async close() {
       closed = true;
-      if (retryTimer) clearTimeout(retryTimer);
-      retryTimer = null;
-      const c = consumer;
-      const name = queue;
-      consumer = null;
-      queue = null;
+      closing.abort();
       listeners.length = 0;
       subscribedListeners.length = 0;
       waiters = [];
-      if (c && name) await release(c, name);
+      const consumer = await subscribed;
+      // The auto-delete queue goes with its consumer; a channel already gone took the consumer along.
+      await consumer?.cancel().catch(() => undefined);
     },
   };
 }

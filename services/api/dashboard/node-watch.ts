@@ -1,4 +1,5 @@
 import type { Logger } from '../../../shared/logger.js';
+import { createOutageLog } from '../../../shared/outage-log.js';
 import type { NodeEvent } from '../../../shared/messages/index.js';
 import type { HistoryPoint, NodeRecord } from '../../../shared/store/node-record.js';
 import type { NodeStore } from '../../../shared/store/node-store.js';
@@ -90,7 +91,12 @@ export function createNodeWatch(options: NodeWatchOptions): NodeWatch {
   let generation = 0;
   let syncing: Promise<void> | null = null;
   let lastSync = 0;
-  let failing = false;
+  const readOutage = createOutageLog({
+    log,
+    what: 'Dashboard cannot read the fleet from the node store, retrying',
+    now,
+    recoveredLine: () => 'Dashboard reads the node store again',
+  });
   let retryMs = RETRY_FIRST_MS;
   let timer: NodeJS.Timeout | null = null;
   /** Events that arrived before the first full read finished: applied after it (their status may be newer). */
@@ -116,15 +122,13 @@ export function createNodeWatch(options: NodeWatchOptions): NodeWatch {
       for await (const page of store.scan(SCAN_PAGE)) records.push(...page);
     } catch (error) {
       if (closed) return;
-      if (!failing) log.warn(`Dashboard cannot read the fleet from the node store, retrying: ${(error as Error).message}`);
-      failing = true;
+      readOutage.failed(error);
       schedule(retryMs);
       retryMs = Math.min(retryMs * 2, RETRY_MAX_MS);
       return;
     }
     if (closed) return;
-    if (failing) log.info('Dashboard reads the node store again');
-    failing = false;
+    readOutage.recovered();
     retryMs = RETRY_FIRST_MS;
     lastSync = started;
     let touched = false;
