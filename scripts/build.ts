@@ -44,7 +44,11 @@ const stubs: Plugin = {
       contents: `throw new Error(${JSON.stringify(`${args.path} is not part of the bundled agent`)});`,
       loader: 'js',
     }));
-    const unused = new RegExp(`^(${Object.keys(UNUSED_BY_THE_AGENT).map((name) => name.replace(/[/.]/g, '\\$&')).join('|')})$`);
+    const unused = new RegExp(
+      `^(${Object.keys(UNUSED_BY_THE_AGENT)
+        .map((name) => name.replace(/[/.]/g, '\\$&'))
+        .join('|')})$`,
+    );
     b.onResolve({ filter: unused }, (args) => ({ path: args.path, namespace: 'unused-by-the-agent' }));
     b.onLoad({ filter: /.*/, namespace: 'unused-by-the-agent' }, (args) => ({
       contents: [
@@ -56,6 +60,41 @@ const stubs: Plugin = {
     }));
   },
 };
+
+/**
+ * Parts of dependencies the agent never runs, replaced by the dependency's own smaller equivalent. The whole source of
+ * the bundle stays in the agent's memory for as long as it runs, so what is never run should not be in it:
+ * - winston's internal tracing (`@dabh/diagnostics`, which prints only with DEBUG=winston* and loads a colour
+ *   library for it): its production build, which traces nothing, as under NODE_ENV=production;
+ * - zod's translations of its error messages (`z.locales`; the agent never configures a language): English only,
+ *   the default, which zod's schemas import directly.
+ */
+const leaner: Plugin = {
+  name: 'host-agent-leaner-dependencies',
+  setup(b) {
+    b.onResolve({ filter: /^@dabh\/diagnostics$/ }, (args) =>
+      b.resolve('@dabh/diagnostics/node/production.js', { resolveDir: args.resolveDir, kind: args.kind, importer: args.importer }),
+    );
+    b.onResolve({ filter: /^\.\.\/locales\/index\.js$/ }, (args) =>
+      /[/\\]node_modules[/\\]zod[/\\]/.test(args.importer) ? { path: join(args.resolveDir, '../locales/index.js'), namespace: 'zod-english-only' } : undefined,
+    );
+    b.onLoad({ filter: /.*/, namespace: 'zod-english-only' }, (args) => ({
+      contents: `export { default as en } from ${JSON.stringify(join(dirname(args.path), 'en.js'))};`,
+      resolveDir: dirname(args.path),
+      loader: 'js',
+    }));
+  },
+};
+
+/**
+ * V8 flags the bundle sets for itself, first thing, so they hold however it is started (`node host-agent.mjs`, the
+ * systemd unit, Docker). `--max-opt=1`: no optimizing compiler (TurboFan, and Maglev where Node enables it), only the
+ * interpreter and the baseline compiler. The agent runs a few milliseconds of code per heartbeat; optimizing it buys
+ * nothing measurable, while each optimization touches more of the node binary and leaves compiler memory behind:
+ * 5 MiB of RSS within the first minute (docs/benchmarks.md, agent). Only flags V8 reads while running belong here;
+ * heap sizes are fixed when the process starts.
+ */
+const AGENT_V8_FLAGS = ['--max-opt=1'];
 
 /** Bundles services/agent/main.ts into one ES module; returns its path. */
 export async function bundleAgent(outfile = join(DEFAULT_OUT_DIR, 'host-agent.mjs')): Promise<string> {
@@ -71,7 +110,7 @@ export async function bundleAgent(outfile = join(DEFAULT_OUT_DIR, 'host-agent.mj
     minify: true,
     legalComments: 'eof',
     logLevel: 'warning',
-    plugins: [stubs],
+    plugins: [stubs, leaner],
     // The CommonJS dependencies (amqplib, winston, dockerode, systeminformation) call require() for built-ins and read __dirname.
     banner: {
       js: [
@@ -79,6 +118,8 @@ export async function bundleAgent(outfile = join(DEFAULT_OUT_DIR, 'host-agent.mj
         `// host-agent ${version}: the agent of the host heartbeat orchestrator as one file (docs/agent.md). Needs Node.js >= 20.`,
         "import { createRequire as __hostAgentCreateRequire } from 'node:module';",
         "import { fileURLToPath as __hostAgentFileURLToPath } from 'node:url';",
+        "import { setFlagsFromString as __hostAgentSetV8Flags } from 'node:v8';",
+        ...AGENT_V8_FLAGS.map((flag) => `__hostAgentSetV8Flags(${JSON.stringify(flag)});`),
         'const require = __hostAgentCreateRequire(import.meta.url);',
         'const __filename = __hostAgentFileURLToPath(import.meta.url);',
         "const __dirname = __filename.slice(0, __filename.lastIndexOf('/'));",

@@ -12,10 +12,7 @@ import type { StatsCollector } from './stats-collector.js';
 import { sleep, withTimeout, type Timers } from './timers.js';
 import { reasonOf, type TransportName } from './transport.js';
 
-export type AgentConfigUsed = Pick<
-  AgentConfig,
-  'nodeId' | 'maxServers' | 'heartbeatIntervalMs' | 'heartbeatTimeoutMs' | 'maxHeartbeatFailures' | 'registration' | 'startSpread'
->;
+export type AgentConfigUsed = Pick<AgentConfig, 'nodeId' | 'maxServers' | 'heartbeatIntervalMs' | 'heartbeatTimeoutMs' | 'maxHeartbeatFailures' | 'registration' | 'startSpread'>;
 
 export interface AgentDeps {
   config: AgentConfigUsed;

@@ -47,9 +47,7 @@ export async function buildAgent(config: Readonly<AgentConfig>, options: BuildAg
   const auth = options.auth ?? (await agentAuth(config, log));
   const bus =
     options.bus ??
-    (config.rabbitmqUrl
-      ? await createRabbitBus({ url: config.rabbitmqUrl, log, name: `agent ${config.nodeId}`, confirmTimeoutMs: config.heartbeatTimeoutMs })
-      : undefined);
+    (config.rabbitmqUrl ? await createRabbitBus({ url: config.rabbitmqUrl, log, name: `agent ${config.nodeId}`, confirmTimeoutMs: config.heartbeatTimeoutMs }) : undefined);
   const transport = createFailoverTransport({
     broker: bus ? createBrokerTransport({ bus, names, timers }) : undefined,
     http: createHttpTransport({ baseUrl: config.orchestratorUrl, auth, fetch: options.fetch }),
@@ -83,7 +81,7 @@ export async function buildAgent(config: Readonly<AgentConfig>, options: BuildAg
 async function agentAuth(config: Readonly<AgentConfig>, log: Logger): Promise<RequestAuth> {
   if (!config.joinToken) return noAuth;
   const { credential, created, persisted } = await loadOrCreateCredential(config.credentialFile);
-  if (!persisted) log.warn('AGENT_CREDENTIAL_FILE is not set: this node\'s credential is lost on restart, and registering this node id again will then need an operator reset');
+  if (!persisted) log.warn("AGENT_CREDENTIAL_FILE is not set: this node's credential is lost on restart, and registering this node id again will then need an operator reset");
   else if (created) log.info(`Created this node's credential in ${config.credentialFile}`);
   return credentialAuth({ nodeId: config.nodeId, joinToken: config.joinToken, credential });
 }

@@ -24,13 +24,7 @@ export function controlQueueName(names: BrokerNames, nodeId: string): string {
 }
 
 /** Receives the orchestrator's requests for this node (control.reregister) on a queue of its own. */
-export function createControlListener(deps: {
-  bus: Bus;
-  names: BrokerNames;
-  nodeId: string;
-  log: Logger;
-  onReregister: (message: ControlMessage) => void;
-}): ControlListener {
+export function createControlListener(deps: { bus: Bus; names: BrokerNames; nodeId: string; log: Logger; onReregister: (message: ControlMessage) => void }): ControlListener {
   const { bus, names, nodeId, log } = deps;
   let consumer: Consumer | null = null;
   let subscribing = false;

@@ -52,7 +52,12 @@ export function createFailoverTransport(deps: { broker?: BrokerTransport; http: 
       try {
         if (timeoutMs <= 0) throw new TransportError('TIMEOUT', 'no time left for HTTP');
         // The HTTP transport aborts its request itself; this bounds any transport on the agent's own timers.
-        await withTimeout(timers, http.send(message, { timeoutMs, signal: options.signal }), timeoutMs, () => new TransportError('TIMEOUT', `no HTTP answer within ${timeoutMs} ms`));
+        await withTimeout(
+          timers,
+          http.send(message, { timeoutMs, signal: options.signal }),
+          timeoutMs,
+          () => new TransportError('TIMEOUT', `no HTTP answer within ${timeoutMs} ms`),
+        );
       } catch (error) {
         throw combine(error, brokerError);
       }

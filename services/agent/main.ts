@@ -2,7 +2,6 @@ import { loadAgentConfig } from '../../shared/config.js';
 import { failStart, stopOnSignals } from '../../shared/lifecycle.js';
 import { createLogger } from '../../shared/logger.js';
 import { buildAgent } from './build-agent.js';
-import { formatReport, runPreflight } from './preflight.js';
 
 async function main(): Promise<void> {
   const config = loadAgentConfig(process.env);
@@ -18,6 +17,8 @@ async function main(): Promise<void> {
 
 /** `--check`: the preflight (docs/agent.md); exit 0 when the agent would work, 1 otherwise. */
 async function check(): Promise<void> {
+  // Loaded only here: the agent itself never needs the preflight's probes.
+  const { formatReport, runPreflight } = await import('./preflight.js');
   const report = await runPreflight({ env: process.env });
   // Exits once the report is written: a pipe is written asynchronously, and probes may leave keep-alive sockets open.
   process.stdout.write(formatReport(report), () => process.exit(report.ok ? 0 : 1));

@@ -66,7 +66,12 @@ export async function runPreflight(deps: PreflightDeps): Promise<PreflightReport
     config = loadAgentConfig(deps.env);
   } catch (error) {
     if (!(error instanceof ConfigError)) throw error;
-    add({ name: 'configuration', status: 'fail', detail: error.problems.join('; '), fix: 'correct the variables named (docs/agent.md, configuration); nothing else can be checked until then' });
+    add({
+      name: 'configuration',
+      status: 'fail',
+      detail: error.problems.join('; '),
+      fix: 'correct the variables named (docs/agent.md, configuration); nothing else can be checked until then',
+    });
     return report(checks);
   }
   const fetchImpl = deps.fetch ?? nodeHttpFetch;
@@ -92,16 +97,31 @@ export async function runPreflight(deps: PreflightDeps): Promise<PreflightReport
     try {
       add({ name: 'orchestrator address', status: 'ok', detail: `${host} resolves to ${await (deps.resolveHost ?? resolveHost)(host)}` });
     } catch (error) {
-      add({ name: 'orchestrator address', status: 'fail', detail: `${host} does not resolve (${(error as Error).message})`, fix: 'correct the host name in ORCHESTRATOR_URL, or this host\'s DNS' });
+      add({
+        name: 'orchestrator address',
+        status: 'fail',
+        detail: `${host} does not resolve (${(error as Error).message})`,
+        fix: "correct the host name in ORCHESTRATOR_URL, or this host's DNS",
+      });
     }
   }
   const wallClock = deps.wallClock ?? Date.now;
   const health = await timedGet(fetchImpl, `${config.orchestratorUrl}/healthz`, timeoutMs, wallClock);
   const reachable = health.ok && health.status === 200;
   if (!health.ok) {
-    add({ name: 'orchestrator /healthz', status: 'fail', detail: `${config.orchestratorUrl}/healthz: ${health.error}`, fix: 'check ORCHESTRATOR_URL (scheme, host, port) and that the api runs and is reachable from this host (firewall)' });
+    add({
+      name: 'orchestrator /healthz',
+      status: 'fail',
+      detail: `${config.orchestratorUrl}/healthz: ${health.error}`,
+      fix: 'check ORCHESTRATOR_URL (scheme, host, port) and that the api runs and is reachable from this host (firewall)',
+    });
   } else if (health.status !== 200) {
-    add({ name: 'orchestrator /healthz', status: 'fail', detail: `HTTP ${health.status} in ${health.ms} ms`, fix: 'ORCHESTRATOR_URL must be the api\'s base URL (e.g. http://api-host:8080, no path)' });
+    add({
+      name: 'orchestrator /healthz',
+      status: 'fail',
+      detail: `HTTP ${health.status} in ${health.ms} ms`,
+      fix: "ORCHESTRATOR_URL must be the api's base URL (e.g. http://api-host:8080, no path)",
+    });
   } else add({ name: 'orchestrator /healthz', status: 'ok', detail: `HTTP 200 in ${health.ms} ms` });
 
   if (!reachable) add(skipped('orchestrator /readyz', 'the orchestrator is not reachable'));
@@ -172,7 +192,12 @@ function credentialCheck(config: Readonly<AgentConfig>, state: CredentialFileSta
     case 'missing':
       return state.creatable
         ? { name, status: 'ok', detail: `${file} does not exist yet; the agent will create it (mode 0600) at its first start` }
-        : { name, status: 'fail', detail: `${file} does not exist and cannot be created: ${state.directory} is not writable by this user`, fix: `create ${state.directory} and give it to the agent's user (chown, chmod 700)` };
+        : {
+            name,
+            status: 'fail',
+            detail: `${file} does not exist and cannot be created: ${state.directory} is not writable by this user`,
+            fix: `create ${state.directory} and give it to the agent's user (chown, chmod 700)`,
+          };
     case 'present':
       return (state.mode & 0o077) === 0
         ? { name, status: 'ok', detail: `${file} is present, mode 0${state.mode.toString(8)}, readable` }
@@ -254,7 +279,8 @@ const BROKER_FIXES: Record<BrokerProbeFailure, (exchange: string) => string> = {
   unreachable: () => 'check the host and port in RABBITMQ_URL and that this host can reach them (firewall); until then the agent sends over HTTP',
   credentials: () => "the broker refused the user name or password: put the agent's broker user and password in RABBITMQ_URL (URL-encode @ : / %)",
   vhost: () => "the virtual host in RABBITMQ_URL does not exist or the user may not use it: correct the URL's path or the user's permissions",
-  'exchange-missing': (exchange) => `exchange ${exchange} does not exist: start the orchestrator (it declares the topology) or load rabbitmq/definitions.json, and check BROKER_NAMESPACE`,
+  'exchange-missing': (exchange) =>
+    `exchange ${exchange} does not exist: start the orchestrator (it declares the topology) or load rabbitmq/definitions.json, and check BROKER_NAMESPACE`,
   permission: (exchange) => `give the broker user write permission on ${exchange}`,
   'no-confirm': () => 'the broker did not confirm the publish: see its logs (a memory or disk alarm blocks publishers)',
   other: () => 'see the message and the broker logs',
@@ -342,7 +368,11 @@ async function dryRunChecks(config: Readonly<AgentConfig>, auth: RequestAuth, fe
         : status === 400
           ? 'the orchestrator refused the registration body: correct the settings it names (NODE_ID, HOSTNAME, IP_ADDRESS, MAX_SERVERS)'
           : 'the orchestrator cannot take a registration now: check again later, or see its logs';
-    return [{ name: 'join token', status: 'fail', detail: `the dry-run registration was not accepted (${refusal})`, fix }, skipped('node id', 'the dry run was not accepted'), skipped('timing', 'the dry run was not accepted')];
+    return [
+      { name: 'join token', status: 'fail', detail: `the dry-run registration was not accepted (${refusal})`, fix },
+      skipped('node id', 'the dry run was not accepted'),
+      skipped('timing', 'the dry run was not accepted'),
+    ];
   }
   const joinCheck: CheckResult =
     answer.auth === 'off'

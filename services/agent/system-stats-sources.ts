@@ -1,6 +1,6 @@
-import { statfs } from 'node:fs/promises';
+import { stat, statfs } from 'node:fs/promises';
 import { cpus } from 'node:os';
-import Docker from 'dockerode';
+import type Docker from 'dockerode';
 // Only the memory part: the package's index loads all of its dozens of modules, megabytes of memory the agent never uses.
 import { mem } from 'systeminformation/lib/memory.js';
 import type { CpuTimes, StatsSources } from './stats-collector.js';
@@ -22,7 +22,7 @@ export function hostCpuTimes(): CpuTimes {
  * `cat /proc/mounts`) on every beat. Containers: running ones only, through the Docker socket.
  */
 export function systemStatsSources(options: { dockerSocket: string; timeoutMs: number }): StatsSources {
-  const docker = new Docker({ socketPath: options.dockerSocket, timeout: options.timeoutMs });
+  let docker: Promise<Docker> | null = null;
   return {
     cpuTimes: hostCpuTimes,
     async memory() {
@@ -36,7 +36,20 @@ export function systemStatsSources(options: { dockerSocket: string; timeoutMs: n
       return usable > 0 ? (100 * used) / usable : 0;
     },
     async runningContainers() {
-      const list = await docker.listContainers({ all: false });
+      // dockerode is loaded once the socket exists, not at start: loaded at start it cost the bundled agent about
+      // 4 MiB of memory (docs/benchmarks.md, agent), for nothing on a host without Docker. A Docker started later is
+      // found with the next beat.
+      if (!docker) {
+        await stat(options.dockerSocket);
+        docker = import('dockerode').then(
+          ({ default: Dockerode }) => new Dockerode({ socketPath: options.dockerSocket, timeout: options.timeoutMs }),
+          (error: unknown) => {
+            docker = null;
+            throw error;
+          },
+        );
+      }
+      const list = await (await docker).listContainers({ all: false });
       return list.length;
     },
   };

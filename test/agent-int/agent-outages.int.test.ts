@@ -52,7 +52,11 @@ describe('agent through broker and api outages @int', function () {
     // Events come from whichever ingest stored the change: the one behind the api or the one on the private broker.
     const shared = await h.subscribe();
     const queue = `${h.namespace}.private-subscriber`;
-    await privateBus.declareQueue({ name: queue, durable: true, bindings: ['node.registered', 'node.online', 'node.offline'].map((routingKey) => ({ exchange: h!.names.exchanges.nodeEvents, routingKey })) });
+    await privateBus.declareQueue({
+      name: queue,
+      durable: true,
+      bindings: ['node.registered', 'node.online', 'node.offline'].map((routingKey) => ({ exchange: h!.names.exchanges.nodeEvents, routingKey })),
+    });
     const fromPrivate: NodeEvent[] = [];
     await privateBus.consume(queue, (d) => (fromPrivate.push(JSON.parse(d.body.toString()) as NodeEvent), d.ack()), { prefetch: 100 });
     events = {
@@ -106,7 +110,10 @@ describe('agent through broker and api outages @int', function () {
     const node = await h!.store.get('fallback-node');
     expect(node!.status).to.equal('ONLINE');
     expect(node!.lastHeartbeat!.getTime(), 'heartbeats stored during the outage').to.be.greaterThan(stoppedAt + 2 * INTERVAL_MS);
-    expect(agent.lines.filter((l) => l.includes('Error sending heartbeat')), 'no failed beat').to.deep.equal([]);
+    expect(
+      agent.lines.filter((l) => l.includes('Error sending heartbeat')),
+      'no failed beat',
+    ).to.deep.equal([]);
 
     await rabbit!.startApp();
     await eventually(() => agent!.agent.status().lastTransport === 'amqp', 15_000);
@@ -169,7 +176,10 @@ describe('agent through broker and api outages @int', function () {
     });
     // Registered by the next scheduled attempt: after n failed attempts the wait is 100 * 2^(n-1) ms (+ jitter, + one timeout).
     const longest = 100 * 2 ** (attempts.length - 1);
-    expect(registeredAfter, `registered ${registeredAfter} ms after the orchestrator came up; attempts at ${attempts.map((t) => t - startedAt)} ms; agent log:\n${agent.lines.join('\n')}\n`).to.be.at.most(longest * 1.1 + TIMEOUT_MS + 500);
+    expect(
+      registeredAfter,
+      `registered ${registeredAfter} ms after the orchestrator came up; attempts at ${attempts.map((t) => t - startedAt)} ms; agent log:\n${agent.lines.join('\n')}\n`,
+    ).to.be.at.most(longest * 1.1 + TIMEOUT_MS + 500);
     expect(agent.agent.status().registrations).to.equal(1);
     expect(count(agent.lines, 'Successfully registered with orchestrator as early-node')).to.equal(1);
   });

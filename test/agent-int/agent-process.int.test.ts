@@ -34,7 +34,10 @@ describe('agent as a process @int', function () {
     h = await startOrchestrator({ env: { AUTH_MODE: 'off', TIMEOUT_MINUTES: String(5 / 60) } });
     const harness = h;
     const events = await h.subscribe(['node.offline']);
-    agent = spawnAgentProcess({ NODE_ID: 'term-node', ORCHESTRATOR_URL: h.url, RABBITMQ_URL, BROKER_NAMESPACE: h.namespace, HEARTBEAT_INTERVAL: '1', HEARTBEAT_TIMEOUT: '0.8' }, 'node');
+    agent = spawnAgentProcess(
+      { NODE_ID: 'term-node', ORCHESTRATOR_URL: h.url, RABBITMQ_URL, BROKER_NAMESPACE: h.namespace, HEARTBEAT_INTERVAL: '1', HEARTBEAT_TIMEOUT: '0.8' },
+      'node',
+    );
     await eventually(async () => (await harness.store.get('term-node'))?.stats, 30_000);
 
     const signalledAt = Date.now();

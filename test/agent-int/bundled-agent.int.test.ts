@@ -3,6 +3,7 @@ import { copyFile, mkdtemp, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { bundleAgent } from '../../scripts/build.js';
+import { ROUTING } from '../../shared/topology.js';
 import { JOIN_TOKEN } from '../security/support.js';
 import { startOrchestrator, type Harness } from '../support/orchestrator.js';
 import { eventually, RABBITMQ_URL, requireServices, uniqueName } from '../support/services.js';
@@ -74,6 +75,33 @@ describe('the bundled agent (dist/host-agent.mjs) @int', function () {
     await eventually(async () => (await harness.store.get(nodeId))?.status === 'OFFLINE', 5000);
   });
 
+  // The bundle loads the message schemas (zod) only with the first control message, and carries zod's English
+  // messages only: both are checked here, on the bundle itself.
+  it('validates control messages and re-registers when the orchestrator asks (control.reregister)', async () => {
+    h = await startOrchestrator({ env: { TIMEOUT_MINUTES: '0.5' } });
+    const harness = h;
+    const nodeId = uniqueName('bundled-control');
+    agent = spawnAgentProcess(
+      { NODE_ID: nodeId, ORCHESTRATOR_URL: h.url, RABBITMQ_URL, BROKER_NAMESPACE: h.namespace, HEARTBEAT_INTERVAL: '0.5', HEARTBEAT_TIMEOUT: '0.4' },
+      { file: bundle, cwd: host },
+    );
+    const count = (part: string) => agent!.lines.filter((l) => l.text.includes(part)).length;
+    const registered = `Successfully registered with orchestrator as ${nodeId}`;
+    await eventually(() => count(`Heartbeat sent successfully for ${nodeId}`) > 0, 30_000);
+    expect(count(registered)).to.equal(1);
+    const request = { id: uniqueName('control'), type: 'control.reregister', version: 1, sentAt: new Date().toISOString(), nodeId, reason: 'store lost the node' };
+
+    await harness.bus.publish(harness.names.exchanges.agentControl, ROUTING.control(nodeId), { ...request, version: 2 });
+    const invalid = await eventually(() => agent!.lines.find((l) => l.text.includes('Ignoring an invalid control message')), 10_000);
+    expect(invalid.text).to.match(/Ignoring an invalid control message: .*expected 1/i);
+    expect(count(registered)).to.equal(1);
+
+    await harness.bus.publish(harness.names.exchanges.agentControl, ROUTING.control(nodeId), request);
+    await eventually(() => count(registered) === 2, 10_000);
+    expect(count(`Orchestrator asked ${nodeId} to re-register (store lost the node)`)).to.equal(1);
+    await eventually(async () => (await harness.store.get(nodeId))?.status === 'ONLINE', 10_000);
+  });
+
   it('runs the preflight (--check) and passes against a healthy system', async () => {
     h = await startOrchestrator({ env: { TIMEOUT_MINUTES: '0.5' } });
     const nodeId = uniqueName('bundled-check');
@@ -86,7 +114,10 @@ describe('the bundled agent (dist/host-agent.mjs) @int', function () {
     const lines = agent.lines.map((l) => l.text);
 
     expect(code, lines.join('\n')).to.equal(0);
-    expect(lines.filter((l) => l.startsWith('[FAIL]')), lines.join('\n')).to.deep.equal([]);
+    expect(
+      lines.filter((l) => l.startsWith('[FAIL]')),
+      lines.join('\n'),
+    ).to.deep.equal([]);
     expect(lines.some((l) => l.startsWith('[ ok ] join token: authentication is off'))).to.equal(true);
     expect(lines.at(-1)).to.match(/^Preflight passed/);
     expect(await h.store.get(nodeId)).to.equal(null);

@@ -68,15 +68,27 @@ describe('agent preflight (npm run agent -- --check) @int', function () {
     expect(code, lines.join('\n')).to.equal(0);
     expect(failing(lines), lines.join('\n')).to.deep.equal([]);
     for (const name of ['configuration', 'orchestrator /healthz', 'orchestrator /readyz', 'clock', 'join token', 'node id', 'timing']) {
-      expect(lines.some((l) => l.startsWith(`[ ok ] ${name}:`)), `${name} ok\n${lines.join('\n')}`).to.equal(true);
+      expect(
+        lines.some((l) => l.startsWith(`[ ok ] ${name}:`)),
+        `${name} ok\n${lines.join('\n')}`,
+      ).to.equal(true);
     }
-    expect(lines.some((l) => /^\[ ok \] broker .*confirmed/.test(l)), lines.join('\n')).to.equal(true);
-    expect(lines.some((l) => l.startsWith('[ ok ] credential file:') && l.includes('will create it')), lines.join('\n')).to.equal(true);
+    expect(
+      lines.some((l) => /^\[ ok \] broker .*confirmed/.test(l)),
+      lines.join('\n'),
+    ).to.equal(true);
+    expect(
+      lines.some((l) => l.startsWith('[ ok ] credential file:') && l.includes('will create it')),
+      lines.join('\n'),
+    ).to.equal(true);
     expect(lines.at(-1)).to.match(/^Preflight passed/);
 
     await sleep(1000); // time for anything sent to reach the store
     expect(await h.store.get(nodeId), 'stored node').to.equal(null);
-    expect(events.events.filter((e) => e.nodeId === nodeId), 'node events').to.deep.equal([]);
+    expect(
+      events.events.filter((e) => e.nodeId === nodeId),
+      'node events',
+    ).to.deep.equal([]);
     expect(await stat(env.AGENT_CREDENTIAL_FILE!).catch(() => null), 'credential file').to.equal(null);
     expect(await h.bus.queueDepth(h.names.queues.deadLetter), 'dead letters').to.equal(0);
   });
@@ -99,7 +111,9 @@ describe('agent preflight (npm run agent -- --check) @int', function () {
     expect(code, lines.join('\n')).to.equal(1);
     const failed = failing(lines);
     expect(failed, lines.join('\n')).to.have.length(1);
-    expect(failed[0]).to.match(/^\[FAIL\] broker amqp:\/\/[^:]+:\*\*\*@.* -> the broker refused the user name or password: put the agent's broker user and password in RABBITMQ_URL/);
+    expect(failed[0]).to.match(
+      /^\[FAIL\] broker amqp:\/\/[^:]+:\*\*\*@.* -> the broker refused the user name or password: put the agent's broker user and password in RABBITMQ_URL/,
+    );
     expect(failed[0]).to.not.include('not-the-password');
   });
 

@@ -38,9 +38,12 @@ describe('HTTP transport', () => {
     respond = (_req, res) => res.writeHead(200, { 'content-type': 'application/json' }).end('{}');
   });
 
-  const transport = (headers: Record<string, string> = {}) =>
-    createHttpTransport({ baseUrl, auth: { httpHeaders: () => headers, envelopeAuth: () => undefined } });
-  const failure = (promise: Promise<unknown>) => promise.then(() => null, (e: unknown) => e as TransportError);
+  const transport = (headers: Record<string, string> = {}) => createHttpTransport({ baseUrl, auth: { httpHeaders: () => headers, envelopeAuth: () => undefined } });
+  const failure = (promise: Promise<unknown>) =>
+    promise.then(
+      () => null,
+      (e: unknown) => e as TransportError,
+    );
 
   it('posts the original bodies to the original endpoints, with the headers of the request auth', async () => {
     const t = transport({ authorization: 'Bearer test' });
@@ -71,7 +74,9 @@ describe('HTTP transport', () => {
 
   it('names the broker alarm of a 503 BROKER_BLOCKED', async () => {
     respond = (_req, res) =>
-      res.writeHead(503, { 'retry-after': '5', 'content-type': 'application/json' }).end(JSON.stringify({ error: 'BROKER_BLOCKED', message: 'cannot accept now', reason: 'low on memory' }));
+      res
+        .writeHead(503, { 'retry-after': '5', 'content-type': 'application/json' })
+        .end(JSON.stringify({ error: 'BROKER_BLOCKED', message: 'cannot accept now', reason: 'low on memory' }));
     const error = await failure(transport().send(messages.heartbeat(stats), { timeoutMs: 2000 }));
     expect(error).to.include({ code: 'UNAVAILABLE', message: 'HTTP 503: BROKER_BLOCKED (low on memory)', retryAfterMs: 5000 });
   });

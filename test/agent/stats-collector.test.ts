@@ -1,4 +1,8 @@
 import { execFileSync } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { createServer } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { expect } from 'chai';
 import { manualClock, systemClock } from '../../shared/clock.js';
 import { createMemoryLogger } from '../../shared/logger.js';
@@ -33,6 +37,28 @@ describe('stats collector on this machine @int', () => {
     expect(samples[0]!.memoryUsage).to.be.above(0);
     expect(linesMatching(log, 'Cannot read running containers')).to.have.length(1);
     expect(log.lines.filter((l) => l.includes('WARN'))).to.have.length(1);
+  });
+
+  it('counts running containers once the Docker socket appears, when it was absent at first', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'docker-socket-'));
+    const socket = join(dir, 'docker.sock');
+    const docker = createServer((req, res) => {
+      res.setHeader('content-type', 'application/json');
+      res.end(req.url?.startsWith('/containers/json') ? JSON.stringify([{ Id: 'a' }, { Id: 'b' }, { Id: 'c' }]) : '{}');
+    });
+    try {
+      const sources = systemStatsSources({ dockerSocket: socket, timeoutMs: 2000 });
+      const absent = await sources.runningContainers().then(
+        () => null,
+        (error: Error) => error,
+      );
+      expect(absent?.message).to.include(socket);
+      await new Promise<void>((resolve) => docker.listen(socket, resolve));
+      expect(await sources.runningContainers()).to.equal(3);
+    } finally {
+      docker.close();
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   it('reports the root filesystem usage that df reports', async () => {

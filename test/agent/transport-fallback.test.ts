@@ -138,7 +138,9 @@ describe('transport fallback', () => {
     };
     await fake.tickAsync(INTERVAL);
     // Failed within the same tick: nothing waited for HEARTBEAT_TIMEOUT.
-    expect(linesMatching(log, 'Error sending heartbeat to orchestrator: HTTP 503: BROKER_BLOCKED (low on memory) (broker: broker blocking publishes: low on memory)')).to.have.length(1);
+    expect(
+      linesMatching(log, 'Error sending heartbeat to orchestrator: HTTP 503: BROKER_BLOCKED (low on memory) (broker: broker blocking publishes: low on memory)'),
+    ).to.have.length(1);
     await fake.tickAsync(2 * INTERVAL);
     expect(linesMatching(log, 'Error sending heartbeat')).to.have.length(3);
     expect(linesMatching(log, 'Too many heartbeat failures (3), attempting re-registration...')).to.have.length(1);
@@ -277,8 +279,7 @@ describe('agent shutdown', () => {
     const { agent, http } = testAgent({ clock, timers });
     await agent.start();
     await fake.tickAsync(1);
-    http.handler = (message) =>
-      message.type === 'agent.shutdown' ? new Promise<void>(() => undefined) : undefined;
+    http.handler = (message) => (message.type === 'agent.shutdown' ? new Promise<void>(() => undefined) : undefined);
     const started = fake.now;
     let stoppedAt: number | undefined;
     void agent.stop().then(() => (stoppedAt = fake.now));

@@ -90,15 +90,13 @@ describe('hostile input over HTTP (fuzz) @int', function () {
 
     return fc.oneof(
       // Hostile bodies, sent with the right credentials so that only validation stands in the way.
-      fc
-        .tuple(node, registerBodies)
-        .map(([id, body]): Case => ({
-          kind: 'register body',
-          method: 'POST',
-          path: '/api/nodes/register',
-          headers: { ...json, ...bearer(formatJoinAuth(JOIN_TOKEN, id, credentials.get(id)!)) },
-          body,
-        })),
+      fc.tuple(node, registerBodies).map(([id, body]): Case => ({
+        kind: 'register body',
+        method: 'POST',
+        path: '/api/nodes/register',
+        headers: { ...json, ...bearer(formatJoinAuth(JOIN_TOKEN, id, credentials.get(id)!)) },
+        body,
+      })),
       fc
         .tuple(node, statsBodies)
         .map(([id, body]): Case => ({ kind: 'stats body', method: 'POST', path: `/api/nodes/${encodeURIComponent(id)}/stats`, headers: { ...json, ...own(id) }, body })),
@@ -132,16 +130,14 @@ describe('hostile input over HTTP (fuzz) @int', function () {
           body: '{}',
           expect: [401, 403],
         })),
-      fc
-        .tuple(fc.oneof(node, fc.constantFrom('fuzz-new', 'fuzz-new-2')), hostileAuth)
-        .map(([id, auth]): Case => ({
-          kind: 'register auth',
-          method: 'POST',
-          path: '/api/nodes/register',
-          headers: withAuth(auth),
-          body: JSON.stringify(registerBody(id)),
-          expect: [401, 403],
-        })),
+      fc.tuple(fc.oneof(node, fc.constantFrom('fuzz-new', 'fuzz-new-2')), hostileAuth).map(([id, auth]): Case => ({
+        kind: 'register auth',
+        method: 'POST',
+        path: '/api/nodes/register',
+        headers: withAuth(auth),
+        body: JSON.stringify(registerBody(id)),
+        expect: [401, 403],
+      })),
       // A valid body with a content type the api does not parse as JSON.
       fc
         .tuple(node, fc.constantFrom('text/plain', 'application/x-www-form-urlencoded', 'application/json; charset=utf-16', 'multipart/form-data; boundary=x', 'application/xml'))
