@@ -1,6 +1,8 @@
 import type { Bus, Consumer, Delivery } from '../../shared/bus/bus.js';
 import type { Logger } from '../../shared/logger.js';
 import type { ControlMessage } from '../../shared/messages/index.js';
+import { createOutageLog } from '../../shared/outage-log.js';
+import { retry } from '../../shared/retry.js';
 import { ROUTING, type BrokerNames } from '../../shared/topology.js';
 import { reasonOf } from './transport.js';
 
@@ -27,8 +29,6 @@ export function controlQueueName(names: BrokerNames, nodeId: string): string {
 export function createControlListener(deps: { bus: Bus; names: BrokerNames; nodeId: string; log: Logger; onReregister: (message: ControlMessage) => void }): ControlListener {
   const { bus, names, nodeId, log } = deps;
   let consumer: Consumer | null = null;
-  let subscribing = false;
-  let stopped = false;
 
   function onDelivery(delivery: Delivery): void {
     delivery.ack(); // a request is only useful now; there is nothing to retry
@@ -53,44 +53,52 @@ export function createControlListener(deps: { bus: Bus; names: BrokerNames; node
     deps.onReregister(parsed.data);
   }
 
+  /**
+   * Exclusive and auto-deleted, it lives as long as this agent's connection: the bus declares it again, and
+   * resubscribes, after every reconnect. A subscription the broker refuses while connected is tried again.
+   */
+  const queue = {
+    name: controlQueueName(names, nodeId),
+    durable: false,
+    exclusive: true,
+    autoDelete: true,
+    bindings: [{ exchange: names.exchanges.agentControl, routingKey: ROUTING.control(nodeId) }],
+  };
+  const stopping = new AbortController();
+  let subscribing: Promise<void> | null = null;
+  let firstAttemptDone: () => void = () => undefined;
+  const firstAttempt = new Promise<void>((resolve) => (firstAttemptDone = resolve));
+
   async function subscribe(): Promise<void> {
-    if (consumer || subscribing || stopped || !bus.isConnected()) return;
-    subscribing = true;
     try {
-      // Exclusive and auto-deleted: it lives as long as this agent's connection; the bus declares it again after a reconnect.
-      const queue = await bus.declareQueue({
-        name: controlQueueName(names, nodeId),
-        durable: false,
-        exclusive: true,
-        autoDelete: true,
-        bindings: [{ exchange: names.exchanges.agentControl, routingKey: ROUTING.control(nodeId) }],
+      const started = await retry(() => bus.consume(queue, onDelivery, { prefetch: 10 }), {
+        firstDelayMs: 1000,
+        maxDelayMs: 30_000,
+        signal: stopping.signal,
+        outage: createOutageLog({ log, what: 'Cannot subscribe to control messages, retrying' }),
+        onFailure: () => firstAttemptDone(),
       });
-      const started = await bus.consume(queue, onDelivery, { prefetch: 10 });
-      if (stopped) await started.cancel();
+      if (stopping.signal.aborted) await started.cancel();
       else consumer = started;
-    } catch (error) {
-      log.warn(`Cannot subscribe to control messages yet (${reasonOf(error)}); retrying when the broker reconnects`);
+    } catch {
+      // Only when stopped while retrying: nothing to subscribe any more.
     } finally {
-      subscribing = false;
+      firstAttemptDone();
     }
   }
 
-  let listening = false;
-
   return {
     async start() {
-      if (!listening) {
-        listening = true;
-        bus.onConnectionChange((connected) => {
-          if (connected) void subscribe();
-        });
-      }
-      await subscribe();
+      subscribing ??= subscribe();
+      // Subscribed when it resolves, unless the broker refused: that goes on being retried in the background.
+      await Promise.race([subscribing, firstAttempt]);
     },
     async stop() {
-      stopped = true;
+      stopping.abort();
+      await subscribing;
       const c = consumer;
       consumer = null;
+      // A consumer whose channel is gone has nothing left to cancel.
       await c?.cancel().catch(() => undefined);
     },
   };
