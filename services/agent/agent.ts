@@ -121,6 +121,7 @@ export function createAgent(deps: AgentDeps): Agent {
       } catch (error) {
         if (abort.signal.aborted) return;
         log.error(`Registration stopped unexpectedly, starting over: ${reasonOf(error)}`);
+        // Cut short by stop(): the loop then sees the abort and ends.
         await sleep(timers, config.registration.firstDelayMs, abort.signal).catch(() => undefined);
         continue;
       }
@@ -167,6 +168,7 @@ export function createAgent(deps: AgentDeps): Agent {
         abort.abort(new Error('agent stopping'));
         loop.stop();
         // A beat in flight gets a moment, so that it does not reach the orchestrator after the shutdown message.
+        // A beat still in flight after its moment is left to finish on its own: the shutdown goes out anyway.
         await withTimeout(timers, loop.idle(), until(timeoutMs / 4), () => new Error('beat still in flight')).catch(() => undefined);
         if (registrations > 0) {
           try {
@@ -177,6 +179,7 @@ export function createAgent(deps: AgentDeps): Agent {
           }
         }
         await control?.stop();
+        // Stopping within its budget matters more than a clean close of a broker connection that hangs.
         if (bus) await withTimeout(timers, bus.close(), until(timeoutMs, closeBy), () => new Error('broker close timed out')).catch(() => undefined);
         await withTimeout(timers, lifecycle, until(timeoutMs, closeBy), () => new Error('loop still running')).catch(() => undefined);
         state = 'stopped';

@@ -34,6 +34,7 @@ export function createControlListener(deps: { bus: Bus; names: BrokerNames; node
     delivery.ack(); // a request is only useful now; there is nothing to retry
     if (loadedSchemas) return handle(delivery, loadedSchemas.controlMessageSchema);
     loadingSchemas ??= import('../../shared/messages/index.js').then((schemas) => (loadedSchemas = schemas));
+    // Both outcomes are handled here; the delivery was acknowledged already.
     void loadingSchemas.then(
       ({ controlMessageSchema }) => handle(delivery, controlMessageSchema),
       (error: unknown) => log.warn(`Ignoring a control message: cannot load its schema (${reasonOf(error)})`),
