@@ -6,6 +6,8 @@ export interface OutageLogOptions {
   what: string;
   now?: () => number;
   level?: 'warn' | 'error';
+  /** The line that starts an outage, where the logs' documented wording is not `<what>: <reason>`. */
+  failedLine?: (reason: string) => string;
   /** The line that ends an outage, where the logs' documented wording is not `<what>: recovered after <s> s`. */
   recoveredLine?: (seconds: number) => string;
 }
@@ -28,7 +30,7 @@ export function createOutageLog(options: OutageLogOptions) {
       if (since !== null) return;
       since = now();
       const reason = error instanceof Error ? error.message : String(error);
-      options.log[options.level ?? 'warn'](`${what}: ${reason}`, { outage: options.what, reason });
+      options.log[options.level ?? 'warn'](options.failedLine?.(reason) ?? `${what}: ${reason}`, { outage: options.what, reason });
     },
     /** Notes a success; logs the end of an outage, if one was going on. */
     recovered(): void {

@@ -1,6 +1,7 @@
 import type { Clock } from '../../shared/clock.js';
 import type { Logger } from '../../shared/logger.js';
 import type { HeartbeatBody } from '../../shared/messages/index.js';
+import { createOutageLog, type OutageLog } from '../../shared/outage-log.js';
 import { withTimeout, type Timers } from './timers.js';
 
 /** Cumulative CPU time of all cores (ms), as os.cpus() reports it. */
@@ -48,17 +49,29 @@ export function createStatsCollector(deps: StatsCollectorDeps): StatsCollector {
   let previousCpuAt = wallClock.now();
   let lastCpu: number | undefined;
   const last = { memory: 0, disk: 0 };
-  const failing = new Set<string>();
+  /** One outage log per source: a source that fails is warned about once, not once per beat. */
+  const outages = new Map<string, OutageLog>();
+  function outageOf(what: string, fallbackNote: string): OutageLog {
+    let outage = outages.get(what);
+    if (!outage) {
+      outage = createOutageLog({
+        log,
+        what,
+        failedLine: (reason) => `Cannot read ${what} (${reason}); reporting ${fallbackNote} until it is readable`,
+        recoveredLine: () => `${what} is readable again`,
+      });
+      outages.set(what, outage);
+    }
+    return outage;
+  }
 
   async function read<T>(what: string, fallbackNote: string, fallback: T, source: () => Promise<T>): Promise<T> {
     try {
       const value = await withTimeout(deps.timers, source(), deps.sourceTimeoutMs, () => new Error(`no answer within ${deps.sourceTimeoutMs} ms`));
-      if (failing.delete(what)) log.info(`${what} is readable again`);
+      outages.get(what)?.recovered();
       return value;
     } catch (error) {
-      // Once per outage, not once per beat.
-      if (!failing.has(what)) log.warn(`Cannot read ${what} (${(error as Error)?.message ?? String(error)}); reporting ${fallbackNote} until it is readable`);
-      failing.add(what);
+      outageOf(what, fallbackNote).failed(error);
       return fallback;
     }
   }
