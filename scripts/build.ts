@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
 import { chmod, cp, mkdir, rm } from 'node:fs/promises';
-import { createRequire } from 'node:module';
+import { builtinModules, createRequire } from 'node:module';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { build, type Plugin } from 'esbuild';
@@ -87,6 +87,113 @@ const leaner: Plugin = {
 };
 
 /**
+ * shared/logger.ts builds its logger from `winston.createLogger`, `winston.format` (logform) and
+ * `winston.transports.Stream`; in the bundle `winston` is those three alone. winston's index also builds a default
+ * logger and a logger container at load, which the agent never uses. A member shared/logger.ts starts to use must be
+ * added here: the bundled agent's test fails at start until it is.
+ */
+const winstonParts: Plugin = {
+  name: 'host-agent-winston-parts',
+  setup(b) {
+    b.onResolve({ filter: /^winston$/ }, (args) => (/[/\\]node_modules[/\\]/.test(args.importer) ? undefined : { path: 'winston', namespace: 'winston-parts' }));
+    b.onLoad({ filter: /.*/, namespace: 'winston-parts' }, () => ({
+      contents: [
+        "const { format } = require('logform');",
+        "const createLogger = require('winston/lib/winston/create-logger.js');",
+        "const Stream = require('winston/lib/winston/transports/stream.js');",
+        'module.exports = { createLogger, format, transports: { Stream } };',
+      ].join('\n'),
+      // logform as winston resolves it, should two versions be installed.
+      resolveDir: join(ROOT, 'node_modules/winston'),
+      loader: 'js',
+    }));
+  },
+};
+
+/**
+ * Built-in modules that dependencies load at start for what the agent does rarely or never: TLS, for `amqps://`
+ * brokers only (amqplib). Each built-in module a process loads costs it memory, about 0.3 MiB for node:tls. For
+ * these dependencies the module is one whose functions load the real one when first called, with the same arguments.
+ */
+const DEFERRED_BUILTINS: Record<string, RegExp> = {
+  tls: /[/\\]node_modules[/\\]amqplib[/\\]/,
+};
+
+const deferredBuiltins: Plugin = {
+  name: 'host-agent-deferred-builtins',
+  setup(b) {
+    b.onResolve({ filter: new RegExp(`^(node:)?(${Object.keys(DEFERRED_BUILTINS).join('|')})$`) }, (args) => {
+      const name = args.path.replace(/^node:/, '');
+      return DEFERRED_BUILTINS[name]!.test(args.importer) ? { path: name, namespace: 'deferred-builtin' } : undefined;
+    });
+    b.onLoad({ filter: /.*/, namespace: 'deferred-builtin' }, async (args) => {
+      const real = (await import(`node:${args.path}`)) as Record<string, unknown>;
+      const functions = Object.keys(real).filter((key) => key !== 'default' && typeof real[key] === 'function');
+      return {
+        contents: [
+          `const load = () => require(${JSON.stringify(`node:${args.path}`)});`,
+          'const later = (name) => function (...args) { return new.target ? Reflect.construct(load()[name], args, new.target) : load()[name].apply(this, args); };',
+          `module.exports = Object.fromEntries(${JSON.stringify(functions)}.map((name) => [name, later(name)]));`,
+        ].join('\n'),
+        loader: 'js',
+      };
+    });
+  },
+};
+
+/**
+ * Built-in modules taken with `require`, never `import`: for each built-in module an ES module imports, Node builds
+ * an ES module view of all its exports beside the module itself, which costs the agent memory for nothing
+ * (0.3 MiB for the dozen the agent uses; docs/benchmarks.md, agent). The bundle's own banner imports only
+ * node:module, for `require`.
+ */
+const builtinsByRequire: Plugin = {
+  name: 'host-agent-builtins-by-require',
+  setup(b) {
+    const builtins = new Set(builtinModules);
+    b.onResolve({ filter: /^[a-z_:/]+$/ }, (args) => {
+      const name = args.path.replace(/^node:/, '');
+      if ((args.kind !== 'import-statement' && args.kind !== 'dynamic-import') || !builtins.has(name)) return undefined;
+      return { path: `node:${name}`, namespace: 'builtin-by-require' };
+    });
+    b.onLoad({ filter: /.*/, namespace: 'builtin-by-require' }, (args) => ({ contents: `module.exports = require(${JSON.stringify(args.path)});`, loader: 'js' }));
+  },
+};
+
+/**
+ * Modules the agent imports only when first needed (`import()`), each bundled as a piece of its own, a CommonJS
+ * module whose code is one function: nothing of it is compiled, and none of its functions or built-in modules exist,
+ * before that function runs. Bundled with the rest, the message schemas (zod) cost the agent about 0.5 MiB at start
+ * though no schema was built: an ES module's top-level functions all exist once the bundle is loaded.
+ */
+const ON_DEMAND = [join(ROOT, 'shared/messages/index.ts')];
+
+const onDemand: Plugin = {
+  name: 'host-agent-on-demand',
+  setup(b) {
+    b.onResolve({ filter: /\.js$/ }, (args) => {
+      const path = join(args.resolveDir, args.path).replace(/\.js$/, '.ts');
+      return args.kind === 'dynamic-import' && ON_DEMAND.includes(path) ? { path, namespace: 'on-demand' } : undefined;
+    });
+    b.onLoad({ filter: /.*/, namespace: 'on-demand' }, async (args) => {
+      const piece = await build({
+        entryPoints: [args.path],
+        bundle: true,
+        write: false,
+        platform: 'node',
+        format: 'cjs',
+        target: 'node20',
+        minify: true,
+        legalComments: 'inline', // moved to the end of the bundle with the others
+        logLevel: 'warning',
+        plugins: [stubs, leaner, deferredBuiltins],
+      });
+      return { contents: piece.outputFiles[0]!.text, resolveDir: dirname(args.path), loader: 'js' };
+    });
+  },
+};
+
+/**
  * V8 flags the bundle sets for itself, first thing, so they hold however it is started (`node host-agent.mjs`, the
  * systemd unit, Docker). `--max-opt=1`: no optimizing compiler (TurboFan, and Maglev where Node enables it), only the
  * interpreter and the baseline compiler. The agent runs a few milliseconds of code per heartbeat; optimizing it buys
@@ -110,18 +217,16 @@ export async function bundleAgent(outfile = join(DEFAULT_OUT_DIR, 'host-agent.mj
     minify: true,
     legalComments: 'eof',
     logLevel: 'warning',
-    plugins: [stubs, leaner],
+    plugins: [stubs, leaner, winstonParts, deferredBuiltins, builtinsByRequire, onDemand],
     // The CommonJS dependencies (amqplib, winston, dockerode, systeminformation) call require() for built-ins and read __dirname.
     banner: {
       js: [
         '#!/usr/bin/env node',
         `// host-agent ${version}: the agent of the host heartbeat orchestrator as one file (docs/agent.md). Needs Node.js >= 20.`,
         "import { createRequire as __hostAgentCreateRequire } from 'node:module';",
-        "import { fileURLToPath as __hostAgentFileURLToPath } from 'node:url';",
-        "import { setFlagsFromString as __hostAgentSetV8Flags } from 'node:v8';",
-        ...AGENT_V8_FLAGS.map((flag) => `__hostAgentSetV8Flags(${JSON.stringify(flag)});`),
         'const require = __hostAgentCreateRequire(import.meta.url);',
-        'const __filename = __hostAgentFileURLToPath(import.meta.url);',
+        ...AGENT_V8_FLAGS.map((flag) => `require('node:v8').setFlagsFromString(${JSON.stringify(flag)});`),
+        "const __filename = require('node:url').fileURLToPath(import.meta.url);",
         "const __dirname = __filename.slice(0, __filename.lastIndexOf('/'));",
       ].join('\n'),
     },

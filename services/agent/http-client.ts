@@ -1,5 +1,4 @@
-import { Agent as HttpAgent, request as httpRequest, type IncomingHttpHeaders } from 'node:http';
-import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
+import { Agent as HttpAgent, request as httpRequest, type IncomingHttpHeaders, type IncomingMessage } from 'node:http';
 
 /** The part of an HTTP answer the agent reads. The global fetch's Response has it too, so tests may pass fetch. */
 export interface HttpAnswer {
@@ -20,28 +19,37 @@ export interface HttpRequestInit {
 /** How the agent sends HTTP requests: `globalThis.fetch` fits, and so does `nodeHttpFetch`. */
 export type HttpFetch = (url: string, init?: HttpRequestInit) => Promise<HttpAnswer>;
 
+type Https = typeof import('node:https');
+
 // Kept-alive connections, as fetch keeps them: one per orchestrator, not a handshake per beat.
-const agents = { http: new HttpAgent({ keepAlive: true }), https: new HttpsAgent({ keepAlive: true }) };
+const httpAgent = new HttpAgent({ keepAlive: true });
+
+/**
+ * node:https (and TLS with it) is loaded with the first https:// request: an orchestrator reached over plain HTTP
+ * never needs it, and each module loaded costs the agent memory (docs/benchmarks.md, agent).
+ */
+let https: Promise<{ request: Https['request']; agent: InstanceType<Https['Agent']> }> | null = null;
+const loadHttps = () => (https ??= import('node:https').then(({ Agent, request }) => ({ request, agent: new Agent({ keepAlive: true }) })));
 
 /**
  * The agent's HTTP client, on node:http. Node's fetch (undici) costs a process some 11 MiB of memory once first
  * used, a fifth of what the whole agent may use on a host (docs/benchmarks.md, agent). A failed connection rejects
  * with Node's own error (`connect ECONNREFUSED 10.0.0.5:8080`); an aborted one with the signal's reason.
  */
-export const nodeHttpFetch: HttpFetch = (url, init = {}) =>
-  new Promise<HttpAnswer>((resolve, reject) => {
-    const target = new URL(url);
-    const secure = target.protocol === 'https:';
+export const nodeHttpFetch: HttpFetch = async (url, init = {}) => {
+  const target = new URL(url);
+  const client = target.protocol === 'https:' ? await loadHttps() : { request: httpRequest, agent: httpAgent };
+  return new Promise<HttpAnswer>((resolve, reject) => {
     const body = init.body === undefined ? undefined : Buffer.from(init.body);
-    const request = (secure ? httpsRequest : httpRequest)(
+    const request = client.request(
       target,
       {
         method: init.method ?? 'GET',
         headers: { ...init.headers, ...(body ? { 'content-length': String(body.length) } : {}) },
-        agent: secure ? agents.https : agents.http,
+        agent: client.agent,
         signal: init.signal,
       },
-      (response) => {
+      (response: IncomingMessage) => {
         const chunks: Buffer[] = [];
         response.on('data', (chunk: Buffer) => chunks.push(chunk));
         response.once('error', reject);
@@ -61,6 +69,7 @@ export const nodeHttpFetch: HttpFetch = (url, init = {}) =>
     request.once('error', (error) => reject(init.signal?.aborted ? (init.signal.reason ?? error) : error));
     request.end(body);
   });
+};
 
 function headerValue(headers: IncomingHttpHeaders, name: string): string | null {
   const value = headers[name.toLowerCase()];

@@ -1,4 +1,3 @@
-import { lookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
 import { generateCredential } from '../../shared/auth/credentials.js';
 import { probeBrokerPublish, type BrokerProbeFailure } from '../../shared/bus/broker-probe.js';
@@ -234,6 +233,8 @@ async function dockerCheck(config: Readonly<AgentConfig>, count: (config: Readon
 }
 
 async function resolveHost(hostname: string): Promise<string> {
+  // Imported here, not at the top: the bundled agent would otherwise load the resolver module at start (docs/benchmarks.md, agent).
+  const { lookup } = await import('node:dns/promises');
   return (await lookup(hostname)).address;
 }
 

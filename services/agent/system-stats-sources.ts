@@ -1,8 +1,6 @@
-import { stat, statfs } from 'node:fs/promises';
-import { cpus } from 'node:os';
+import { open, stat, statfs } from 'node:fs/promises';
+import { cpus, freemem, totalmem } from 'node:os';
 import type Docker from 'dockerode';
-// Only the memory part: the package's index loads all of its dozens of modules, megabytes of memory the agent never uses.
-import { mem } from 'systeminformation/lib/memory.js';
 import type { CpuTimes, StatsSources } from './stats-collector.js';
 
 export function hostCpuTimes(): CpuTimes {
@@ -16,6 +14,45 @@ export function hostCpuTimes(): CpuTimes {
   return { idle, total };
 }
 
+/** /proc/meminfo is about 1.5 KiB; its lines are ASCII. */
+const MEMINFO_MAX_BYTES = 16 * 1024;
+
+/**
+ * The figures systeminformation's mem() reports on Linux (`total` from MemTotal, `available` from MemAvailable, or
+ * MemFree + Buffers + Cached + Slab on kernels without it), read into one small buffer. mem() reads the file with
+ * fs.readFile, which allocates 64 KiB or more for a /proc file, and with a beat every second the agent's memory grew
+ * between garbage collections; the package's modules also cost 0.5 MiB loaded (docs/benchmarks.md, agent).
+ */
+export async function linuxMemory(): Promise<{ total: number; available: number }> {
+  const buffer = Buffer.allocUnsafe(MEMINFO_MAX_BYTES);
+  const file = await open('/proc/meminfo', 'r');
+  let length = 0;
+  try {
+    for (;;) {
+      const { bytesRead } = await file.read(buffer, length, buffer.length - length, length);
+      length += bytesRead;
+      if (bytesRead === 0 || length === buffer.length) break;
+    }
+  } finally {
+    await file.close();
+  }
+  const kib = new Map<string, number>();
+  for (const line of buffer.toString('latin1', 0, length).split('\n')) {
+    const match = /^(\w+):\s+(\d+)/.exec(line);
+    if (match) kib.set(match[1]!, Number(match[2]) * 1024);
+  }
+  const total = kib.get('MemTotal') || totalmem();
+  const available = kib.get('MemAvailable') || (kib.get('MemFree') ?? freemem()) + (kib.get('Buffers') ?? 0) + (kib.get('Cached') ?? 0) + (kib.get('Slab') ?? 0);
+  return { total, available };
+}
+
+/** Elsewhere systeminformation's memory module, loaded with the first beat (the package's index loads all of its dozens of modules). */
+async function otherMemory(): Promise<{ total: number; available: number }> {
+  const { mem } = await import('systeminformation/lib/memory.js');
+  const m = await mem();
+  return { total: m.total, available: m.available };
+}
+
 /**
  * This host's numbers. Disk: statfs on "/" with df's formula used / (used + available to non-root), the value
  * systeminformation's fsSize() reports as `use` for mount "/", without running `df` (and a synchronous
@@ -25,10 +62,7 @@ export function systemStatsSources(options: { dockerSocket: string; timeoutMs: n
   let docker: Promise<Docker> | null = null;
   return {
     cpuTimes: hostCpuTimes,
-    async memory() {
-      const m = await mem();
-      return { total: m.total, available: m.available };
-    },
+    memory: process.platform === 'linux' ? linuxMemory : otherMemory,
     async rootDiskUsage() {
       const s = await statfs('/');
       const used = s.blocks - s.bfree;
