@@ -7,6 +7,9 @@ import { createIngest } from '../services/ingest/ingest.js';
 import { planHeartbeatRefresh } from '../shared/domain/heartbeat-refresh.js';
 import { createMemoryNodeStore } from '../shared/store/memory-node-store.js';
 import type { NodeStore } from '../shared/store/node-store.js';
+import type { Bus } from '../shared/bus/bus.js';
+import type { OrchestratorConfig } from '../shared/config.js';
+import { brokerNames, topology, type BrokerNames, type Topology } from '../shared/topology.js';
 import { RABBITMQ_URL } from '../test/support/services.js';
 import { heartbeatMessage, nodeIds, openEnv, publishHeartbeats, seedNodes, sleep, type BenchEnv } from './lib/env.js';
 import type { BenchResult } from './lib/report.js';
@@ -25,8 +28,27 @@ function backlog(ids: string[], total: number, start: number): HeartbeatMessage[
   return Array.from({ length: total }, (_, i) => heartbeatMessage(ids[i % ids.length]!, start + i));
 }
 
+/** The ingest queue as it was before it became a quorum queue: a classic durable queue, dead-lettering to the same exchange. */
+function withClassicIngestQueue(t: Topology, names: BrokerNames): Topology {
+  return { ...t, queues: t.queues.map((q) => (q.name === names.queues.ingest ? { ...q, arguments: { 'x-dead-letter-exchange': names.exchanges.deadLetter } } : q)) };
+}
+
+/** Where an ingest side runs: the bench's own broker names (the quorum queue), or a second namespace with the classic queue. */
+interface Side {
+  names: BrokerNames;
+  bus: Bus;
+  config: Readonly<OrchestratorConfig>;
+}
+
+/** Confirmed publishes as agents send them (500 confirms in flight), in messages per second. */
+async function publishRate(side: Side, messages: HeartbeatMessage[]): Promise<number> {
+  const started = performance.now();
+  await publishHeartbeats(side.bus, side.names, messages);
+  return messages.length / ((performance.now() - started) / 1000);
+}
+
 /** (a) The broker's ceiling: raw amqplib consume with the same prefetch, acknowledging in groups, no store. */
-async function brokerCeiling(env: BenchEnv, total: number, prefetch: number, group: number): Promise<{ rate: number; seconds: number }> {
+async function brokerCeiling(env: Pick<Side, 'names'>, total: number, prefetch: number, group: number): Promise<{ rate: number; seconds: number }> {
   const connection = await amqp.connect(RABBITMQ_URL);
   const channel = await connection.createChannel();
   await channel.prefetch(prefetch);
@@ -112,15 +134,15 @@ async function naive(env: BenchEnv, total: number, capMs: number, prefetch: numb
 }
 
 /** The project's ingest (createIngest on the RabbitMQ bus and the MongoDB store) draining the backlog. */
-async function system(env: BenchEnv, total: number, capMs: number, store: NodeStore = env.store) {
+async function system(env: BenchEnv, total: number, capMs: number, store: NodeStore = env.store, side: Side = env, pollMs = 200) {
   const metrics = createMetrics();
-  const ingest = createIngest({ bus: env.bus, store, log: env.log, clock: systemClock, metrics, config: env.config });
+  const ingest = createIngest({ bus: side.bus, store, log: env.log, clock: systemClock, metrics, config: side.config });
   const started = performance.now();
   await ingest.start();
   let done = 0;
   let lastChange = started;
   while (performance.now() - started < capMs) {
-    await sleep(200);
+    await sleep(pollMs);
     const now = await counterTotal(metrics.messagesIngested);
     if (now !== done) {
       done = now;
@@ -184,15 +206,67 @@ async function storeCeiling(
   return { rate: stored / seconds, seconds, statements: sent, commands: sentCommands };
 }
 
-async function purge(env: BenchEnv): Promise<void> {
+async function purge(env: Pick<Side, 'names'>): Promise<void> {
   const connection = await amqp.connect(RABBITMQ_URL);
   const channel = await connection.createChannel();
   await channel.purgeQueue(env.names.queues.ingest);
   await connection.close();
 }
 
+const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
+
+/**
+ * The ingest queue's type, side by side on the same broker in the same run: confirmed publishes, the raw broker
+ * drain and the ingest's drain on the in-memory store (the store's cost does not depend on the queue), each
+ * measured on the quorum queue and on a classic one in a namespace of its own. `rounds` rounds in alternating
+ * order (quorum first, then classic first, ...), medians reported: one short sample of each moves with the load
+ * of the shared machine.
+ */
+async function queueTypes(env: BenchEnv, ids: string[], total: number, capMs: number, rounds: number) {
+  const classicNames = brokerNames(`${env.namespace}-classic`);
+  // The ingest declares topology(names); on this side the bus declares the classic queue in its place.
+  const classicBus: Bus = { ...env.bus, declareTopology: (t) => env.bus.declareTopology(withClassicIngestQueue(t, classicNames)) };
+  const classic: Side = { names: classicNames, bus: classicBus, config: { ...env.config, brokerNamespace: `${env.namespace}-classic` } };
+  await classicBus.declareTopology(topology(classicNames));
+  const memoryStore = async () => {
+    const memory = createMemoryNodeStore({ historyPoints: env.config.historyPoints, historyResolutionMs: env.config.historyResolutionMs });
+    await seedNodes(memory, ids, () => Date.now());
+    return memory;
+  };
+  const prefetch = env.config.ingest.prefetch;
+  const batchSize = env.config.ingest.batchSize;
+  const sides = { quorum: env as Side, classic };
+  type Sample = { publish: number; drain: number; ingest: number };
+  const samples: Record<keyof typeof sides, Sample[]> = { quorum: [], classic: [] };
+  try {
+    for (let round = 0; round < rounds; round++) {
+      const order: Array<keyof typeof sides> = round % 2 === 0 ? ['quorum', 'classic'] : ['classic', 'quorum'];
+      for (const type of order) {
+        const side = sides[type];
+        const publish = await publishRate(side, backlog(ids, total, Date.now()));
+        const drain = await brokerCeiling(side, total, prefetch, batchSize);
+        await publishHeartbeats(side.bus, side.names, backlog(ids, total, Date.now()));
+        const ingest = await system(env, total, capMs, await memoryStore(), side, 20);
+        await purge(side);
+        samples[type].push({ publish, drain: drain.rate, ingest: ingest.stored === total ? ingest.rate : NaN });
+      }
+    }
+  } finally {
+    for (const q of Object.values(classicNames.queues)) await env.bus.deleteQueue(q).catch(() => undefined);
+    for (const e of Object.values(classicNames.exchanges)) await env.bus.deleteExchange(e).catch(() => undefined);
+  }
+  const medians = (type: keyof typeof sides) => ({
+    publish: median(samples[type].map((x) => x.publish)),
+    drain: median(samples[type].map((x) => x.drain)),
+    ingest: median(samples[type].map((x) => x.ingest)),
+  });
+  return { quorum: medians('quorum'), classic: medians('classic'), samples, rounds, messages: total };
+}
+
 export async function runIngest(options: Options): Promise<BenchResult> {
-  const scale = options.long ? { nodes: 10_000, heartbeats: 50_000, systemCapS: 300, naiveCapS: 30 } : { nodes: 1_000, heartbeats: 10_000, systemCapS: 60, naiveCapS: 20 };
+  const scale = options.long
+    ? { nodes: 10_000, heartbeats: 50_000, systemCapS: 300, naiveCapS: 30, queueTypeMessages: 50_000 }
+    : { nodes: 1_000, heartbeats: 10_000, systemCapS: 60, naiveCapS: 20, queueTypeMessages: 20_000 };
   const env = await openEnv('ingest', { TIMEOUT_MINUTES: '30' });
   try {
     const ids = nodeIds(scale.nodes);
@@ -235,6 +309,9 @@ export async function runIngest(options: Options): Promise<BenchResult> {
     await purge(env);
     const coalescedWrites = coalesced.nodeWrites / Math.max(1, coalesced.stored);
 
+    // The quorum queue's cost: the same work on a classic ingest queue, in this run.
+    const types = await queueTypes(env, ids, scale.queueTypeMessages, scale.systemCapS * 1000, 3);
+
     const writesPerMessage = sys.nodeWrites / Math.max(1, sys.stored);
     const roundTripsPerMessage = sys.storeWrites / Math.max(1, sys.stored);
     return {
@@ -255,6 +332,15 @@ export async function runIngest(options: Options): Promise<BenchResult> {
         { figure: 'node writes per message', system: writesPerMessage, baseline: 1, baselineName: 'naive', target: '< 1', met: writesPerMessage < 1 },
         { figure: 'store round trips per message', system: roundTripsPerMessage, baseline: 1, baselineName: 'naive', target: '< 1', met: roundTripsPerMessage < 1 },
         { figure: 'node writes per message, 100-node fleet x 20 beats', system: coalescedWrites, baseline: 1, baselineName: 'naive', target: '< 1', met: coalescedWrites < 1 },
+        { figure: 'quorum vs classic queue: confirmed publishes', system: types.quorum.publish, baseline: types.classic.publish, unit: 'msg/s', baselineName: 'classic queue' },
+        { figure: 'quorum vs classic queue: raw drain (a)', system: types.quorum.drain, baseline: types.classic.drain, unit: 'msg/s', baselineName: 'classic queue' },
+        {
+          figure: 'quorum vs classic queue: ingest drain, in-memory store',
+          system: types.quorum.ingest,
+          baseline: types.classic.ingest,
+          unit: 'msg/s',
+          baselineName: 'classic queue',
+        },
       ],
       notes: [
         `this system stored ${sys.stored} of ${scale.heartbeats} heartbeats in ${sys.seconds.toFixed(1)} s${sys.drained ? '' : ' (time cap reached)'} (${sys.batches} batches, ${sys.storeWrites} bulk writes, ${sys.nodeWrites} node documents written)`,
@@ -262,8 +348,9 @@ export async function runIngest(options: Options): Promise<BenchResult> {
         `raw store ceiling: ${storeMax.statements} refresh statements in ${storeMax.commands} bulkWrites took ${storeMax.seconds.toFixed(1)} s (${((storeMax.seconds * 1000) / Math.max(1, storeMax.statements)).toFixed(2)} ms per statement)`,
         `broker ceiling drained ${scale.heartbeats} in ${ceiling.seconds.toFixed(2)} s; naive stored ${slow.processed} in ${slow.seconds.toFixed(1)} s`,
         `coalescing: 2000 heartbeats of 100 nodes stored with ${coalesced.nodeWrites} node writes in ${coalesced.storeWrites} bulk writes (${coalesced.seconds.toFixed(1)} s)`,
+        `queue types: ${types.messages} heartbeats per sample, ${types.rounds} rounds in alternating order, medians; samples (quorum / classic, msg/s): publish ${types.samples.quorum.map((x) => Math.round(x.publish)).join(', ')} / ${types.samples.classic.map((x) => Math.round(x.publish)).join(', ')}; raw drain ${types.samples.quorum.map((x) => Math.round(x.drain)).join(', ')} / ${types.samples.classic.map((x) => Math.round(x.drain)).join(', ')}; ingest ${types.samples.quorum.map((x) => Math.round(x.ingest)).join(', ')} / ${types.samples.classic.map((x) => Math.round(x.ingest)).join(', ')}`,
       ],
-      details: { ceiling, memory: mem, system: sys, storeCeiling: storeMax, naive: slow, coalesced },
+      details: { ceiling, memory: mem, system: sys, storeCeiling: storeMax, naive: slow, coalesced, queueTypes: types },
     };
   } finally {
     await env.cleanup();

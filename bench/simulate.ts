@@ -23,6 +23,7 @@ const EXIT = { ok: 0, checkFailed: 1, cannotRun: 2, interrupted: 130 } as const;
 class CannotRun extends Error {}
 
 interface Sample {
+  phase: string;
   t: number;
   offered: number;
   confirmed: number;
@@ -166,6 +167,14 @@ class Simulation {
         `timeout ${o.timeoutS} s, sweep ${o.sweepS} s, target ${o.target}${o.target === 'separate' ? ` (${o.ingests} ingest${o.ingests > 1 ? 's' : ''})` : ''}, auth ${o.auth ? 'on' : 'off'}`,
     );
     out(
+      o.legacy
+        ? `simulate: pace: legacy agents (--legacy): they declare no interval, and nothing sets their pace`
+        : `simulate: pace: the agents declare ${o.intervalS} s and follow what they are told (±10 % stagger); HEARTBEAT_MAX_RATE ${o.maxRate}` +
+            (o.maxRate > 0
+              ? `: expected once all are ONLINE every ${o.expected.intervalS} s, timeout ${o.expected.timeoutS} s (max(${o.intervalS}, ceil(${o.nodes} / ${o.maxRate})), max(${o.timeoutS}, 3 × interval))`
+              : ' (adaptation off)'),
+    );
+    out(
       `simulate: timeline (s after registration): silence ${round1(o.silenceShare * 100)} % + shutdown ${round1(o.shutdownShare * 100)} % at ${round1(o.silenceAtS)}, ` +
         `${round1(o.returnShare * 100)} % of the silenced come back from ${round1(o.returnAtS)} once detected, beats stop at ${round1(o.durationS)} ` +
         `(up to +${round1(o.detectWaitS)} while silenced nodes are undetected), then drain ≤ ${round1(o.drainWaitS)}`,
@@ -224,8 +233,10 @@ class Simulation {
       names: this.names,
       seed: o.seed,
       confirmTimeoutMs: Math.min(10_000, Math.round(this.intervalMs * 0.8)),
+      timeoutMs: this.timeoutMs,
+      legacy: o.legacy,
     });
-    const observer = new Observer(this.fleet, this.names, this.timeoutMs);
+    const observer = new Observer(this.fleet, this.names);
     await observer.connect(RABBITMQ_URL);
     observer.onDetected = (i, at) => {
       // A silenced node chosen to come back returns once it was detected (and not before --return-at).
@@ -245,6 +256,8 @@ class Simulation {
       REDIS_PREFIX: `sim:${this.tag}`,
       TIMEOUT_MINUTES: String(o.timeoutS / 60),
       HEALTH_CHECK_INTERVAL: String(Math.round(o.sweepS * 1000)),
+      // Explicit, so that the services pace the fleet as this run expects (it comes from --env or the environment).
+      HEARTBEAT_MAX_RATE: String(o.maxRate),
       AUTH_MODE: joinToken ? 'on' : 'off',
       LOG_LEVEL: o.logLevel,
       LOG_FORMAT: 'text',
@@ -354,7 +367,7 @@ class Simulation {
     const prev = this.last;
     this.last = { at: now, offered: f.offered, confirmed: f.confirmed, stored: counters?.stored ?? null, cpu };
     const ob = this.observer;
-    this.samples.push({ t: round1(elapsedS), offered: f.offered, confirmed: f.confirmed, stored: counters?.stored ?? null, queue, online: ob.online, offline: ob.offline });
+    this.samples.push({ phase, t: round1(elapsedS), offered: f.offered, confirmed: f.confirmed, stored: counters?.stored ?? null, queue, online: ob.online, offline: ob.offline });
     if (!prev) return;
     const dt = (now - prev.at) / 1000;
     const rate = (a: number, b: number) => `${Math.round((a - b) / dt)}/s`;
@@ -364,8 +377,27 @@ class Simulation {
       `[${phase} ${elapsedS.toFixed(0).padStart(4)} s] offered ${rate(f.offered, prev.offered)} confirmed ${rate(f.confirmed, prev.confirmed)} stored ${stored} ` +
         `| queue ${queue ?? '?'} (max ${this.maxQueue}) | ONLINE ${ob.online} OFFLINE ${ob.offline} ` +
         `| events registered ${ob.registered} offline ${ob.counts.offlineTimeout} (+${ob.counts.offlineShutdown} shutdown) online ${ob.counts.online}${degraded ? ` cluster.degraded ${degraded}` : ''}` +
-        `${f.reregisters ? ` | re-registrations ${f.reregisters}` : ''}${ob.falseOffline.length ? ` FALSE-OFFLINE ${ob.falseOffline.length}` : ''} | sim cpu ${Math.round(((cpu - prev.cpu) / (dt * 1000)) * 100)} %`,
+        `${f.reregisters ? ` | re-registrations ${f.reregisters}` : ''}${ob.falseOffline.length ? ` FALSE-OFFLINE ${ob.falseOffline.length}` : ''} | ${this.paceText()} | sim cpu ${Math.round(((cpu - prev.cpu) / (dt * 1000)) * 100)} %`,
     );
+  }
+
+  /** The intervals the fleet was told, most nodes first: `told 200 s ×19800, not told ×200 (fleet of 20000)`. */
+  private paceText(): string {
+    if (this.o.legacy) return `own ${this.o.intervalS} s (legacy)`;
+    const told = this.fleet.toldIntervals();
+    const parts = told.slice(0, 3).map((t) => (t.intervalMs ? `${round1(t.intervalMs / 1000)} s ×${t.nodes}` : `not told ×${t.nodes}`));
+    const fleet = this.fleet.lastFleetSize ? ` (fleet of ${this.fleet.lastFleetSize})` : '';
+    return `told ${parts.join(', ')}${told.length > 3 ? ', …' : ''}${fleet}`;
+  }
+
+  /** Heartbeats sent per second over the last `windowS` seconds of the beats (progress samples), or null. */
+  private recentRate(windowS: number): { rate: number; overS: number } | null {
+    const beats = this.samples.filter((x) => x.phase === 'beat');
+    const last = beats[beats.length - 1];
+    if (!last) return null;
+    const first = beats.find((x) => x.t >= last.t - windowS);
+    if (!first || last.t - first.t < 1) return null;
+    return { rate: (last.offered - first.offered) / (last.t - first.t), overS: last.t - first.t };
   }
 
   private async registrationPhase(): Promise<void> {
@@ -540,12 +572,12 @@ class Simulation {
     const storedShown = storedRate ?? storedFallback;
 
     // Detection of the silenced nodes.
-    const firstOffline = new Map<number, { arrivedAt: number; lastHeartbeat: number | null }>();
+    const firstOffline = new Map<number, { arrivedAt: number; lastHeartbeat: number | null; timeoutMs: number }>();
     for (const e of ob.events) {
       if (e.type !== 'node.offline' || e.reason !== 'timeout') continue;
       const s = f.silencedAt[e.node]!;
       if (!s || e.arrivedAt < s || firstOffline.has(e.node)) continue;
-      firstOffline.set(e.node, { arrivedAt: e.arrivedAt, lastHeartbeat: e.lastHeartbeat });
+      firstOffline.set(e.node, { arrivedAt: e.arrivedAt, lastHeartbeat: e.lastHeartbeat, timeoutMs: e.timeoutMs });
     }
     const detectionMs: number[] = [];
     const rawMs: number[] = [];
@@ -559,7 +591,8 @@ class Simulation {
       }
       detected++;
       rawMs.push(d.arrivedAt - f.silencedAt[i]!);
-      if (d.lastHeartbeat !== null) detectionMs.push(d.arrivedAt - (d.lastHeartbeat + this.timeoutMs));
+      // Against the node's own deadline: the timeout it was told, or the default.
+      if (d.lastHeartbeat !== null) detectionMs.push(d.arrivedAt - (d.lastHeartbeat + d.timeoutMs));
     }
     const resumed = [...this.returners].filter((i) => f.resumedAt[i]! > 0);
     const backOnline = resumed.filter((i) => ob.events.some((e) => e.node === i && e.type === 'node.online' && e.arrivedAt >= f.resumedAt[i]!)).length;
@@ -575,9 +608,43 @@ class Simulation {
     const usages: Usage[] = this.services.map((s) => s.usage());
     const afterEnd = ob.events.filter((e) => e.arrivedAt > this.beatEnd).length;
 
+    // The pace: what the fleet was told and the rate it sent at.
+    const told = f.toldIntervals();
+    const mostTold = told[0] && told[0].intervalMs ? told[0] : null;
+    const timeouts = new Map<number, number>();
+    for (let i = 0; i < f.n; i++) timeouts.set(f.timeoutMs[i]!, (timeouts.get(f.timeoutMs[i]!) ?? 0) + 1);
+    const mostTimeout = [...timeouts].sort((a, b) => b[1] - a[1] || b[0] - a[0])[0]!;
+    const recent = this.recentRate(60);
+    const paced = !o.legacy && o.maxRate > 0;
+    const toldText = told.map((t) => (t.intervalMs ? `${round1(t.intervalMs / 1000)} s ×${t.nodes}` : `not told ×${t.nodes}`)).join(', ');
+    const detectP99 = pct(detectionMs, 99);
+
     const rows: Row[] = [
       { figure: 'offered heartbeats (virtual agents → transport)', system: offeredRate, baseline: null, unit: 'msg/s' },
       { figure: 'confirmed heartbeats (broker confirm / api 2xx)', system: confirmed / beatS, baseline: null, unit: 'msg/s' },
+      {
+        figure: `fleet heartbeat rate, last ${recent ? Math.round(recent.overS) : 60} s of the beats (heartbeats sent)`,
+        system: recent?.rate ?? null,
+        baseline: paced ? o.maxRate : null,
+        baselineName: 'HEARTBEAT_MAX_RATE',
+        unit: 'msg/s',
+        // The rows are finished with a null ratio unless given: this one is judged against the cap.
+        ...(paced && recent ? { target: '<= 1.1x', ratio: recent.rate / o.maxRate, met: recent.rate <= 1.1 * o.maxRate } : {}),
+      },
+      {
+        figure: o.legacy ? 'heartbeat interval (legacy agents: their own)' : `interval told to most nodes (${mostTold ? `${mostTold.nodes} of ${f.n}` : 'none told'})`,
+        system: o.legacy ? o.intervalS : mostTold ? mostTold.intervalMs / 1000 : null,
+        baseline: o.expected.intervalS,
+        baselineName: 'expected',
+        unit: 's',
+      },
+      {
+        figure: `timeout of most nodes (${mostTimeout[1]} of ${f.n}; told, or the default)`,
+        system: mostTimeout[0] / 1000,
+        baseline: o.expected.timeoutS,
+        baselineName: 'expected',
+        unit: 's',
+      },
       {
         figure: storedRate !== null ? 'stored messages (ingest counter, during the beats)' : 'stored messages (confirmed − still queued: no ingest counter)',
         system: storedShown,
@@ -594,8 +661,8 @@ class Simulation {
         baseline: null,
         unit: this.maxQueue ? `msgs (at ${round1((this.maxQueueAt - this.beatStart) / 1000)} s${this.maxQueueAt < this.beatStart ? ', during registration' : ''})` : 'msgs',
       },
-      { figure: 'detection latency p50 (node.offline − (last receive + timeout))', system: pct(detectionMs, 50), baseline: null, unit: 'ms' },
-      { figure: 'detection latency p99', system: pct(detectionMs, 99), baseline: null, unit: 'ms' },
+      { figure: "detection latency p50 (node.offline − (last receive + the node's own timeout))", system: pct(detectionMs, 50), baseline: null, unit: 'ms' },
+      { figure: 'detection latency p99', system: detectP99, baseline: null, unit: 'ms' },
       { figure: 'silence → node.offline p50', system: pct(rawMs, 50), baseline: null, unit: 'ms' },
       { figure: 'silence → node.offline p99', system: pct(rawMs, 99), baseline: null, unit: 'ms' },
       { figure: 'silenced nodes detected', system: detected, baseline: this.silenced.length, baselineName: 'silenced', target: '>= 1x', met: detected === this.silenced.length },
@@ -638,9 +705,17 @@ class Simulation {
         `the lower bound ends at the read before, which did not show it yet; ${probe.sampledNodes} nodes, ${lat.length} heartbeats measured, ${probe.neverSeen} not seen by the end; ` +
         `poll resolution (time between two reads of the same node) p50 ${Math.round(probe.roundIntervalP50Ms ?? 0)} ms / p99 ${Math.round(probe.roundIntervalP99Ms ?? 0)} ms; ` +
         `simulator's own store load: ${Math.round(probe.readsPerS)} queries/s (${probe.modeRounds.findOne} rounds of one findOne by _id per node, ${probe.modeRounds.in} rounds of one $in; the probe keeps the store busy about 10 % of the time, pauses ≤ 2 s), ${probe.errors} failed rounds`,
-      `detection latency: for each silenced node, arrival of its first node.offline at the simulator minus (lastHeartbeat in that event — the orchestrator's receive time of the node's last heartbeat — + timeout ${o.timeoutS} s); ` +
+      `pace: ${
+        o.legacy
+          ? `legacy agents (--legacy): no interval declared, every node on its own ${o.intervalS} s and the default timeout ${o.timeoutS} s`
+          : `agents declare ${o.intervalS} s; HEARTBEAT_MAX_RATE ${o.maxRate}; expected interval ${o.expected.intervalS} s, timeout ${o.expected.timeoutS} s; ` +
+            `told at the end: ${toldText || 'nothing'}; ${c.paceAnswers} settings received (HTTP answers and control.settings; ${ob.settingsMessages} control.settings, ${ob.settingsForHttpNodes} of them for HTTP nodes, ignored), ` +
+            `${c.paceChanges} changes of interval applied (±10 % stagger), ${c.paceFallbacks} back to their own interval; ` +
+            `fleet rate ${Math.round(offeredRate)}/s over the timeline${recent ? `, ${round1(recent.rate)}/s over its last ${Math.round(recent.overS)} s` : ''}`
+      }`,
+      `detection latency: for each silenced node, arrival of its first node.offline at the simulator minus (lastHeartbeat in that event — the orchestrator's receive time of the node's last heartbeat — + the node's own timeout: the one it was told, or the default ${o.timeoutS} s); ` +
         `0 = detected the moment its timeout expired; the sweep interval (${o.sweepS} s) bounds it from above on a fast store. "silence → node.offline" is the raw time from the moment the simulator stopped the node's beats`,
-      `false OFFLINE: a node.offline whose node did not announce a shutdown, decided (occurredAt) less than timeout − 1 s after a heartbeat of that node was confirmed to its agent; ${
+      `false OFFLINE: a node.offline whose node did not announce a shutdown, decided (occurredAt) less than its own timeout − 1 s after a heartbeat of that node was confirmed to its agent; ${
         ob.falseOffline.length
           ? ob.falseOffline
               .slice(0, 5)
@@ -688,6 +763,8 @@ class Simulation {
         target: o.target,
         ...(o.target === 'separate' ? { ingests: o.ingests } : {}),
         auth: o.auth,
+        legacy: o.legacy,
+        heartbeatMaxRate: o.maxRate,
       },
       rows: finished,
       notes,
@@ -710,6 +787,20 @@ class Simulation {
           count: lat.length,
         },
         detection: { silenced: this.silenced.length, detected, detectionMs, rawMs, undetected },
+        pace: {
+          legacy: o.legacy,
+          maxRate: o.maxRate,
+          expected: o.expected,
+          told: told.map((t) => ({ intervalS: t.intervalMs / 1000, nodes: t.nodes })),
+          timeouts: [...timeouts].map(([ms, nodes]) => ({ timeoutS: ms / 1000, nodes })),
+          fleetSize: f.lastFleetSize || null,
+          rateOverTimeline: offeredRate,
+          recentRate: recent,
+          settingsReceived: c.paceAnswers,
+          controlSettings: ob.settingsMessages,
+          changes: c.paceChanges,
+          fallbacks: c.paceFallbacks,
+        },
         returns: { chosen: this.returners.size, resumed: resumed.length, backOnline },
         shutdowns: { announced: this.shutdowns.length, seen: shutdownSeen },
         falseOffline: ob.falseOffline.slice(0, 200),
@@ -752,7 +843,9 @@ class Simulation {
     else if (problems.length) out(`simulate: FAILED: ${problems.join('; ')}`);
     out(
       `simulate: nodes=${o.nodes} offered=${Math.round(offeredRate)}/s stored=${storedShown === null ? 'n/a' : Math.round(storedShown)}/s p99=${p99 === null ? 'n/a' : `${Math.round(p99)}ms`} ` +
-        `detected=${detected}/${this.silenced.length} false_offline=${falseOffline} duplicates=${duplicates}`,
+        `detected=${detected}/${this.silenced.length} false_offline=${falseOffline} duplicates=${duplicates} ` +
+        `fleet_rate=${recent ? Math.round(recent.rate) : Math.round(offeredRate)}/s told=${o.legacy ? 'legacy' : mostTold ? `${round1(mostTold.intervalMs / 1000)}s` : 'none'} ` +
+        `detect_p99=${detectP99 === null ? 'n/a' : `${Math.round(detectP99)}ms`}`,
     );
     return problems.length ? EXIT.checkFailed : EXIT.ok;
   }

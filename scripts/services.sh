@@ -11,9 +11,13 @@
 #             started via scripts/ferretdb.sh.
 #
 # Missing Debian packages (rabbitmq-server, redis-server, and prometheus for
-# promtool, whose service is not started) are installed with apt-get. If
+# promtool and redis-sentinel for the cluster test, whose services are not
+# started) are installed with apt-get. If
 # rabbitmq/definitions.json exists it is imported after RabbitMQ starts (and
-# whenever the file changes).
+# whenever the file changes). A queue the broker already holds with another
+# type than the file declares (the classic ingest queue of earlier versions;
+# the import skips it) is deleted and declared again when it is empty and
+# unused; otherwise the script stops and names the one-time migration.
 # Exits non-zero with a message naming the service that could not be started.
 set -euo pipefail
 
@@ -92,25 +96,34 @@ if ((${#missing[@]})); then
     || die "apt-get install ${missing[*]} failed"
 fi
 
-# promtool (Debian package prometheus) checks and unit-tests monitoring/alerts.yml, and the end-to-end alert
-# test runs its own prometheus on a private port. The package's system service must not start: a policy-rc.d
-# that refuses every start is put in place for the install when there is none.
-if ! command -v promtool >/dev/null 2>&1 || ! command -v prometheus >/dev/null 2>&1; then
-  [[ "$(id -u)" == 0 ]] || die "need root to install prometheus (promtool) with apt-get"
-  command -v apt-get >/dev/null 2>&1 || die "apt-get not found; install prometheus (promtool) by hand"
-  log "installing prometheus (for promtool; its service is not started) with apt-get ..."
+# install_without_service PKG WHY: installs a Debian package whose system service must not start (the tests
+# run their own instances on private ports): a policy-rc.d that refuses every start is put in place for the
+# install when there is none, and the service is disabled for the next boot.
+install_without_service() {
+  local pkg="$1" why="$2"
+  [[ "$(id -u)" == 0 ]] || die "need root to install $pkg ($why) with apt-get"
+  command -v apt-get >/dev/null 2>&1 || die "apt-get not found; install $pkg ($why) by hand"
+  log "installing $pkg ($why; its service is not started) with apt-get ..."
   export DEBIAN_FRONTEND=noninteractive
-  policy=/usr/sbin/policy-rc.d own_policy=0
+  local policy=/usr/sbin/policy-rc.d own_policy=0 rc=0
   if [[ ! -e "$policy" ]]; then
     printf '#!/bin/sh\nexit 101\n' > "$policy" && chmod 755 "$policy" && own_policy=1
   fi
-  rc=0
   { apt-get -o DPkg::Lock::Timeout=600 update -qq >&2 \
-    && apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends prometheus >&2; } || rc=$?
+    && apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "$pkg" >&2; } || rc=$?
   ((own_policy)) && rm -f "$policy"
-  ((rc == 0)) || die "apt-get install prometheus failed"
-  # Nor at the next boot.
-  if [[ -d /run/systemd/system ]]; then systemctl disable prometheus >/dev/null 2>&1 || true; fi
+  ((rc == 0)) || die "apt-get install $pkg failed"
+  if [[ -d /run/systemd/system ]]; then systemctl disable "$pkg" >/dev/null 2>&1 || true; fi
+}
+
+# promtool (Debian package prometheus) checks and unit-tests monitoring/alerts.yml, and the end-to-end alert
+# test runs its own prometheus on a private port.
+if ! command -v promtool >/dev/null 2>&1 || ! command -v prometheus >/dev/null 2>&1; then
+  install_without_service prometheus "for promtool"
+fi
+# The cluster test (npm run test:cluster) runs three Sentinels of its own beside a Redis primary and replica.
+if ! command -v redis-sentinel >/dev/null 2>&1; then
+  install_without_service redis-sentinel "for the cluster test"
 fi
 
 # ---------------------------------------------------------------------------
@@ -147,6 +160,76 @@ if ! amqp_answers "$AMQP_HOST" "$AMQP_PORT"; then
 fi
 
 DEFS="$ROOT/rabbitmq/definitions.json"
+
+import_definitions() {
+  # Read from stdin (no path argument; "-" is rejected by 3.10): the CLI runs as
+  # the rabbitmq user, which may not be able to read the work tree.
+  timeout 120 rabbitmqctl -q import_definitions < "$DEFS" >&2 \
+    || die "rabbitmqctl import_definitions rabbitmq/definitions.json failed"
+}
+
+# declared_queue_types: "name<TAB>type" for each queue of definitions.json that sets x-queue-type.
+declared_queue_types() {
+  if command -v node >/dev/null 2>&1; then
+    node -e 'for (const q of JSON.parse(require("fs").readFileSync(process.argv[1], "utf8")).queues ?? [])
+      if (q.arguments?.["x-queue-type"]) console.log(`${q.name}\t${q.arguments["x-queue-type"]}`);' "$DEFS"
+  elif command -v jq >/dev/null 2>&1; then
+    jq -r '.queues[]? | select(.arguments["x-queue-type"]) | "\(.name)\t\(.arguments["x-queue-type"])"' "$DEFS"
+  else
+    log "neither node nor jq found: not checking the types of the broker's queues against rabbitmq/definitions.json"
+  fi
+}
+
+# broker_queue NAME -> "type messages consumers" of that queue on the broker, or nothing when it does not exist.
+broker_queue() {
+  timeout 60 rabbitmqctl -q list_queues name type messages consumers --no-table-headers \
+    | awk -F'\t' -v q="$1" '$1 == q { print $2, $3, $4 }'
+}
+
+# check_queue_types: prints "name has type X, declared Y" for each mismatch; fails if there is one.
+check_queue_types() {
+  local name want have _ bad=0
+  while IFS=$'\t' read -r name want; do
+    read -r have _ < <(broker_queue "$name"; echo)
+    if [[ -n "$have" && "$have" != "$want" ]]; then
+      echo "services: $name is a $have queue on the broker, declared $want" >&2
+      bad=1
+    fi
+  done < <(declared_queue_types)
+  return "$bad"
+}
+
+# replace_mistyped_queues: a queue the broker holds with another type than definitions.json declares (the
+# classic ingest queue of earlier versions) is deleted when it is empty and unused, and its name printed, so
+# the next import declares it as it should be. One that holds messages or has consumers is left as it is and
+# the script stops, naming the one-time migration that keeps its messages (docs/operations.md).
+replace_mistyped_queues() {
+  local name want have messages consumers replaced=()
+  while IFS=$'\t' read -r name want; do
+    read -r have messages consumers < <(broker_queue "$name"; echo)
+    [[ -z "$have" || "$have" == "$want" ]] && continue
+    if [[ "$messages" == 0 && "$consumers" == 0 ]]; then
+      log "$name is a $have queue on this broker (an earlier version's), declared $want: it is empty and unused, so it is deleted and declared again"
+      timeout 60 rabbitmqctl -q delete_queue "$name" --if-empty --if-unused >/dev/null \
+        || { echo "services: ERROR: could not delete $name (it got messages or a consumer meanwhile?); run this again" >&2; return 1; }
+      replaced+=("$name")
+    else
+      cat >&2 <<MSG
+services: ERROR: $name is a $have queue on this broker with $messages messages and $consumers consumers;
+  rabbitmq/definitions.json declares it a $want queue, and a queue's type cannot change in place.
+  To keep its messages, stop every ingest and migrate it once (docs/operations.md, "Migrating the ingest queue"),
+  in the ingest's environment (RABBITMQ_URL, BROKER_NAMESPACE, AUTH_MODE, ...; .env.development for a dev broker):
+    set -a; . ./.env.development; set +a; npm run ingest -- --migrate-queue
+  If they are test data instead:
+    rabbitmqctl purge_queue $name
+  Then run this again.
+MSG
+      return 1
+    fi
+  done < <(declared_queue_types)
+  echo "${replaced[*]}"
+}
+
 if [[ -f "$DEFS" ]]; then
   if is_local "$AMQP_HOST"; then
     mkdir -p "$CACHE/rabbitmq"
@@ -154,12 +237,18 @@ if [[ -f "$DEFS" ]]; then
     marker="$CACHE/rabbitmq/definitions.imported"
     if [[ "$rabbit_state" != "already running" || ! -f "$marker" || "$(cat "$marker")" != "$defs_hash" ]]; then
       log "importing rabbitmq/definitions.json ..."
-      # Read from stdin (no path argument; "-" is rejected by 3.10): the CLI runs as
-      # the rabbitmq user, which may not be able to read the work tree.
-      timeout 120 rabbitmqctl -q import_definitions < "$DEFS" >&2 \
-        || die "rabbitmqctl import_definitions rabbitmq/definitions.json failed"
+      import_definitions
+      # The import skips a queue that exists with other arguments, silently: a queue's type cannot change in
+      # place. An empty, unused one is replaced; one that holds messages stops this script with the way out.
+      if replaced="$(replace_mistyped_queues)"; then :; else exit 1; fi
+      if [[ -n "$replaced" ]]; then
+        import_definitions
+        check_queue_types || die "rabbitmq/definitions.json: a queue still has another type after the import (see above)"
+        rabbit_state="$rabbit_state, definitions imported ($replaced replaced)"
+      else
+        rabbit_state="$rabbit_state, definitions imported"
+      fi
       echo "$defs_hash" > "$marker"
-      rabbit_state="$rabbit_state, definitions imported"
     else
       rabbit_state="$rabbit_state, definitions up to date"
     fi

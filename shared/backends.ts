@@ -3,6 +3,8 @@ import type { Bus } from './bus/bus.js';
 import type { OrchestratorConfig } from './config.js';
 import type { Logger } from './logger.js';
 import { createOutageLog } from './outage-log.js';
+import type { RateLimiter } from './rate-limit/rate-limiter.js';
+import { createRedisRateLimiter } from './rate-limit/redis-rate-limiter.js';
 import { retry } from './retry.js';
 import { createBullmqScheduler } from './scheduler/bullmq-scheduler.js';
 import type { Scheduler } from './scheduler/scheduler.js';
@@ -34,4 +36,12 @@ export async function connectBus(config: Pick<OrchestratorConfig, 'rabbitmqUrl'>
 
 export async function connectScheduler(config: Pick<OrchestratorConfig, 'redisUrl' | 'redisPrefix'>, log: Logger): Promise<Scheduler> {
   return createBullmqScheduler({ redisUrl: config.redisUrl, prefix: config.redisPrefix, queueName: 'sweeper', log });
+}
+
+/**
+ * The api's per-node rate limit on Redis: one budget per node for every api on the same REDIS_URL and REDIS_PREFIX.
+ * It does not wait for Redis: until Redis answers, and during an outage, each process limits on its own.
+ */
+export function connectRateLimiter(config: Pick<OrchestratorConfig, 'redisUrl' | 'redisPrefix' | 'rateLimit'>, log: Logger): RateLimiter {
+  return createRedisRateLimiter({ redisUrl: config.redisUrl, prefix: config.redisPrefix, limit: config.rateLimit.perNodePerMinute, windowSeconds: 60, log });
 }

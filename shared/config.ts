@@ -1,5 +1,7 @@
 import { hostname } from 'node:os';
+import type { PaceSettings } from './domain/heartbeat-pace.js';
 import type { MassSilenceSettings } from './domain/mass-silence.js';
+import { parseRedisUrl, RedisUrlError } from './redis-url.js';
 
 /** Thrown at start when the environment is unusable; the message names every bad variable. */
 export class ConfigError extends Error {
@@ -72,13 +74,58 @@ class Reader {
 
   url(name: string, fallback: string, protocols: string[]): string {
     const text = this.raw(name) ?? fallback;
+    this.checkUrl(name, text, protocols);
+    return text;
+  }
+
+  /** A comma-separated list of URLs (cluster nodes, tried in order), each checked; returned as given. */
+  urlList(name: string, fallback: string, protocols: string[]): string {
+    const text = this.raw(name) ?? fallback;
+    const entries = text.split(',').map((entry) => entry.trim());
+    if (entries.some((entry) => entry === '')) this.problems.push(`${name} has an empty entry in its comma-separated list (got "${redact(text)}")`);
+    entries.forEach((entry, i) => {
+      if (entry) this.checkUrl(entries.length > 1 ? `${name} entry ${i + 1}` : name, entry, protocols);
+    });
+    return text;
+  }
+
+  /**
+   * MONGO_URL: a MongoDB connection string, whose host part may list a replica set's members
+   * (`mongodb://a:27017,b:27017/db?replicaSet=rs0`), which is not a WHATWG URL; the driver reads the rest.
+   */
+  mongoUrl(name: string, fallback: string): string {
+    const text = this.raw(name) ?? fallback;
+    const match = /^(mongodb|mongodb\+srv):\/\/(?:[^@/?#]*@)?([^/?#]*)(?:[/?#].*)?$/.exec(text);
+    if (!match) {
+      this.problems.push(`${name} must be a mongodb: or mongodb+srv: URL (got "${redact(text)}")`);
+      return text;
+    }
+    const hosts = match[2]!.split(',');
+    const bad = hosts.find((host) => !/^(\[[0-9A-Fa-f:.]+\]|[^:[\]]+)(:\d{1,5})?$/.test(host));
+    if (bad !== undefined) this.problems.push(`${name} has a bad host "${bad}" (host or host:port, comma-separated for a replica set; got "${redact(text)}")`);
+    else if (match[1] === 'mongodb+srv' && (hosts.length > 1 || hosts[0]!.includes(':'))) this.problems.push(`${name}: a mongodb+srv: URL names one host, without a port`);
+    return text;
+  }
+
+  /** REDIS_URL: a redis: / rediss: URL, or the Sentinel form (shared/redis-url.ts). */
+  redisUrl(name: string, fallback: string): string {
+    const text = this.raw(name) ?? fallback;
+    try {
+      parseRedisUrl(text);
+    } catch (error) {
+      if (!(error instanceof RedisUrlError)) throw error;
+      this.problems.push(`${name} ${error.message} (got "${redact(text)}")`);
+    }
+    return text;
+  }
+
+  private checkUrl(name: string, text: string, protocols: string[]): void {
     try {
       const url = new URL(text);
       if (!protocols.includes(url.protocol)) this.problems.push(`${name} must be a ${protocols.join(' or ')} URL (got "${redact(text)}")`);
     } catch {
       this.problems.push(`${name} must be a URL (got "${redact(text)}")`);
     }
-    return text;
   }
 
   done<T>(value: T): Readonly<T> {
@@ -87,9 +134,20 @@ class Reader {
   }
 }
 
-/** A URL with its password replaced by `***`, for messages and logs. */
+/** A URL, or a comma-separated list of them, with every password replaced by `***`, for messages and logs. */
 export function redact(url: string): string {
-  return url.replace(/\/\/([^:/@]+):([^@]+)@/, '//$1:***@');
+  return url
+    .split(',')
+    .map((entry) => entry.replace(/\/\/([^:/@]*):([^@]+)@/, '//$1:***@'))
+    .join(',');
+}
+
+/** The URLs of a comma-separated list (RABBITMQ_URL: the broker's cluster nodes, in the order to try them). */
+export function splitUrlList(text: string): string[] {
+  return text
+    .split(',')
+    .map((entry) => entry.trim())
+    .filter((entry) => entry !== '');
 }
 
 function deepFreeze<T>(value: T): T {
@@ -108,18 +166,26 @@ export interface LogConfig {
 }
 
 export interface OrchestratorConfig {
+  /** One broker URL, or a comma-separated list of cluster nodes (splitUrlList), each checked at start. */
   rabbitmqUrl: string;
   mongoUrl: string;
+  /** A redis: / rediss: URL, or the Sentinel form `redis+sentinel://host1:26379,host2:26379/<master-name>` (shared/redis-url.ts). */
   redisUrl: string;
   port: number;
   /** How often the timeout sweep runs (HEALTH_CHECK_INTERVAL, or HEARTBEAT_INTERVAL as the fallback name). */
   sweepIntervalMs: number;
   /** TIMEOUT_MINUTES in milliseconds. */
   timeoutMs: number;
+  /**
+   * The heartbeat pace (shared/domain/heartbeat-pace.ts): agents that declare their interval are slowed so that
+   * the fleet sends at most HEARTBEAT_MAX_RATE heartbeats a second (0: off); the advertised interval moves at most
+   * every HEARTBEAT_PACE_MIN_CHANGE_MS, and the sweeper counts the fleet that often.
+   */
+  pace: PaceSettings;
   log: LogConfig;
   /** Prefix of every exchange and queue name; empty in production, unique per test. */
   brokerNamespace: string;
-  /** Prefix of BullMQ keys in Redis. */
+  /** Prefix of the Redis keys: BullMQ's and the api's rate-limit counters (`<prefix>:rate-limit:<nodeId>`). */
   redisPrefix: string;
   ingest: {
     batchSize: number;
@@ -171,12 +237,16 @@ export function loadOrchestratorConfig(env: Env = process.env): Readonly<Orchest
   const operatorToken = r.optionalString('OPERATOR_TOKEN');
   checkSecret(r, 'OPERATOR_TOKEN', operatorToken);
   const config: OrchestratorConfig = {
-    rabbitmqUrl: r.url('RABBITMQ_URL', 'amqp://guest:guest@127.0.0.1:5672', ['amqp:', 'amqps:']),
-    mongoUrl: r.url('MONGO_URL', 'mongodb://127.0.0.1:27017/orchestrator', ['mongodb:', 'mongodb+srv:']),
-    redisUrl: r.url('REDIS_URL', 'redis://127.0.0.1:6379', ['redis:', 'rediss:']),
+    rabbitmqUrl: r.urlList('RABBITMQ_URL', 'amqp://guest:guest@127.0.0.1:5672', ['amqp:', 'amqps:']),
+    mongoUrl: r.mongoUrl('MONGO_URL', 'mongodb://127.0.0.1:27017/orchestrator'),
+    redisUrl: r.redisUrl('REDIS_URL', 'redis://127.0.0.1:6379'),
     port: r.number('PORT', 8080, { integer: true, min: 0, max: 65535 }),
     sweepIntervalMs,
     timeoutMs,
+    pace: {
+      maxRate: r.number('HEARTBEAT_MAX_RATE', 100, { min: 0 }),
+      minChangeMs: r.number('HEARTBEAT_PACE_MIN_CHANGE_MS', 60_000, { positive: true, integer: true }),
+    },
     log: {
       level,
       format: r.oneOf('LOG_FORMAT', ['text', 'json'] as const, 'text'),
@@ -226,6 +296,7 @@ function checkSecret(r: Reader, name: string, value: string | undefined): void {
 export interface AgentConfig {
   nodeId: string;
   orchestratorUrl: string;
+  /** As the orchestrator's: one broker URL or a comma-separated list of cluster nodes. */
   rabbitmqUrl?: string;
   heartbeatIntervalMs: number;
   heartbeatTimeoutMs: number;
@@ -259,7 +330,7 @@ export function loadAgentConfig(env: Env = process.env): Readonly<AgentConfig> {
   const config: AgentConfig = {
     nodeId,
     orchestratorUrl: r.url('ORCHESTRATOR_URL', 'http://127.0.0.1:8080', ['http:', 'https:']).replace(/\/+$/, ''),
-    rabbitmqUrl: rabbit === undefined ? undefined : r.url('RABBITMQ_URL', rabbit, ['amqp:', 'amqps:']),
+    rabbitmqUrl: rabbit === undefined ? undefined : r.urlList('RABBITMQ_URL', rabbit, ['amqp:', 'amqps:']),
     heartbeatIntervalMs: Math.round(interval * 1000),
     heartbeatTimeoutMs: Math.round(timeout * 1000),
     maxHeartbeatFailures: r.number('MAX_HEARTBEAT_FAILURES', 3, { positive: true, integer: true }),

@@ -104,6 +104,16 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
       help: 'Unix time of the last sweep this sweeper completed (held sweeps count; failed ones do not), its start time before the first',
       registers: [registry],
     }),
+    heartbeatInterval: new Gauge({
+      name: 'orchestrator_heartbeat_interval_seconds',
+      help: 'The heartbeat interval the orchestrator advertises to the fleet (agents that declared a longer one keep theirs); 0 while none is needed',
+      registers: [registry],
+    }),
+    fleetHeartbeatRate: new Gauge({
+      name: 'orchestrator_fleet_heartbeat_rate',
+      help: 'Expected fleet heartbeats per second: ONLINE nodes divided by the advertised interval (what the fleet sends when every agent follows the pace)',
+      registers: [registry],
+    }),
     sweepInterval: new Gauge({
       name: 'orchestrator_sweep_interval_seconds',
       help: 'HEALTH_CHECK_INTERVAL of this sweeper: the time between two sweeps',

@@ -38,7 +38,16 @@ export const HEADERS = {
   refusalReason: 'x-refusal-reason',
   refusedBy: 'x-refused-by',
   originalRoutingKey: 'x-original-routing-key',
+  /** Set by the broker on a quorum queue's redeliveries: how many times the message was given back before. */
+  deliveryCount: 'x-delivery-count',
 } as const;
+
+/**
+ * How many times the ingest queue takes a message back (a failed batch, an ingest stopped or a connection lost
+ * with the message unacknowledged) before the broker dead-letters it instead, reason `delivery_limit`: a message
+ * is delivered at most this many times plus one, so a poison message never blocks the queue.
+ */
+export const INGEST_DELIVERY_LIMIT = 5;
 
 export interface ExchangeSpec {
   name: string;
@@ -96,8 +105,16 @@ export function topology(names: BrokerNames = brokerNames()): Topology {
       {
         name: ingestQueue,
         durable: true,
-        // A message nacked without requeue (a poison message) still lands in the dead-letter queue.
-        arguments: { 'x-dead-letter-exchange': EXCHANGES.deadLetter },
+        // Replicated (Raft) and counting deliveries. A message given back more than the limit is dead-lettered by
+        // the broker, which keeps it until the dead-letter queue has it (at-least-once, which needs reject-publish;
+        // the queue has no length limit, so reject-publish never refuses a publish). docs/architecture.md, Ingest.
+        arguments: {
+          'x-queue-type': 'quorum',
+          'x-delivery-limit': INGEST_DELIVERY_LIMIT,
+          'x-dead-letter-exchange': EXCHANGES.deadLetter,
+          'x-dead-letter-strategy': 'at-least-once',
+          'x-overflow': 'reject-publish',
+        },
       },
       { name: deadLetterQueue, durable: true, arguments: { 'x-max-length': 100000, 'x-overflow': 'drop-head' } },
     ],

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { expect } from 'chai';
 import { topicMatches } from '../shared/bus/topic-match.js';
-import { brokerNames, EXCHANGES, QUEUES, ROUTING, topology } from '../shared/topology.js';
+import { brokerNames, EXCHANGES, INGEST_DELIVERY_LIMIT, QUEUES, ROUTING, topology } from '../shared/topology.js';
 
 interface Definitions {
   vhosts: { name: string }[];
@@ -75,6 +75,47 @@ describe('rabbitmq/definitions.json', () => {
     const dlx = ingest?.arguments['x-dead-letter-exchange'];
     expect(definitions.exchanges.map((e) => e.name)).to.include(dlx);
     expect(definitions.bindings.some((b) => b.source === dlx && b.destination === QUEUES.deadLetter)).to.equal(true);
+  });
+
+  it('declares the ingest queue as a durable quorum queue whose delivery limit dead-letters, at least once, into the dead-letter queue', () => {
+    const ingest = definitions.queues.find((q) => q.name === QUEUES.ingest)!;
+    expect(ingest).to.include({ durable: true, auto_delete: false });
+    expect(ingest.arguments).to.include({ 'x-queue-type': 'quorum', 'x-delivery-limit': INGEST_DELIVERY_LIMIT, 'x-dead-letter-exchange': EXCHANGES.deadLetter });
+    expect(Number.isInteger(INGEST_DELIVERY_LIMIT) && INGEST_DELIVERY_LIMIT >= 1, 'a whole number of redeliveries').to.equal(true);
+    // RabbitMQ falls back to at-most-once dead-lettering unless the source queue also rejects publishes when full.
+    expect(ingest.arguments).to.include({ 'x-dead-letter-strategy': 'at-least-once', 'x-overflow': 'reject-publish' });
+    // reject-publish must never refuse an agent's heartbeat: no length limit on the ingest queue.
+    expect(ingest.arguments).not.to.have.any.keys('x-max-length', 'x-max-length-bytes');
+  });
+
+  it('gives its quorum queues only what quorum queues accept on RabbitMQ 3.10 (durable, not auto-deleted, their own arguments)', () => {
+    const quorumArguments = [
+      'x-queue-type',
+      'x-delivery-limit',
+      'x-dead-letter-exchange',
+      'x-dead-letter-routing-key',
+      'x-dead-letter-strategy',
+      'x-overflow',
+      'x-max-length',
+      'x-max-length-bytes',
+      'x-message-ttl',
+      'x-expires',
+      'x-max-in-memory-length',
+      'x-max-in-memory-bytes',
+      'x-quorum-initial-group-size',
+      'x-single-active-consumer',
+    ];
+    const quorum = definitions.queues.filter((q) => q.arguments['x-queue-type'] === 'quorum');
+    expect(quorum.map((q) => q.name)).to.include(QUEUES.ingest);
+    for (const queue of quorum) {
+      expect(queue, queue.name).to.include({ durable: true, auto_delete: false });
+      expect(
+        Object.keys(queue.arguments).filter((key) => !quorumArguments.includes(key)),
+        queue.name,
+      ).to.deep.equal([]);
+      // reject-publish-dlx is a classic queues' overflow mode.
+      if ('x-overflow' in queue.arguments) expect(['drop-head', 'reject-publish'], queue.name).to.include(queue.arguments['x-overflow']);
+    }
   });
 
   it('declares node.events as a durable topic exchange (docs/reference.md)', () => {

@@ -4,6 +4,7 @@ import { generateCredential } from '../../shared/auth/credentials.js';
 import type { Clock } from '../../shared/clock.js';
 import { agentMessageSchema, describeIssues, type AgentMessage, type HeartbeatBody } from '../../shared/messages/index.js';
 import { ROUTING, type BrokerNames } from '../../shared/topology.js';
+import { boundedIntervalMs, firstGapMs, paceSettingsOf, staggeredIntervalMs, type PaceSettings } from '../../services/agent/heartbeat-pace.js';
 import { createMessageFactory, type MessageFactory } from '../../services/agent/outbound-messages.js';
 import { credentialAuth, noAuth, type RequestAuth } from '../../services/agent/request-auth.js';
 
@@ -13,6 +14,8 @@ import { credentialAuth, noAuth, type RequestAuth } from '../../services/agent/r
  * confirm channels (publishes pipelined, one confirm callback each); HTTP agents share a keep-alive pool.
  * Envelopes are built by the agent's own `createMessageFactory` with the agent's `RequestAuth`, so they carry
  * the same fields and credentials as `npm run agent`; a sample is checked against the shared zod schema.
+ * Unless legacy, each node declares its interval and follows the pace it is told (the HTTP answers, or
+ * `control.settings` through the observer) by the agent's own rules: within bounds, with the ±10 % stagger.
  */
 
 export const NodeState = {
@@ -37,6 +40,10 @@ export interface FleetOptions {
   seed: number;
   /** A beat not confirmed within this time frees the node's slot (the agent's HEARTBEAT_TIMEOUT). */
   confirmTimeoutMs: number;
+  /** The orchestrator's TIMEOUT: each node's deadline until it is told another. */
+  timeoutMs: number;
+  /** Declare no interval and follow nothing (the original agent). */
+  legacy: boolean;
 }
 
 export interface FleetCounters {
@@ -65,6 +72,11 @@ export interface FleetCounters {
   /** Times amqplib's write buffer was full (publish() returned false). */
   amqpBackpressure: number;
   schemaChecked: number;
+  /** Pace settings received (HTTP answers and control.settings), and the changes of interval they made. */
+  paceAnswers: number;
+  paceChanges: number;
+  /** HTTP registrations answered without a pace: the node went back to its own interval. */
+  paceFallbacks: number;
 }
 
 /** Deterministic PRNG (mulberry32) so that a seed reproduces phases, jitter and choices. */
@@ -165,6 +177,12 @@ export class Fleet {
   /** When the node was silenced / shut down / resumed (0 = never). */
   readonly silencedAt: Float64Array;
   readonly resumedAt: Float64Array;
+  /** The interval told (bounded, before the stagger; 0 = none: its own), the one it beats at (staggered), its timeout: ms. */
+  readonly toldIntervalMs: Float64Array;
+  readonly intervalMs: Float64Array;
+  readonly timeoutMs: Float64Array;
+  /** Fleet size in the newest settings a node was told. */
+  lastFleetSize = 0;
   readonly counters: FleetCounters = {
     registersSent: 0,
     registersConfirmed: 0,
@@ -183,6 +201,9 @@ export class Fleet {
     amqpErrors: 0,
     amqpBackpressure: 0,
     schemaChecked: 0,
+    paceAnswers: 0,
+    paceChanges: 0,
+    paceFallbacks: 0,
   };
   /** Called for every heartbeat of a sampled node (publish→stored). */
   beatListener: BeatListener | null = null;
@@ -195,6 +216,8 @@ export class Fleet {
   private readonly slot: Int32Array;
   /** Start of each node's beat grid, and the due time of its one live heap entry (others are stale). */
   private readonly nodeAnchor: Float64Array;
+  /** The slot (before jitter) of each node's last beat, 0 before its first. */
+  private readonly lastSlotAt: Float64Array;
   private readonly nextDue: Float64Array;
   private readonly heap: DueHeap;
   private readonly random: () => number;
@@ -234,10 +257,14 @@ export class Fleet {
     this.prevConfirmedAt = new Float64Array(n);
     this.silencedAt = new Float64Array(n);
     this.resumedAt = new Float64Array(n);
+    this.toldIntervalMs = new Float64Array(n);
+    this.intervalMs = new Float64Array(n).fill(o.intervalMs);
+    this.timeoutMs = new Float64Array(n).fill(o.timeoutMs);
     this.sampled = new Uint8Array(n);
     this.phase = new Float64Array(n);
     this.slot = new Int32Array(n);
     this.nodeAnchor = new Float64Array(n);
+    this.lastSlotAt = new Float64Array(n);
     this.nextDue = new Float64Array(n);
     this.stats = new Float32Array(n * 3);
     this.heap = new DueHeap(n);
@@ -350,11 +377,15 @@ export class Fleet {
           headers: { 'content-type': 'application/json', accept: 'application/json', 'content-length': Buffer.byteLength(body), ...this.auths[i]!.httpHeaders(message.type) },
         },
         (res) => {
-          res.resume();
+          // Small JSON answers: the register and stats ones may carry the pace.
+          const chunks: Buffer[] = [];
+          res.on('data', (chunk: Buffer) => chunks.push(chunk));
           res.once('end', () => {
             const status = res.statusCode ?? 0;
             this.counters.httpStatus[status] = (this.counters.httpStatus[status] ?? 0) + 1;
-            done(status >= 200 && status < 300, status);
+            const ok = status >= 200 && status < 300;
+            if (ok && !this.o.legacy && message.type !== 'agent.shutdown') this.onHttpAnswer(i, message.type, Buffer.concat(chunks));
+            done(ok, status);
           });
           res.once('error', () => undefined);
         },
@@ -406,6 +437,7 @@ export class Fleet {
       hostname: `${id}.sim.local`,
       ipAddress: `10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`,
       maxServers: 10 + (i % 30),
+      ...(this.o.legacy ? {} : { heartbeatInterval: this.o.intervalMs / 1000 }),
     });
     this.counters.registersSent++;
     if (again) this.counters.reregisters++;
@@ -514,6 +546,7 @@ export class Fleet {
         const due = this.heap.peekDue();
         const i = this.heap.pop();
         if (due !== this.nextDue[i]) continue; // replaced by a re-anchor
+        this.lastSlotAt[i] = this.nodeAnchor[i]! + this.slot[i]! * this.intervalMs[i]!;
         this.beat(i, now);
         const k = ++this.slot[i]!;
         this.nextDue[i] = this.due(i, k);
@@ -530,8 +563,76 @@ export class Fleet {
   }
 
   private due(i: number, k: number): number {
-    const interval = this.o.intervalMs;
+    const interval = this.intervalMs[i]!;
     return this.nodeAnchor[i]! + k * interval + (k === 0 ? 0 : (2 * this.random() - 1) * this.o.jitter * interval);
+  }
+
+  // ---------------------------------------------------------------- pace
+
+  private onHttpAnswer(i: number, type: AgentMessage['type'], body: Buffer): void {
+    let settings: PaceSettings | undefined;
+    try {
+      settings = body.length ? paceSettingsOf(JSON.parse(body.toString('utf8'))) : undefined;
+    } catch {
+      settings = undefined;
+    }
+    if (settings) this.onSettings(i, settings);
+    else if (type === 'agent.register') this.fallBack(i);
+  }
+
+  /**
+   * Settings for node i (an HTTP answer, or control.settings for an AMQP node), followed as the agent does
+   * (services/agent/heartbeat-pace.ts): within bounds, a change staggered by ±10 % and taken from the slot of
+   * the node's last beat.
+   */
+  onSettings(i: number, settings: PaceSettings): void {
+    if (this.o.legacy) return;
+    this.counters.paceAnswers++;
+    this.timeoutMs[i] = Math.round(settings.timeout * 1000);
+    if (settings.fleetSize !== undefined) this.lastFleetSize = settings.fleetSize;
+    const own = this.o.intervalMs;
+    const bounded = boundedIntervalMs(Math.round(settings.heartbeatInterval * 1000), own);
+    if (bounded === (this.toldIntervalMs[i] || own)) {
+      this.toldIntervalMs[i] = bounded;
+      return;
+    }
+    this.toldIntervalMs[i] = bounded;
+    this.counters.paceChanges++;
+    this.changeInterval(i, staggeredIntervalMs(bounded, own, this.random));
+  }
+
+  /** Registered again over HTTP with an orchestrator that set no pace: back to its own interval and the default timeout. */
+  private fallBack(i: number): void {
+    this.timeoutMs[i] = this.o.timeoutMs;
+    if (!this.toldIntervalMs[i]) return;
+    this.toldIntervalMs[i] = 0;
+    this.counters.paceFallbacks++;
+    this.changeInterval(i, this.o.intervalMs);
+  }
+
+  /** As the agent's loop: the next beat a first gap after the slot of the last one, then every `ms`. */
+  private changeInterval(i: number, ms: number): void {
+    const gap = firstGapMs(this.intervalMs[i]!, ms, this.random);
+    this.intervalMs[i] = ms;
+    // Before the schedule runs, or before the node's first beat, there is nothing to move.
+    if (!this.timer || this.lastSlotAt[i] === 0) return;
+    this.nodeAnchor[i] = this.lastSlotAt[i]! + gap - ms;
+    this.slot[i] = Math.max(1, Math.ceil((Date.now() - this.nodeAnchor[i]!) / ms));
+    const due = this.due(i, this.slot[i]!);
+    if (due === this.nextDue[i]) return; // the entry in the heap stands
+    this.nextDue[i] = due; // the old entry is stale from now on
+    this.heap.push(due, i);
+  }
+
+  /** The told intervals (ms, 0 = own) and how many nodes have each, most frequent first. */
+  toldIntervals(): Array<{ intervalMs: number; nodes: number }> {
+    const counts = new Map<number, number>();
+    for (let i = 0; i < this.n; i++) {
+      if (this.state[i] === NodeState.ShutDown) continue;
+      const v = this.toldIntervalMs[i]!;
+      counts.set(v, (counts.get(v) ?? 0) + 1);
+    }
+    return [...counts].map(([intervalMs, nodes]) => ({ intervalMs, nodes })).sort((a, b) => b.nodes - a.nodes || b.intervalMs - a.intervalMs);
   }
 
   /** Restarts a node's beat grid at `at` (its next beat then, every interval after). */

@@ -1,6 +1,7 @@
 import amqp, { type Channel, type ChannelModel, type ConsumeMessage } from 'amqplib';
 import { clusterEventSchema, nodeEventSchema, type NodeEvent } from '../../shared/messages/index.js';
 import { ROUTING, type BrokerNames } from '../../shared/topology.js';
+import { paceSettingsOf } from '../../services/agent/heartbeat-pace.js';
 import { NodeState, nodeIndex, type Fleet } from './fleet.js';
 
 /** A node event as it arrived, with what the simulator knew about the node at that moment. */
@@ -16,6 +17,8 @@ export interface SeenEvent {
   /** The orchestrator's receive time of the node's last heartbeat, as stored (null if none). */
   lastHeartbeat: number | null;
   arrivedAt: number;
+  /** The node's own timeout when the event arrived: the one it was told, or the default. */
+  timeoutMs: number;
 }
 
 export interface FalseOffline {
@@ -44,6 +47,9 @@ export class Observer {
   invalidEvents = 0;
   foreignEvents = 0;
   controlMessages = 0;
+  /** control.settings received (for any node), and ignored because the node talks HTTP (an HTTP-only agent has no control queue). */
+  settingsMessages = 0;
+  settingsForHttpNodes = 0;
   /** Per node: status of the newest statusVersion seen (0 unknown, 1 ONLINE, 2 OFFLINE) and that version. */
   readonly status: Uint8Array;
   readonly version: Int32Array;
@@ -61,7 +67,6 @@ export class Observer {
   constructor(
     private readonly fleet: Fleet,
     private readonly names: BrokerNames,
-    private readonly timeoutMs: number,
   ) {
     this.status = new Uint8Array(fleet.n);
     this.version = new Int32Array(fleet.n);
@@ -124,7 +129,16 @@ export class Observer {
     try {
       const body = JSON.parse(msg.content.toString()) as { type?: string; nodeId?: string };
       const i = typeof body.nodeId === 'string' ? nodeIndex(body.nodeId, this.fleet.n) : -1;
-      if (body.type !== 'control.reregister' || i < 0) return;
+      if (i < 0) return;
+      if (body.type === 'control.settings') {
+        const settings = paceSettingsOf(body);
+        if (!settings) return;
+        this.settingsMessages++;
+        if (this.fleet.http[i]) this.settingsForHttpNodes++;
+        else this.fleet.onSettings(i, settings);
+        return;
+      }
+      if (body.type !== 'control.reregister') return;
       this.controlMessages++;
       this.fleet.onReregisterRequest(i);
     } catch {
@@ -168,6 +182,7 @@ export class Observer {
       occurredAt: Date.parse(e.occurredAt),
       lastHeartbeat: e.lastHeartbeat ? Date.parse(e.lastHeartbeat) : null,
       arrivedAt,
+      timeoutMs: this.fleet.timeoutMs[i]!,
     };
     this.events.push(seen);
     if (e.type === 'node.registered') this.counts.registered++;
@@ -194,7 +209,7 @@ export class Observer {
 
   /**
    * A node.offline is false when the node did not announce a shutdown and a heartbeat of it was confirmed
-   * (by the broker, or by the api's 2xx) less than one timeout before the orchestrator's decision
+   * (by the broker, or by the api's 2xx) less than one timeout (the node's own) before the orchestrator's decision
    * (occurredAt), give or take 1 s: had that heartbeat been taken into account, the node could not have
    * been expired. Silenced nodes marked after a full timeout, shut-down nodes and nodes after the end of the
    * run are therefore never false.
@@ -220,9 +235,9 @@ export class Observer {
     else if (c0 > occ) {
       // Two heartbeats confirmed since the decision: the node was beating then, unless it had only just come back.
       const resumed = f.resumedAt[i]!;
-      newest = resumed > 0 && resumed > occ - this.timeoutMs ? null : occ;
+      newest = resumed > 0 && resumed > occ - e.timeoutMs ? null : occ;
     } else newest = null;
-    if (newest === null || newest < occ - this.timeoutMs + FALSE_OFFLINE_MARGIN_MS) return;
+    if (newest === null || newest < occ - e.timeoutMs + FALSE_OFFLINE_MARGIN_MS) return;
     const silenced = f.silencedAt[i]! > 0 && f.silencedAt[i]! <= occ && (f.resumedAt[i] === 0 || f.resumedAt[i]! > occ);
     this.recordFalse(e, newest, silenced ? 'premature (silenced, but a confirmed heartbeat was less than a timeout old)' : 'kept beating');
   }

@@ -52,7 +52,21 @@ export interface SimOptions {
   /** Extra environment for the services, from --env NAME=VALUE (repeatable). */
   serviceEnv: Record<string, string>;
   seed: number;
+  /** Virtual agents that declare no interval (the original agent): they keep --interval and --timeout. */
+  legacy: boolean;
+  /** HEARTBEAT_MAX_RATE of the services (--env, else the environment, else the orchestrator's default). */
+  maxRate: number;
+  /**
+   * The pace the orchestrator should set once the whole fleet is ONLINE: interval max(--interval, ceil(nodes /
+   * HEARTBEAT_MAX_RATE)) and timeout max(--timeout, 3 × interval), seconds. The defaults of the timeline use it;
+   * the figures use what each node was actually told.
+   */
+  expected: { intervalS: number; timeoutS: number };
 }
+
+/** The orchestrator's default HEARTBEAT_MAX_RATE, and the ratio of timeout to interval it keeps (docs/reference.md). */
+export const DEFAULT_MAX_RATE = 100;
+const TIMEOUT_INTERVALS = 3;
 
 export const USAGE = `usage: npm run simulate -- --nodes N --interval S [options]
 
@@ -63,10 +77,14 @@ export const USAGE = `usage: npm run simulate -- --nodes N --interval S [options
   --silence PCT         % of the nodes that go silent (stop beating, no shutdown) at --silence-at (default 1)
   --shutdown PCT        % of the nodes that announce a shutdown at --silence-at (default 0.5)
   --return PCT          % of the silenced nodes that come back once detected, from --return-at on (default 50)
-  --duration S          beating phase after registration (default 3 × (timeout + 2 × sweep), at least 60)
+  --duration S          beating phase after registration (default 3 × (timeout + 2 × sweep), at least 60; with the
+                        timeout the orchestrator is expected to set)
   --silence-at S        when the silence starts, seconds into the run (default duration / 3)
   --return-at S         from when detected nodes come back (default 2 × duration / 3)
   --timeout S           orchestrator timeout (TIMEOUT_MINUTES; default 3 × interval)
+  --legacy              the virtual agents declare no interval (the original agent): nothing sets their pace.
+                        Without it they declare --interval and follow the pace the orchestrator sets
+                        (HEARTBEAT_MAX_RATE, from the environment or --env; default 100) with a ±10 % stagger
   --sweep S             sweep interval (HEALTH_CHECK_INTERVAL; default = interval)
   --target T            separate (ingest + sweeper + api processes, default) or all-in-one
   --ingests K           ingest replicas (separate target, default 1)
@@ -88,9 +106,9 @@ export const USAGE = `usage: npm run simulate -- --nodes N --interval S [options
 
 export class OptionsError extends Error {}
 
-const FLAGS = new Set(['auth', 'keep', 'help']);
+const FLAGS = new Set(['auth', 'keep', 'help', 'legacy']);
 
-export function parseOptions(argv: string[]): SimOptions {
+export function parseOptions(argv: string[], environment: Record<string, string | undefined> = process.env): SimOptions {
   const raw = new Map<string, string>();
   const env: Record<string, string> = {};
   const problems: string[] = [];
@@ -157,6 +175,7 @@ export function parseOptions(argv: string[]): SimOptions {
     'log-level',
     'seed',
     'keep',
+    'legacy',
   ]);
   for (const name of raw.keys()) if (!known.has(name)) problems.push(`unknown option --${name}`);
 
@@ -182,7 +201,13 @@ export function parseOptions(argv: string[]): SimOptions {
   const returnShare = num('return', 50, { min: 0, max: 100 }) / 100;
   const timeoutS = num('timeout', 3 * intervalS, { above: 0 });
   const sweepS = num('sweep', intervalS, { above: 0 });
-  const defaultDuration = Math.max(60, Math.ceil(3 * (timeoutS + 2 * sweepS)));
+  const legacy = raw.get('legacy') === 'true';
+  const maxRateText = env.HEARTBEAT_MAX_RATE ?? environment.HEARTBEAT_MAX_RATE;
+  const maxRate = maxRateText === undefined ? DEFAULT_MAX_RATE : Number(maxRateText);
+  if (maxRateText !== undefined && !(Number.isFinite(maxRate) && maxRate >= 0)) problems.push(`HEARTBEAT_MAX_RATE must be a number >= 0 (got "${maxRateText}")`);
+  const expected = expectedPace({ nodes, intervalS, timeoutS, legacy, maxRate: Number.isFinite(maxRate) ? maxRate : DEFAULT_MAX_RATE });
+  // The timeline waits for what the orchestrator is expected to set: a silenced node is detected a timeout after its last beat.
+  const defaultDuration = Math.max(60, Math.ceil(3 * (expected.timeoutS + 2 * sweepS)));
   const durationS = num('duration', defaultDuration, { above: 0 });
   const silenceAtS = num('silence-at', durationS / 3, { min: 0 });
   const returnAtS = num('return-at', (2 * durationS) / 3, { min: 0 });
@@ -196,7 +221,7 @@ export function parseOptions(argv: string[]): SimOptions {
   const pollMs = num('poll-ms', 250, { min: 10 });
   const registerRate = num('register-rate', 1000, { above: 0 });
   const registerWaitS = num('register-wait', Math.max(60, 3 * intervalS), { above: 0 });
-  const detectWaitS = num('detect-wait', timeoutS + 2 * sweepS, { min: 0 });
+  const detectWaitS = num('detect-wait', expected.timeoutS + 2 * sweepS, { min: 0 });
   const drainWaitS = num('drain-wait', Math.max(30, timeoutS), { min: 0 });
   const progressS = num('progress', 5, { above: 0 });
   const seed = num('seed', 1, { integer: true });
@@ -208,11 +233,12 @@ export function parseOptions(argv: string[]): SimOptions {
   if (timeoutS <= intervalS) problems.push(`--timeout (${timeoutS} s) must be longer than --interval (${intervalS} s), or every node looks silent between two beats`);
   if (silenceShare + shutdownShare > 1) problems.push(`--silence + --shutdown is ${Math.round((silenceShare + shutdownShare) * 100)} %, more than all the nodes`);
   if (silenceAtS >= durationS) problems.push(`--silence-at (${silenceAtS} s) must be before the end of --duration (${durationS} s)`);
-  const detectBy = silenceAtS + timeoutS + sweepS;
+  const detectBy = silenceAtS + expected.timeoutS + sweepS;
   if (silenceShare > 0 && detectBy >= durationS) {
+    const which = expected.timeoutS === timeoutS ? 'timeout' : `timeout the orchestrator is expected to set (max(--timeout, 3 × ${expected.intervalS} s))`;
     problems.push(
-      `the silenced nodes cannot be detected within the run: silence at ${fmtS(silenceAtS)} + timeout ${fmtS(timeoutS)} + sweep ${fmtS(sweepS)} = ${fmtS(detectBy)} ` +
-        `is not before the end of --duration ${fmtS(durationS)}; use --duration ${raw.has('silence-at') ? Math.ceil(detectBy + sweepS) : Math.ceil(1.5 * (timeoutS + 2 * sweepS))} or more (or a shorter --timeout / --sweep / --silence-at)`,
+      `the silenced nodes cannot be detected within the run: silence at ${fmtS(silenceAtS)} + ${which} ${fmtS(expected.timeoutS)} + sweep ${fmtS(sweepS)} = ${fmtS(detectBy)} ` +
+        `is not before the end of --duration ${fmtS(durationS)}; use --duration ${raw.has('silence-at') ? Math.ceil(detectBy + sweepS) : Math.ceil(1.5 * (expected.timeoutS + 2 * sweepS))} or more (or a shorter --timeout / --sweep / --silence-at)`,
     );
   }
   if (silenceShare > 0 && returnShare > 0 && returnAtS < silenceAtS) problems.push(`--return-at (${returnAtS} s) must not be before --silence-at (${silenceAtS} s)`);
@@ -252,7 +278,21 @@ export function parseOptions(argv: string[]): SimOptions {
     logLevel,
     serviceEnv: env,
     seed,
+    legacy,
+    maxRate,
+    expected,
   };
+}
+
+/**
+ * The pace of a whole fleet ONLINE, by the orchestrator's rule (docs/reference.md): interval max(declared,
+ * ceil(nodes / HEARTBEAT_MAX_RATE)), timeout max(TIMEOUT_MINUTES, 3 × interval). Legacy agents, or a rate of 0,
+ * keep their own.
+ */
+export function expectedPace(o: { nodes: number; intervalS: number; timeoutS: number; legacy: boolean; maxRate: number }): { intervalS: number; timeoutS: number } {
+  if (o.legacy || o.maxRate <= 0) return { intervalS: o.intervalS, timeoutS: o.timeoutS };
+  const intervalS = Math.max(o.intervalS, Math.ceil(o.nodes / o.maxRate));
+  return { intervalS, timeoutS: Math.max(o.timeoutS, TIMEOUT_INTERVALS * intervalS) };
 }
 
 function fmtS(s: number): string {

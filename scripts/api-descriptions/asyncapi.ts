@@ -21,11 +21,26 @@ export const nodeEventHeadersSchema = z.looseObject({
   'x-status-version': z.number().int().min(1).meta({ description: "The event's statusVersion" }),
 });
 
-export const refusalHeadersSchema = z.looseObject({
-  [HEADERS.refusalReason]: z.string().meta({ description: 'Why it was refused, e.g. "unknown node: node-7 is not registered"' }),
-  [HEADERS.refusedBy]: z.literal('ingest'),
-  [HEADERS.originalRoutingKey]: z.string().meta({ description: 'The routing key it was published with' }),
-});
+export const refusalHeadersSchema = z.union([
+  z
+    .looseObject({
+      [HEADERS.refusalReason]: z.string().meta({ description: 'Why it was refused, e.g. "unknown node: node-7 is not registered"' }),
+      [HEADERS.refusedBy]: z.literal('ingest'),
+      [HEADERS.originalRoutingKey]: z.string().meta({ description: 'The routing key it was published with' }),
+    })
+    .meta({ description: 'Refused by the ingest' }),
+  z
+    .looseObject({
+      'x-first-death-reason': z.literal('delivery_limit').meta({ description: 'Given back to the ingest queue more often than its x-delivery-limit' }),
+      'x-first-death-queue': z.string().meta({ description: 'The ingest queue' }),
+      'x-death': z
+        .array(z.looseObject({ reason: z.string(), queue: z.string(), count: z.number().int().min(1), 'routing-keys': z.array(z.string()) }))
+        .meta({ description: "RabbitMQ's record of each dead-lettering, newest first" }),
+    })
+    .meta({
+      description: 'Dead-lettered by the broker: given back to the ingest queue more than its x-delivery-limit times, its processing failing on every delivery',
+    }),
+]);
 
 /** Fixed example messages, each checked against its schema when the description is built. */
 const EXAMPLES = {
@@ -114,6 +129,8 @@ function example<T>(schema: z.ZodType<T>, name: string, payload: unknown, header
 export function buildAsyncApi(version: string): Record<string, unknown> {
   const names = brokerNames();
   const declared = topology(names);
+  const ingestQueue = declared.queues.find((q) => q.name === names.queues.ingest);
+  if (!ingestQueue) throw new Error('topology() declares no ingest queue');
 
   /** The AMQP binding of a channel whose address is a routing key on `exchange`, as topology() declares it. */
   function onExchange(exchange: string) {
@@ -132,7 +149,8 @@ export function buildAsyncApi(version: string): Record<string, unknown> {
   function boundTo(exchange: string, pattern: string): string {
     const binding = declared.bindings.find((b) => b.source === exchange && b.routingKey === pattern);
     if (!binding) throw new Error(`topology() binds nothing to ${pattern} on ${exchange}`);
-    return `Routed to the queue ${binding.destination} (binding ${pattern}), which every ingest consumes.`;
+    const quorum = declared.queues.find((q) => q.name === binding.destination)?.arguments['x-queue-type'] === 'quorum';
+    return `Routed to the ${quorum ? 'quorum queue' : 'queue'} ${binding.destination} (binding ${pattern}), which every ingest consumes.`;
   }
 
   const schemas = componentSchemas(
@@ -152,7 +170,10 @@ export function buildAsyncApi(version: string): Record<string, unknown> {
       NodeEvent: { schema: nodeEventSchema, description: "A node's status change" },
       ClusterEvent: { schema: clusterEventSchema, description: 'The mass-silence guard started holding silent nodes ONLINE' },
       NodeEventHeaders: { schema: nodeEventHeadersSchema, description: 'AMQP headers of a node event' },
-      RefusalHeaders: { schema: refusalHeadersSchema, description: "AMQP headers of a refused message: the original ones plus the refusal's" },
+      RefusalHeaders: {
+        schema: refusalHeadersSchema,
+        description: "AMQP headers of a dead-lettered message: the original ones plus the ingest's refusal headers, or the broker's dead-letter headers",
+      },
     },
     'draft-7',
   );
@@ -216,8 +237,7 @@ export function buildAsyncApi(version: string): Record<string, unknown> {
       name: 'refused',
       title: 'Refused agent message',
       summary: 'An agent message the ingest refused and never stored',
-      description:
-        'The body is the refused message unchanged (it may not be JSON). Refused: too large, not JSON, invalid, a routing key that does not match, an unknown node (heartbeat or shutdown), failed authentication, or processing failed 5 times.',
+      description: `The body is the refused message unchanged (it may not be JSON), with its routing key. Refused by the ingest (header ${HEADERS.refusalReason}): too large, not JSON, invalid, a routing key that does not match, an unknown node (heartbeat or shutdown), failed authentication. Dead-lettered by the broker (x-death, x-first-death-reason delivery_limit): given back to the ingest queue more than its delivery limit (${String(ingestQueue.arguments['x-delivery-limit'])}) times because processing it kept failing.`,
       contentType: 'application/octet-stream',
       headers: schema('RefusalHeaders'),
       payload: { description: 'The refused body, byte for byte' },

@@ -33,15 +33,27 @@ export const nodeViewSchema = z.strictObject({
     .meta({ description: 'The newest stats; null until the first heartbeat' }),
 }) satisfies z.ZodType<NodeView>;
 
+/**
+ * The pace an agent that declared its interval must follow (docs/reference.md): in the register answer, and in a
+ * stats answer whenever it changed since that node's last answer from this api process.
+ */
+const toldPace = {
+  heartbeatInterval: z.number().positive().optional().meta({ description: 'Seconds between heartbeats the agent must keep (only to an agent that declared heartbeatInterval)' }),
+  timeout: z.number().positive().optional().meta({ description: 'Seconds of silence after which the node is OFFLINE' }),
+  fleetSize: z.number().int().min(0).optional().meta({ description: 'ONLINE nodes the pace was computed from' }),
+};
+
 export const acceptedSchema = z.strictObject({
   nodeId: nodeIdSchema,
   accepted: z.literal(true),
+  ...toldPace,
 });
 
 export const registeredSchema = z.strictObject({
   nodeId: nodeIdSchema,
   accepted: z.literal(true),
   message: z.string().meta({ description: 'Node <nodeId> registered' }),
+  ...toldPace,
 });
 
 export const dryRunAnswerSchema = z.strictObject({

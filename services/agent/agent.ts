@@ -6,6 +6,7 @@ import { topology, type BrokerNames } from '../../shared/topology.js';
 import { createControlListener, type ControlListener } from './control-listener.js';
 import type { FailoverTransport } from './failover-transport.js';
 import { createHeartbeatLoop } from './heartbeat-loop.js';
+import { createHeartbeatPace, paceSettingsOf, type PaceStatus } from './heartbeat-pace.js';
 import type { MessageFactory } from './outbound-messages.js';
 import { createRegistration } from './registration.js';
 import type { StatsCollector } from './stats-collector.js';
@@ -38,6 +39,8 @@ export interface AgentStatus {
   registrations: number;
   /** Transport that took the last heartbeat. */
   lastTransport?: TransportName;
+  /** The heartbeat interval followed now, and where it comes from. */
+  pace: PaceStatus;
 }
 
 export interface Agent {
@@ -66,6 +69,15 @@ export function createAgent(deps: AgentDeps): Agent {
   let stopping: Promise<void> | null = null;
   let control: ControlListener | undefined;
 
+  // Created before the loop it drives: onChange is only called once settings arrive, after start().
+  const pace = createHeartbeatPace({
+    ownIntervalMs: config.heartbeatIntervalMs,
+    random: deps.random,
+    timers,
+    log,
+    onChange: (ms, firstGapMs) => loop.changeInterval(ms, firstGapMs),
+  });
+
   const registration = createRegistration({
     nodeId: config.nodeId,
     schedule: config.registration,
@@ -73,22 +85,32 @@ export function createAgent(deps: AgentDeps): Agent {
     random: deps.random,
     log,
     attempt: async (signal) => {
-      const body = { nodeId: config.nodeId, hostname: deps.identity.hostname, ipAddress: deps.identity.ipAddress, maxServers: config.maxServers };
-      const via = await transport.send(messages.register(body), { timeoutMs: config.heartbeatTimeoutMs, signal });
-      log.debug(`Registration accepted over ${via}`);
+      const body = {
+        nodeId: config.nodeId,
+        hostname: deps.identity.hostname,
+        ipAddress: deps.identity.ipAddress,
+        maxServers: config.maxServers,
+        // Declared, so that the orchestrator may set a slower pace for a large fleet (heartbeat-pace.ts).
+        heartbeatInterval: config.heartbeatIntervalMs / 1000,
+      };
+      const accepted = await transport.send(messages.register(body), { timeoutMs: config.heartbeatTimeoutMs, signal });
+      log.debug(`Registration accepted over ${accepted.via}`);
+      pace.registered(accepted.via, accepted.pace);
     },
   });
 
   const loop = createHeartbeatLoop({
     nodeId: config.nodeId,
-    intervalMs: config.heartbeatIntervalMs,
+    intervalMs: pace.intervalMs(),
     maxFailures: config.maxHeartbeatFailures,
     clock,
     timers,
     log,
     beat: async () => {
       const body = await deps.stats.collect();
-      lastTransport = await transport.send(messages.heartbeat(body), { timeoutMs: config.heartbeatTimeoutMs });
+      const accepted = await transport.send(messages.heartbeat(body), { timeoutMs: config.heartbeatTimeoutMs });
+      lastTransport = accepted.via;
+      if (accepted.pace) pace.told(accepted.pace);
     },
   });
 
@@ -116,6 +138,7 @@ export function createAgent(deps: AgentDeps): Agent {
     await brokerConnected(Math.min(BROKER_GRACE_MS, config.heartbeatTimeoutMs));
     while (!abort.signal.aborted) {
       state = 'registering';
+      pace.registering();
       try {
         await registration.register(abort.signal);
       } catch (error) {
@@ -151,6 +174,10 @@ export function createAgent(deps: AgentDeps): Agent {
           onReregister: (message) => {
             if (loop.requestReregistration()) log.info(`Orchestrator asked ${config.nodeId} to re-register (${message.reason})`);
           },
+          onSettings: (message) => {
+            const settings = paceSettingsOf(message);
+            if (settings) pace.told(settings);
+          },
         });
         await control.start();
       }
@@ -167,12 +194,13 @@ export function createAgent(deps: AgentDeps): Agent {
         const closeBy = started + CLOSE_BUDGET * timeoutMs;
         abort.abort(new Error('agent stopping'));
         loop.stop();
+        pace.stop();
         // A beat in flight gets a moment, so that it does not reach the orchestrator after the shutdown message.
         // A beat still in flight after its moment is left to finish on its own: the shutdown goes out anyway.
         await withTimeout(timers, loop.idle(), until(timeoutMs / 4), () => new Error('beat still in flight')).catch(() => undefined);
         if (registrations > 0) {
           try {
-            const via = await transport.send(messages.shutdown(), { timeoutMs, deadline });
+            const { via } = await transport.send(messages.shutdown(), { timeoutMs, deadline });
             log.info(`Shutdown announced to the orchestrator over ${via}`);
           } catch (error) {
             log.warn(`Could not announce the shutdown: ${reasonOf(error)}`);
@@ -187,6 +215,6 @@ export function createAgent(deps: AgentDeps): Agent {
       return stopping;
     },
 
-    status: () => ({ state, registrations, lastTransport }),
+    status: () => ({ state, registrations, lastTransport, pace: pace.status() }),
   };
 }

@@ -29,12 +29,13 @@ export function createBrokerTransport(deps: { bus: Bus; names: BrokerNames; time
     name: 'amqp',
     isAvailable: () => !unavailableReason(),
     unavailableReason,
-    async send(message: OutboundMessage, options: SendOptions): Promise<void> {
+    async send(message: OutboundMessage, options: SendOptions): Promise<undefined> {
       const unavailable = unavailableReason();
       if (unavailable) throw new TransportError('UNAVAILABLE', unavailable);
       const publish = bus.publish(names.exchanges.agentInbound, ROUTE[message.type](message.nodeId), message, { messageId: message.id, persistent: true });
       try {
         await withTimeout(timers, publish, options.timeoutMs, () => new TransportError('TIMEOUT', `no broker confirm within ${options.timeoutMs} ms`));
+        return undefined; // the pace comes as a control message (control-listener.ts)
       } catch (error) {
         if (error instanceof TransportError) {
           publish.catch(() => undefined); // settles later; nobody waits for it any more

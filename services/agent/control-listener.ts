@@ -1,6 +1,6 @@
 import type { Bus, Consumer, Delivery } from '../../shared/bus/bus.js';
 import type { Logger } from '../../shared/logger.js';
-import type { ControlMessage } from '../../shared/messages/index.js';
+import type { ReregisterControlMessage, SettingsControlMessage } from '../../shared/messages/index.js';
 import { createOutageLog } from '../../shared/outage-log.js';
 import { retry } from '../../shared/retry.js';
 import { ROUTING, type BrokerNames } from '../../shared/topology.js';
@@ -25,8 +25,18 @@ export function controlQueueName(names: BrokerNames, nodeId: string): string {
   return `${names.exchanges.agentControl}.${nodeId}`;
 }
 
-/** Receives the orchestrator's requests for this node (control.reregister) on a queue of its own. */
-export function createControlListener(deps: { bus: Bus; names: BrokerNames; nodeId: string; log: Logger; onReregister: (message: ControlMessage) => void }): ControlListener {
+export interface ControlListenerDeps {
+  bus: Bus;
+  names: BrokerNames;
+  nodeId: string;
+  log: Logger;
+  onReregister: (message: ReregisterControlMessage) => void;
+  /** The pace to follow (heartbeat-pace.ts). */
+  onSettings: (message: SettingsControlMessage) => void;
+}
+
+/** Receives the orchestrator's messages for this node (control.reregister, control.settings) on a queue of its own. */
+export function createControlListener(deps: ControlListenerDeps): ControlListener {
   const { bus, names, nodeId, log } = deps;
   let consumer: Consumer | null = null;
 
@@ -50,8 +60,10 @@ export function createControlListener(deps: { bus: Bus; names: BrokerNames; node
       return;
     }
     if (!parsed.success) return log.warn(`Ignoring an invalid control message: ${parsed.error.issues.map((i) => i.message).join('; ')}`);
-    if (parsed.data.nodeId !== nodeId) return log.warn(`Ignoring a control message for ${parsed.data.nodeId}`);
-    deps.onReregister(parsed.data);
+    const message = parsed.data;
+    if (message.nodeId !== nodeId) return log.warn(`Ignoring a control message for ${message.nodeId}`);
+    if (message.type === 'control.settings') deps.onSettings(message);
+    else deps.onReregister(message);
   }
 
   /**

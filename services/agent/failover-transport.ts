@@ -2,7 +2,7 @@ import type { Clock } from '../../shared/clock.js';
 import type { Logger } from '../../shared/logger.js';
 import type { BrokerTransport } from './broker-transport.js';
 import { withTimeout, type Timers } from './timers.js';
-import { reasonOf, TransportError, type OutboundMessage, type Transport, type TransportName } from './transport.js';
+import { reasonOf, TransportError, type OutboundMessage, type PaceSettings, type Transport, type TransportName } from './transport.js';
 
 export interface DeliverOptions {
   /** How long each transport may take (HEARTBEAT_TIMEOUT). */
@@ -12,13 +12,19 @@ export interface DeliverOptions {
   signal?: AbortSignal;
 }
 
+/** Which transport took a message, and the pace the orchestrator answered with (HTTP only: over AMQP it comes as a control message). */
+export interface Accepted {
+  via: TransportName;
+  pace?: PaceSettings;
+}
+
 /**
  * Sends each message over the broker when it is connected and not blocking publishes, else (or when it does not
  * confirm in time) over HTTP.
  */
 export interface FailoverTransport {
   /** Resolves with the transport that accepted the message; rejects when none did. */
-  send(message: OutboundMessage, options: DeliverOptions): Promise<TransportName>;
+  send(message: OutboundMessage, options: DeliverOptions): Promise<Accepted>;
 }
 
 export function createFailoverTransport(deps: { broker?: BrokerTransport; http: Transport; clock: Clock; timers: Timers; log: Logger }): FailoverTransport {
@@ -41,7 +47,7 @@ export function createFailoverTransport(deps: { broker?: BrokerTransport; http: 
         try {
           await broker.send(message, { timeoutMs: Math.floor(Math.min(options.timeoutMs, left() / 2)), signal: options.signal });
           note('amqp');
-          return 'amqp';
+          return { via: 'amqp' };
         } catch (error) {
           brokerError = error;
         }
@@ -49,10 +55,11 @@ export function createFailoverTransport(deps: { broker?: BrokerTransport; http: 
         brokerError = new TransportError('UNAVAILABLE', broker.unavailableReason() || 'broker not connected');
       }
       const timeoutMs = Math.floor(Math.min(options.timeoutMs, left()));
+      let pace: PaceSettings | undefined;
       try {
         if (timeoutMs <= 0) throw new TransportError('TIMEOUT', 'no time left for HTTP');
         // The HTTP transport aborts its request itself; this bounds any transport on the agent's own timers.
-        await withTimeout(
+        pace = await withTimeout(
           timers,
           http.send(message, { timeoutMs, signal: options.signal }),
           timeoutMs,
@@ -62,7 +69,7 @@ export function createFailoverTransport(deps: { broker?: BrokerTransport; http: 
         throw combine(error, brokerError);
       }
       note('http', brokerError);
-      return 'http';
+      return pace ? { via: 'http', pace } : { via: 'http' };
     },
   };
 }

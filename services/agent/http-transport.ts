@@ -1,6 +1,7 @@
+import { paceSettingsOf } from './heartbeat-pace.js';
 import { nodeHttpFetch, type HttpAnswer, type HttpFetch } from './http-client.js';
 import type { RequestAuth } from './request-auth.js';
-import { TransportError, type OutboundMessage, type SendOptions, type Transport } from './transport.js';
+import { TransportError, type OutboundMessage, type PaceSettings, type SendOptions, type Transport } from './transport.js';
 
 export interface HttpTransportDeps {
   /** ORCHESTRATOR_URL without a trailing slash. */
@@ -23,12 +24,15 @@ function requestFor(message: OutboundMessage): { path: string; body: unknown } {
   }
 }
 
-/** HTTP to the api: accepted on 2xx; 404 on stats means the orchestrator forgot the node. */
+/**
+ * HTTP to the api: accepted on 2xx, with the pace settings of the answer's body if it has them; 404 on stats means
+ * the orchestrator forgot the node.
+ */
 export function createHttpTransport(deps: HttpTransportDeps): Transport {
   const fetchImpl = deps.fetch ?? nodeHttpFetch;
   return {
     name: 'http',
-    async send(message: OutboundMessage, options: SendOptions): Promise<void> {
+    async send(message: OutboundMessage, options: SendOptions): Promise<PaceSettings | undefined> {
       const { path, body } = requestFor(message);
       const timeoutMs = Math.max(1, Math.ceil(options.timeoutMs)); // AbortSignal.timeout takes whole ms only
       const timeout = AbortSignal.timeout(timeoutMs);
@@ -48,7 +52,7 @@ export function createHttpTransport(deps: HttpTransportDeps): Transport {
         if (options.signal?.aborted) throw new TransportError('UNAVAILABLE', 'HTTP request cancelled', { cause: error });
         throw new TransportError('UNAVAILABLE', `HTTP request failed: ${networkReason(error)}`, { cause: error });
       }
-      if (response.ok) return;
+      if (response.ok) return message.type === 'agent.shutdown' ? undefined : paceOf(text);
       const what = `HTTP ${response.status}${summary(text)}`;
       if (response.status === 404 && message.type === 'agent.heartbeat') {
         throw new TransportError('NODE_NOT_REGISTERED', `${what} (node ${message.nodeId} is not registered)`);
@@ -59,6 +63,16 @@ export function createHttpTransport(deps: HttpTransportDeps): Transport {
       throw new TransportError('REFUSED', what);
     },
   };
+}
+
+/** An answer without a JSON body, or without the fields, carries no pace: an orchestrator that sets none. */
+function paceOf(text: string): PaceSettings | undefined {
+  if (!text) return undefined;
+  try {
+    return paceSettingsOf(JSON.parse(text));
+  } catch {
+    return undefined;
+  }
 }
 
 /** Why a request failed to connect (ECONNREFUSED, ENOTFOUND, ...): fetch puts it in the cause of its generic "fetch failed". */

@@ -1,7 +1,7 @@
 import { isIP } from 'node:net';
 import { generateCredential } from '../../shared/auth/credentials.js';
 import { probeBrokerPublish, type BrokerProbeFailure } from '../../shared/bus/broker-probe.js';
-import { ConfigError, loadAgentConfig, redact, type AgentConfig } from '../../shared/config.js';
+import { ConfigError, loadAgentConfig, redact, splitUrlList, type AgentConfig } from '../../shared/config.js';
 import { brokerNames, ROUTING } from '../../shared/topology.js';
 import { inspectCredentialFile, type CredentialFileState } from './credential-store.js';
 import { hostIdentity } from './host-identity.js';
@@ -139,7 +139,12 @@ export async function runPreflight(deps: PreflightDeps): Promise<PreflightReport
   }
 
   add(reachable ? clockCheck(health, deps.maxClockOffsetMs ?? DEFAULT_MAX_CLOCK_OFFSET_MS) : skipped('clock', 'the orchestrator is not reachable'));
-  for (const brokerUrl of config.rabbitmqUrl ? [config.rabbitmqUrl] : []) add(await brokerCheck(config, brokerUrl, deps.probeBroker ?? probeBrokerPublish));
+  // One line per broker node; with several, a node that fails while another passed only warns (the agent uses the one that answers).
+  const brokerChecks: CheckResult[] = [];
+  for (const brokerUrl of config.rabbitmqUrl ? splitUrlList(config.rabbitmqUrl) : [])
+    brokerChecks.push(await brokerCheck(config, brokerUrl, deps.probeBroker ?? probeBrokerPublish));
+  const anyBrokerOk = brokerChecks.some((c) => c.status === 'ok');
+  for (const check of brokerChecks) add(anyBrokerOk && check.status === 'fail' ? { ...check, status: 'warn' } : check);
   if (!config.rabbitmqUrl) add({ name: 'broker', status: 'skip', detail: 'RABBITMQ_URL is not set: the agent sends over HTTP only' });
 
   if (!reachable) {

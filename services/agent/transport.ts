@@ -5,6 +5,16 @@ export type OutboundMessage = RegisterMessage | HeartbeatMessage | ShutdownMessa
 
 export type TransportName = 'amqp' | 'http';
 
+/**
+ * What the orchestrator tells an agent that declared its interval (docs/agent.md, heartbeat pace), in seconds: the
+ * register answer over HTTP, a stats answer when it changed, or `control.settings` over AMQP (heartbeat-pace.ts).
+ */
+export interface PaceSettings {
+  heartbeatInterval: number;
+  timeout: number;
+  fleetSize?: number;
+}
+
 export interface SendOptions {
   /** How long one transport may take to accept the message. */
   timeoutMs: number;
@@ -12,10 +22,13 @@ export interface SendOptions {
   signal?: AbortSignal;
 }
 
-/** One way to the orchestrator. `send` resolves once the message is accepted (broker confirm or HTTP 2xx). */
+/**
+ * One way to the orchestrator. `send` resolves once the message is accepted (broker confirm or HTTP 2xx), with
+ * the pace settings the answer carried, if any (an HTTP answer to a registration or a heartbeat).
+ */
 export interface Transport {
   readonly name: TransportName;
-  send(message: OutboundMessage, options: SendOptions): Promise<void>;
+  send(message: OutboundMessage, options: SendOptions): Promise<PaceSettings | undefined>;
 }
 
 export type TransportErrorCode = 'TIMEOUT' | 'UNAVAILABLE' | 'REFUSED' | 'NODE_NOT_REGISTERED';

@@ -4,12 +4,12 @@ import { systemClock } from '../../shared/clock.js';
 import { loadAgentConfig, loadOrchestratorConfig, type AgentConfig, type OrchestratorConfig } from '../../shared/config.js';
 import type { Logger } from '../../shared/logger.js';
 import { createMetrics } from '../../shared/metrics.js';
-import { brokerNames, topology } from '../../shared/topology.js';
+import { brokerNames } from '../../shared/topology.js';
 import type { Agent } from '../agent/agent.js';
 import { buildAgent } from '../agent/build-agent.js';
 import { timingCheck } from '../agent/preflight.js';
 import { startApi, type RunningApi } from '../api/start-api.js';
-import type { Ingest } from '../ingest/ingest.js';
+import { declareIngestTopology, type Ingest } from '../ingest/ingest.js';
 import { startIngest } from '../ingest/start-ingest.js';
 import { startSweeper } from '../sweeper/start-sweeper.js';
 import { selectBackends, type Backends } from './backend-selection.js';
@@ -89,6 +89,7 @@ export async function startAllInOne(options: AllInOneOptions): Promise<AllInOne>
   async function shutdown(): Promise<void> {
     await agent?.stop();
     await api?.stop();
+    await backends.rateLimiter.close();
     // Whatever the api and the agent handed to the bus reaches the store before the ingest stops.
     if (ingest) await drainEmbeddedBus();
     await ingest?.stop();
@@ -98,7 +99,7 @@ export async function startAllInOne(options: AllInOneOptions): Promise<AllInOne>
   }
 
   try {
-    await bus.declareTopology(topology(names));
+    await declareIngestTopology(bus, names);
     // Each service started exactly as its own process starts it (agent authentication included: docs/security.md).
     ingest = await startIngest(config, { bus, store, log: log.child({ component: 'ingest' }), clock: systemClock, metrics });
     sweeper = await startSweeper(config, { bus, store, scheduler, log: log.child({ component: 'sweeper' }), clock: systemClock, metrics });
@@ -108,6 +109,7 @@ export async function startAllInOne(options: AllInOneOptions): Promise<AllInOne>
       clock: systemClock,
       log: log.child({ component: 'api' }),
       metrics,
+      rateLimiter: backends.rateLimiter,
       readiness: [{ name: backends.kinds.scheduler === 'redis' ? 'redis' : 'scheduler', check: () => scheduler.isReady() }],
     });
     const url = api.url;

@@ -1,10 +1,12 @@
 import { mkdirSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
-import { connectBus, connectScheduler, connectStore } from '../../shared/backends.js';
+import { connectBus, connectRateLimiter, connectScheduler, connectStore } from '../../shared/backends.js';
 import type { Bus, Delivery } from '../../shared/bus/bus.js';
 import { createMemoryBus } from '../../shared/bus/memory-bus.js';
 import type { OrchestratorConfig } from '../../shared/config.js';
 import type { Logger } from '../../shared/logger.js';
+import { createMemoryRateLimiter } from '../../shared/rate-limit/memory-rate-limiter.js';
+import type { RateLimiter } from '../../shared/rate-limit/rate-limiter.js';
 import { createMemoryScheduler } from '../../shared/scheduler/memory-scheduler.js';
 import type { Scheduler } from '../../shared/scheduler/scheduler.js';
 import { createMemoryNodeStore } from '../../shared/store/memory-node-store.js';
@@ -18,8 +20,10 @@ export interface Backends {
   bus: Bus;
   store: NodeStore;
   scheduler: Scheduler;
+  /** The api's per-node rate limit (REDIS_URL set: shared with other api processes on that Redis). */
+  rateLimiter: RateLimiter;
   /** Which adapter each port got; embedded ones live and die with this process. */
-  kinds: { bus: 'embedded' | 'rabbitmq'; store: 'embedded' | 'mongodb'; scheduler: 'embedded' | 'redis' };
+  kinds: { bus: 'embedded' | 'rabbitmq'; store: 'embedded' | 'mongodb'; scheduler: 'embedded' | 'redis'; rateLimit: 'embedded' | 'redis' };
   /** Absolute path of the embedded store's JSON file, or null (real store, or STATE_FILE=none). */
   stateFile: string | null;
   /** Deliveries of the embedded bus not yet acked or requeued (0 with RabbitMQ, which keeps them itself). */
@@ -56,15 +60,19 @@ export async function selectBackends(env: Env, config: Readonly<OrchestratorConf
     ? await connectScheduler(config, log)
     : createMemoryScheduler({ onError: (name, error) => log.error(`Scheduled job ${name} failed: ${(error as Error).message}`) });
 
+  const rateLimiter = isSet(env, 'REDIS_URL') ? connectRateLimiter(config, log.child({ component: 'api' })) : createMemoryRateLimiter({ limit: config.rateLimit.perNodePerMinute });
+
   const kinds: Backends['kinds'] = {
     bus: isSet(env, 'RABBITMQ_URL') ? 'rabbitmq' : 'embedded',
     store: embeddedStore ? 'embedded' : 'mongodb',
     scheduler: isSet(env, 'REDIS_URL') ? 'redis' : 'embedded',
+    rateLimit: isSet(env, 'REDIS_URL') ? 'redis' : 'embedded',
   };
   return {
     bus,
     store,
     scheduler,
+    rateLimiter,
     kinds,
     stateFile,
     unsettled: () => unsettled,
@@ -75,6 +83,7 @@ export async function selectBackends(env: Env, config: Readonly<OrchestratorConf
           ? `store embedded (in-memory, ${stateFile ? `saved to ${stateFile}` : 'not saved: STATE_FILE=none'})`
           : `store MongoDB ${redact(config.mongoUrl)}`,
         kinds.scheduler === 'embedded' ? 'scheduler embedded (in-process timers)' : `scheduler Redis ${redact(config.redisUrl)}`,
+        kinds.rateLimit === 'embedded' ? 'rate limit embedded (in-process counters)' : `rate limit Redis ${redact(config.redisUrl)}`,
       ].join(', '),
   };
 }

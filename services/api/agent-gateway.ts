@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Bus } from '../../shared/bus/bus.js';
 import type { Clock } from '../../shared/clock.js';
+import type { NodePace } from '../../shared/domain/heartbeat-pace.js';
 import type { AgentMessage, CanaryMessage, HeartbeatBody, RegisterBody, ShutdownBody } from '../../shared/messages/index.js';
 import { ROUTING, type BrokerNames } from '../../shared/topology.js';
 
@@ -22,12 +23,15 @@ export function createAgentGateway(options: { bus: Bus; names: BrokerNames; cloc
     return { id: randomUUID(), version: 1 as const, sentAt: now, receivedAt: now, nodeId, ...(auth ? { auth } : {}) };
   }
 
+  /** The pace the answer tells the agent, in the message too: the ingest stores exactly that deadline with it. */
+  const toldField = (told: NodePace | null | undefined) => (told ? { told: { heartbeatInterval: told.heartbeatInterval, timeout: told.timeout } } : {});
+
   return {
-    register(body: RegisterBody, auth?: string) {
-      return send({ ...envelope(body.nodeId, auth), type: 'agent.register', payload: body }, ROUTING.register(body.nodeId));
+    register(body: RegisterBody, auth?: string, told?: NodePace | null) {
+      return send({ ...envelope(body.nodeId, auth), type: 'agent.register', payload: body, ...toldField(told) }, ROUTING.register(body.nodeId));
     },
-    heartbeat(nodeId: string, body: HeartbeatBody, auth?: string) {
-      return send({ ...envelope(nodeId, auth), type: 'agent.heartbeat', payload: body }, ROUTING.heartbeat(nodeId));
+    heartbeat(nodeId: string, body: HeartbeatBody, auth?: string, told?: NodePace | null) {
+      return send({ ...envelope(nodeId, auth), type: 'agent.heartbeat', payload: body, ...toldField(told) }, ROUTING.heartbeat(nodeId));
     },
     shutdown(nodeId: string, body: ShutdownBody, auth?: string) {
       return send({ ...envelope(nodeId, auth), type: 'agent.shutdown', payload: body }, ROUTING.shutdown(nodeId));

@@ -8,6 +8,8 @@ import { StoreUnavailableError, type NodeStore } from '../../shared/store/node-s
 import type { BrokerNames } from '../../shared/topology.js';
 import { createCanarySender, type CanarySender } from '../../shared/canary/canary-sender.js';
 import { pathCoverage } from '../../shared/domain/path-coverage.js';
+import { expectedRate, nodePace, type NodePace, type PaceSettings } from '../../shared/domain/heartbeat-pace.js';
+import { createFleetPaceReader, type FleetPaceReader } from '../../shared/fleet-pace-reader.js';
 import { createAgentGateway } from './agent-gateway.js';
 import { HttpError } from './http-error.js';
 import { createKnownNodes } from './known-nodes.js';
@@ -36,6 +38,10 @@ export interface ApiDeps {
   canaryIntervalMs?: number;
   /** TIMEOUT_MINUTES in ms, told to an agent's dry-run registration so that it can check its own timings. */
   timeoutMs?: number;
+  /** The heartbeat pace told to agents that declare their interval (HEARTBEAT_MAX_RATE; absent: each keeps its own). */
+  pace?: PaceSettings;
+  /** Reads the fleet's pace (default: from the store, cached); shared with the dashboard. */
+  fleetPace?: FleetPaceReader;
 }
 
 export type ApiApp = express.Express & {
@@ -54,6 +60,11 @@ export interface ApiGuard {
 }
 
 const BODY_LIMIT = '16kb';
+/** Nodes whose last told pace this api remembers; past it the memory starts again (and each is told once more). */
+const MAX_TOLD = 200_000;
+/** The pace fields of an answer (seconds, as the agent reads them). */
+const paceFields = (pace: NodePace) => ({ heartbeatInterval: pace.heartbeatInterval, timeout: pace.timeout, fleetSize: pace.fleetSize });
+const paceKey = (pace: NodePace) => `${pace.heartbeatInterval}/${pace.timeout}`;
 /** What a 503 for an unavailable dependency tells the client to wait. */
 const RETRY_AFTER = { 'Retry-After': '5' };
 
@@ -82,6 +93,21 @@ export function createApp(deps: ApiDeps): ApiApp {
     canary.start();
   }
   const knownNodes = createKnownNodes({ store, ttlMs: 2000, now: () => clock.now() });
+  const fleetPace = deps.fleetPace ?? (deps.pace ? createFleetPaceReader({ store, clock, settings: deps.pace }) : null);
+  /**
+   * The pace this process last told each node (per process: a replica that does not know tells again). A
+   * stats answer carries the pace only when it changed since, and the message then carries it too, so the
+   * ingest stores that deadline with that heartbeat, before the agent can slow down.
+   */
+  const told = new Map<string, string>();
+  async function paceFor(declaredSeconds: number): Promise<NodePace> {
+    return nodePace(declaredSeconds, (await fleetPace?.current()) ?? null, deps.timeoutMs ?? 180_000);
+  }
+  function rememberTold(nodeId: string, pace: NodePace | null): void {
+    if (!pace) return void told.delete(nodeId);
+    if (told.size >= MAX_TOLD) told.clear();
+    told.set(nodeId, paceKey(pace));
+  }
   const guard = deps.guard;
   const app = express();
   app.disable('x-powered-by');
@@ -102,20 +128,27 @@ export function createApp(deps: ApiDeps): ApiApp {
       res.status(200).json(dryRunAnswer({ body, stored, auth, timeoutMs: deps.timeoutMs }));
       return;
     }
-    await gateway.register(body, auth);
-    knownNodes.remember(body.nodeId);
-    res.status(201).json({ nodeId: body.nodeId, accepted: true, message: `Node ${body.nodeId} registered` });
+    // An agent that declared its interval is told its pace; one that did not gets the original answer.
+    const pace = body.heartbeatInterval === undefined ? null : await paceFor(body.heartbeatInterval);
+    await gateway.register(body, auth, pace);
+    knownNodes.remember(body.nodeId, body.heartbeatInterval === undefined ? null : Math.round(body.heartbeatInterval * 1000));
+    rememberTold(body.nodeId, pace);
+    res.status(201).json({ nodeId: body.nodeId, accepted: true, message: `Node ${body.nodeId} registered`, ...(pace ? paceFields(pace) : {}) });
   });
 
   app.post('/api/nodes/:nodeId/stats', async (req, res) => {
     const nodeId = nodeIdParam(req);
     const body = validate(heartbeatBodySchema, req.body);
     const auth = await guard?.agent(req, nodeId, 'heartbeat');
-    if (!(await knownNodes.isKnown(nodeId))) {
+    const known = await knownNodes.lookup(nodeId);
+    if (!known) {
       throw new HttpError(404, 'NODE_NOT_REGISTERED', `node ${nodeId} is not registered; register it first`);
     }
-    await gateway.heartbeat(nodeId, body, auth);
-    res.status(200).json({ nodeId, accepted: true });
+    const pace = known.declaredIntervalMs === null ? null : await paceFor(known.declaredIntervalMs / 1000);
+    const changed = pace !== null && told.get(nodeId) !== paceKey(pace) ? pace : null;
+    await gateway.heartbeat(nodeId, body, auth, changed);
+    if (changed) rememberTold(nodeId, changed);
+    res.status(200).json({ nodeId, accepted: true, ...(changed ? paceFields(changed) : {}) });
   });
 
   app.post('/api/nodes/:nodeId/shutdown', async (req, res) => {
@@ -125,6 +158,7 @@ export function createApp(deps: ApiDeps): ApiApp {
     if (!(await knownNodes.isKnown(nodeId))) throw new HttpError(404, 'NODE_NOT_REGISTERED', `node ${nodeId} is not registered`);
     await gateway.shutdown(nodeId, body, auth);
     knownNodes.forget(nodeId);
+    rememberTold(nodeId, null);
     res.status(200).json({ nodeId, accepted: true });
   });
 
@@ -152,6 +186,7 @@ export function createApp(deps: ApiDeps): ApiApp {
     const nodeId = nodeIdParam(req);
     const deleted = await store.delete(nodeId);
     knownNodes.forget(nodeId);
+    rememberTold(nodeId, null);
     guard?.forget?.(nodeId);
     if (!deleted) throw new HttpError(404, 'NODE_NOT_FOUND', `node ${nodeId} not found`);
     log.info(`Node ${nodeId} reset by an operator (record and credential removed)`);
@@ -228,6 +263,11 @@ export function createApp(deps: ApiDeps): ApiApp {
       metrics.nodesByStatus.set({ status: 'OFFLINE' }, counts.OFFLINE);
       const guardState = await store.guardState();
       metrics.clusterDegraded.set(guardState.heldSince ? 1 : 0);
+      const pace = await fleetPace?.current();
+      if (pace) {
+        metrics.heartbeatInterval.set(pace.intervalSeconds);
+        metrics.fleetHeartbeatRate.set(expectedRate(pace));
+      }
     } catch {
       // Store down: serve the process metrics anyway.
     }

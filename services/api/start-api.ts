@@ -5,7 +5,9 @@ import type { Clock } from '../../shared/clock.js';
 import type { OrchestratorConfig } from '../../shared/config.js';
 import type { Logger } from '../../shared/logger.js';
 import type { Metrics } from '../../shared/metrics.js';
+import type { RateLimiter } from '../../shared/rate-limit/rate-limiter.js';
 import type { NodeStore } from '../../shared/store/node-store.js';
+import { createFleetPaceReader } from '../../shared/fleet-pace-reader.js';
 import { brokerNames } from '../../shared/topology.js';
 import { createApp, type ReadinessCheck } from './app.js';
 import { createApiGuard } from './auth/api-guard.js';
@@ -17,6 +19,11 @@ export interface ApiAdapters {
   clock: Clock;
   log: Logger;
   metrics: Metrics;
+  /**
+   * The per-node rate limit: on Redis for the services (one budget shared by every api replica), in memory in the
+   * all-in-one without REDIS_URL and in unit tests. The caller closes it after stop(), like the bus and the store.
+   */
+  rateLimiter: RateLimiter;
   /** Extra dependencies /readyz reports on (the all-in-one's scheduler). */
   readiness?: ReadinessCheck[];
 }
@@ -35,10 +42,12 @@ export interface RunningApi {
  * interfaces). The bus's topology is the caller's to declare.
  */
 export async function startApi(config: OrchestratorConfig, adapters: ApiAdapters, listen: { port?: number; host?: string } = {}): Promise<RunningApi> {
-  const { bus, store, clock, log, metrics } = adapters;
+  const { bus, store, clock, log, metrics, rateLimiter } = adapters;
   const names = brokerNames(config.brokerNamespace);
-  const guard = createApiGuard({ config, store, clock, log });
+  const guard = createApiGuard({ config, store, rateLimiter, clock, log });
   let dashboard: Dashboard | undefined;
+  // The fleet's heartbeat pace, read from the store (the sweeper computes it), for agents' answers and the dashboard.
+  const fleetPace = createFleetPaceReader({ store, clock, settings: config.pace });
   const app = createApp({
     bus,
     store,
@@ -50,8 +59,10 @@ export async function startApi(config: OrchestratorConfig, adapters: ApiAdapters
     readiness: adapters.readiness,
     canaryIntervalMs: config.canaryIntervalMs,
     timeoutMs: config.timeoutMs,
+    pace: config.pace,
+    fleetPace,
     extend: (a) => {
-      dashboard = mountDashboard(a, { store, bus, names, log, clock, authorize: (req) => guard.operator(req) });
+      dashboard = mountDashboard(a, { store, bus, names, log, clock, authorize: (req) => guard.operator(req), fleetPace, timeoutMs: config.timeoutMs });
     },
   });
   let server: Server;
@@ -71,7 +82,8 @@ export async function startApi(config: OrchestratorConfig, adapters: ApiAdapters
   const port = (server.address() as AddressInfo).port;
   log.info(
     `api listening on http://${listen.host ?? '0.0.0.0'}:${port} (dashboard at /); agent authentication ${config.auth.mode}, ` +
-      `operator token ${config.auth.operatorToken ? 'required' : 'not set'}, at most ${config.rateLimit.perNodePerMinute} agent requests per node per minute`,
+      `operator token ${config.auth.operatorToken ? 'required' : 'not set'}, at most ${config.rateLimit.perNodePerMinute} agent requests per node per minute ` +
+      `(${rateLimiter.shared ? 'shared by the api replicas through Redis' : 'counted in this process'})`,
   );
   let stopping: Promise<void> | null = null;
   return {

@@ -1,12 +1,13 @@
 import { randomUUID } from 'node:crypto';
-import type { Bus, Consumer, Delivery } from '../../shared/bus/bus.js';
+import { QueueMismatchError, type Bus, type Consumer, type Delivery } from '../../shared/bus/bus.js';
 import type { Clock } from '../../shared/clock.js';
 import type { OrchestratorConfig } from '../../shared/config.js';
 import { createEventPublisher } from '../../shared/events/event-publisher.js';
 import type { Logger } from '../../shared/logger.js';
+import { createFleetPaceReader } from '../../shared/fleet-pace-reader.js';
 import type { Metrics } from '../../shared/metrics.js';
 import type { NodeStore } from '../../shared/store/node-store.js';
-import { brokerNames, topology } from '../../shared/topology.js';
+import { brokerNames, topology, type BrokerNames } from '../../shared/topology.js';
 import type { Authenticator } from './authenticator.js';
 import { createBatcher } from './batcher.js';
 import { createBatchProcessor } from './process-batch.js';
@@ -19,7 +20,7 @@ export interface IngestDeps {
   log: Logger;
   clock: Clock;
   metrics: Metrics;
-  config: Pick<OrchestratorConfig, 'timeoutMs' | 'brokerNamespace' | 'ingest' | 'log' | 'historyPoints' | 'historyResolutionMs'>;
+  config: Pick<OrchestratorConfig, 'timeoutMs' | 'brokerNamespace' | 'ingest' | 'log' | 'historyPoints' | 'historyResolutionMs'> & Partial<Pick<OrchestratorConfig, 'pace'>>;
   authenticator?: Authenticator;
   instanceId?: string;
   /** Test hook, see process-batch.ts. */
@@ -66,8 +67,18 @@ export function createIngest(deps: IngestDeps) {
     retry,
     authenticator: deps.authenticator,
     afterStore: deps.afterStore,
+    // The pace agents are told over AMQP (docs/architecture.md, "The heartbeat pace"); none without settings.
+    ...(config.pace ? { fleetPace: createFleetPaceReader({ store, clock, settings: config.pace }) } : {}),
   });
-  const failures = createFailureTracker({ log, deadLetterAfter: 5, signal: stopController.signal });
+  const declared = topology(names);
+  const deliveryLimit = declared.queues.find((q) => q.name === names.queues.ingest)?.arguments['x-delivery-limit'];
+  const failures = createFailureTracker({
+    log,
+    metrics,
+    deliveryLimit: typeof deliveryLimit === 'number' ? deliveryLimit : null,
+    deadLetterQueue: names.queues.deadLetter,
+    signal: stopController.signal,
+  });
   const batcher = createBatcher<Delivery>({
     maxSize: config.ingest.batchSize,
     // Behind the broker, take all that waits (group commit): see batcher.ts.
@@ -83,8 +94,8 @@ export function createIngest(deps: IngestDeps) {
           return;
         }
         // Unexpected (a bug, not an outage): nothing was acknowledged. Back off, then give the messages
-        // back; one that keeps failing is dead-lettered so it cannot block the queue.
-        await failures.failed(error, batch, (d, reason) => processBatch.deadLetter(d, reason));
+        // back; the broker dead-letters one that keeps failing (the queue's delivery limit), so it cannot block the queue.
+        await failures.failed(error, batch);
       }
     },
     onError: (error) => log.error(`Ingest batch error: ${(error as Error).message}`),
@@ -99,7 +110,7 @@ export function createIngest(deps: IngestDeps) {
     instanceId,
     isHealthy: () => consuming && storeHealthy,
     async start(): Promise<void> {
-      await bus.declareTopology(topology(names));
+      await declareIngestTopology(bus, names);
       consumer = await bus.consume(names.queues.ingest, (delivery) => batcher.add(delivery), { prefetch: config.ingest.prefetch });
       consuming = bus.isConnected();
       showHealth();
@@ -122,3 +133,28 @@ export function createIngest(deps: IngestDeps) {
 }
 
 export type Ingest = ReturnType<typeof createIngest>;
+
+/**
+ * Declares the topology as the ingest needs it. A broker that holds the ingest queue with another type or other
+ * arguments (the classic queue of earlier versions) stops the start with what to do: a queue's type cannot
+ * change in place, so it has to be migrated once (docs/operations.md, "Migrating the ingest queue").
+ */
+export async function declareIngestTopology(bus: Bus, names: BrokerNames): Promise<void> {
+  const declared = topology(names);
+  try {
+    await bus.declareTopology(declared);
+  } catch (error) {
+    if (!(error instanceof QueueMismatchError) || error.queue !== names.queues.ingest) throw error;
+    const wanted = declared.queues.find((q) => q.name === names.queues.ingest)!;
+    throw new QueueMismatchError(
+      error.queue,
+      error.detail,
+      `The broker holds the queue ${error.queue} with another type or other arguments than this version declares ` +
+        `(a quorum queue, x-delivery-limit ${String(wanted.arguments['x-delivery-limit'])}); the broker says: ${error.detail}. ` +
+        `A queue's type cannot change in place: migrate it once, keeping its messages, with every ingest stopped: ` +
+        `\`npm run ingest -- --migrate-queue\` (or \`node dist/services/ingest/main.js --migrate-queue\`), with this ingest's ` +
+        `RABBITMQ_URL and BROKER_NAMESPACE; then start the ingests again. See docs/operations.md, "Migrating the ingest queue".`,
+      { cause: error },
+    );
+  }
+}

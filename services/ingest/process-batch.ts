@@ -5,7 +5,9 @@ import { applyMessage, newDraft, type MessageOutcome, type NodeDraft, type Recei
 import { draftToWrite } from '../../shared/domain/draft-write.js';
 import { planHeartbeatRefresh } from '../../shared/domain/heartbeat-refresh.js';
 import { canaryArrived, stalledAfterMs } from '../../shared/domain/path-coverage.js';
-import type { CanaryMessage, ControlMessage } from '../../shared/messages/index.js';
+import type { NodePace, NodePaceFields } from '../../shared/domain/heartbeat-pace.js';
+import type { FleetPaceReader } from '../../shared/fleet-pace-reader.js';
+import type { CanaryMessage, ControlMessage, SettingsControlMessage } from '../../shared/messages/index.js';
 import type { EventPublisher, NodeEvents } from '../../shared/events/event-publisher.js';
 import type { Logger } from '../../shared/logger.js';
 import { createLogThrottle } from '../../shared/log-throttle.js';
@@ -30,6 +32,8 @@ export interface BatchDeps {
   /** Runs a store call until the store answers (see store-retry.ts). */
   retry: <T>(what: string, run: () => Promise<T>) => Promise<T>;
   authenticator?: Authenticator;
+  /** The fleet's heartbeat pace (absent: adaptation off): what AMQP agents that declared their interval are told. */
+  fleetPace?: FleetPaceReader;
   /** Test hook: called after the batch is stored and before anything is acknowledged. */
   afterStore?: () => Promise<void>;
 }
@@ -41,6 +45,11 @@ interface Item {
 
 const MAX_CONFLICT_ROUNDS = 8;
 const REREGISTER_MIN_GAP_MS = 1000;
+/** An agent that keeps beating at its old pace while a shorter timeout waits is told again at most this often. */
+const REMIND_MIN_GAP_MS = 60_000;
+/** Nodes whose stored pace this process remembers (one small entry a node); past it the memory starts again. */
+const MAX_KNOWN_PACES = 500_000;
+type KnownPace = Pick<NodePaceFields, 'declaredIntervalMs' | 'intervalMs' | 'timeoutMs'>;
 
 /**
  * Applies one batch of agent messages: validate, group by node, apply every message of a node to one
@@ -50,6 +59,21 @@ const REREGISTER_MIN_GAP_MS = 1000;
 export function createBatchProcessor(deps: BatchDeps) {
   const { bus, store, names, events, log, clock, metrics } = deps;
   const askedAt = new Map<string, number>();
+  const remindedAt = new Map<string, number>();
+  /**
+   * The pace this process last saw stored per node (learned from its reads and writes, as a refresh must assume
+   * it: shared/domain/heartbeat-refresh.ts). A node it has not seen is assumed to have none; when it has one, the
+   * first refresh does not apply and the read teaches it.
+   */
+  const knownPaces = new Map<string, KnownPace>();
+  function learnPace(nodeId: string, node: NodeRecord | null): void {
+    if (!node || node.declaredIntervalMs == null) {
+      knownPaces.delete(nodeId);
+      return;
+    }
+    if (knownPaces.size >= MAX_KNOWN_PACES) knownPaces.clear();
+    knownPaces.set(nodeId, { declaredIntervalMs: node.declaredIntervalMs, intervalMs: node.intervalMs ?? null, timeoutMs: node.timeoutMs ?? null });
+  }
   const stalledAfter = stalledAfterMs(deps.timeoutMs);
   /** The one credential condition all of a node's messages share, null when there is none, undefined when auth is off. */
   function credentialCondition(items: Item[]): string | null | undefined {
@@ -91,6 +115,25 @@ export function createBatchProcessor(deps: BatchDeps) {
     askedAt.set(nodeId, now);
     const message: ControlMessage = { id: crypto.randomUUID(), type: 'control.reregister', version: 1, sentAt: new Date(now).toISOString(), nodeId, reason };
     // Useless later: an agent that is not listening now will re-register on its own path.
+    await bus.publish(names.exchanges.agentControl, ROUTING.control(nodeId), message, { persistent: false, expirationMs: 60_000 }).catch(() => undefined);
+  }
+
+  /**
+   * Tells an AMQP agent the pace just stored for it (write before telling: the node has its longer deadline
+   * before its agent can slow down). Not persistent: an agent not listening now is told at its re-registration.
+   */
+  async function tellPace(nodeId: string, pace: NodePace): Promise<void> {
+    const now = clock.now();
+    const message: SettingsControlMessage = {
+      id: crypto.randomUUID(),
+      type: 'control.settings',
+      version: 1,
+      sentAt: new Date(now).toISOString(),
+      nodeId,
+      heartbeatInterval: pace.heartbeatInterval,
+      timeout: pace.timeout,
+      fleetSize: pace.fleetSize,
+    };
     await bus.publish(names.exchanges.agentControl, ROUTING.control(nodeId), message, { persistent: false, expirationMs: 60_000 }).catch(() => undefined);
   }
 
@@ -144,9 +187,20 @@ export function createBatchProcessor(deps: BatchDeps) {
     const outcomes = new Map<Delivery, MessageOutcome>();
     const drafts = new Map<string, NodeDraft>();
     let pending = [...groups.keys()];
+    // The fleet's pace is read (from its cache) only for batches that may need it: nodes with a pace, declaring registrations.
+    const paceNeeded = (nodeIds: string[], read?: Map<string, NodeRecord>) =>
+      nodeIds.some(
+        (id) =>
+          knownPaces.has(id) ||
+          read?.get(id)?.declaredIntervalMs != null ||
+          groups.get(id)!.some((i) => i.received.message.type === 'agent.register' && i.received.message.payload.heartbeatInterval !== undefined),
+      );
+    let fleetPace: Awaited<ReturnType<FleetPaceReader['current']>> | undefined;
+    const readPace = async () => (fleetPace ??= (await deps.fleetPace?.current()) ?? null);
     for (let round = 0; pending.length && round < MAX_CONFLICT_ROUNDS; round++) {
       const now = clock.now();
-      const ctx = { now, timeoutMs: deps.timeoutMs, history: deps.history };
+      if (paceNeeded(pending)) await readPace();
+      const ctx = { now, timeoutMs: deps.timeoutMs, history: deps.history, fleetPace: fleetPace ?? null };
       const writes: NodeWrite[] = [];
       // First round: heartbeats of nodes that stay ONLINE are written without a read; the store applies them
       // only while the node is ONLINE and the messages are on time, and reports the others as conflicts,
@@ -160,7 +214,7 @@ export function createBatchProcessor(deps: BatchDeps) {
                 nodeId,
                 items.map((i) => i.received),
                 ctx,
-                { credentialHash: credentialCondition(items) },
+                { credentialHash: credentialCondition(items), knownPace: knownPaces.get(nodeId) },
               )
             : null;
         if (!plan) {
@@ -171,6 +225,7 @@ export function createBatchProcessor(deps: BatchDeps) {
         writes.push(plan.write);
       }
       const current = toRead.length ? await deps.retry('read', () => store.getMany(toRead)) : new Map<string, NodeRecord>();
+      if (fleetPace === undefined && paceNeeded(toRead, current)) ctx.fleetPace = await readPace();
       for (const nodeId of toRead) {
         const draft = newDraft(current.get(nodeId) ?? null);
         let accepted = false;
@@ -191,6 +246,8 @@ export function createBatchProcessor(deps: BatchDeps) {
       metrics.nodeWrites.inc(writes.length);
       if (result.conflicts.length) metrics.storeConflicts.inc(result.conflicts.length);
       pending = result.conflicts;
+      const lost = new Set(pending);
+      for (const nodeId of toRead) if (!lost.has(nodeId)) learnPace(nodeId, drafts.get(nodeId)?.node ?? null);
     }
     // After the agents' messages of the batch: a canary that arrives proves that what was sent before it is stored.
     if (canaries.length) await deps.retry('write', () => storeCanaries(canaries.map((c) => c.canary)));
@@ -209,6 +266,8 @@ export function createBatchProcessor(deps: BatchDeps) {
     // Dead-letters are confirmed concurrently: one at a time, a flood of bad messages would drain at the
     // pace of the broker's disk syncs and hold up the good ones behind it.
     const deadLetters: Array<Promise<void>> = [];
+    // Paces stored by this batch, told to their AMQP agents with pipelined confirms, never before the write.
+    const tells: Array<Promise<void>> = [];
     for (const [nodeId, items] of groups) {
       if (unresolved.has(nodeId)) continue;
       for (const { delivery, received } of items) {
@@ -231,6 +290,12 @@ export function createBatchProcessor(deps: BatchDeps) {
         }
       }
       const draft = drafts.get(nodeId);
+      if (draft?.tell) tells.push(tellPace(nodeId, draft.tell));
+      else if (draft?.remind && storedAt - (remindedAt.get(nodeId) ?? -Infinity) >= REMIND_MIN_GAP_MS) {
+        if (remindedAt.size >= MAX_KNOWN_PACES) remindedAt.clear();
+        remindedAt.set(nodeId, storedAt);
+        tells.push(tellPace(nodeId, draft.remind));
+      }
       if (draft?.askReregister && !(behind ??= options.behind?.() ?? false))
         await askToReregister(nodeId, draft.node ? 'heartbeat clock baseline is stale' : 'node is not registered');
     }
@@ -243,6 +308,7 @@ export function createBatchProcessor(deps: BatchDeps) {
       deadLetters.push(deadLetter(delivery, reason));
     }
     await Promise.all(deadLetters);
+    await Promise.all(tells);
 
     const toPublish: NodeEvents[] = [];
     for (const [nodeId, draft] of drafts) {
@@ -265,5 +331,5 @@ export function createBatchProcessor(deps: BatchDeps) {
       log.warn(`Node events of ${toPublish.length} node(s) left in the outbox: ${(error as Error).message}`);
     }
   }
-  return Object.assign(processBatch, { deadLetter });
+  return processBatch;
 }

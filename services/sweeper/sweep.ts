@@ -4,13 +4,13 @@ import type { Clock } from '../../shared/clock.js';
 import type { OrchestratorConfig } from '../../shared/config.js';
 import { expireNode, type ExpiringNode, type Expiry } from '../../shared/domain/expire-node.js';
 import { decideMassSilence, onlineCountNeeded } from '../../shared/domain/mass-silence.js';
-import { offlineCutoff, pathCoverage, type PathCoverage } from '../../shared/domain/path-coverage.js';
+import { offlineQuery, pathCoverage, type PathCoverage } from '../../shared/domain/path-coverage.js';
 import type { EventPublisher, PublishOutcome } from '../../shared/events/event-publisher.js';
 import type { Logger } from '../../shared/logger.js';
 import { createOutageLog } from '../../shared/outage-log.js';
 import type { ClusterEvent } from '../../shared/messages/index.js';
 import type { Metrics } from '../../shared/metrics.js';
-import type { ClusterGuardState, NodeRecord } from '../../shared/store/node-record.js';
+import type { ClusterGuardState, ExpiryQuery, NodeRecord } from '../../shared/store/node-record.js';
 import type { NodeStore } from '../../shared/store/node-store.js';
 import { ROUTING } from '../../shared/topology.js';
 
@@ -52,7 +52,14 @@ interface Timing {
   publish: number;
 }
 
-const slim = (n: NodeRecord): ExpiringNode => ({ nodeId: n.nodeId, status: n.status, statusVersion: n.statusVersion, rev: n.rev, lastHeartbeat: n.lastHeartbeat });
+const slim = (n: NodeRecord): ExpiringNode => ({
+  nodeId: n.nodeId,
+  status: n.status,
+  statusVersion: n.statusVersion,
+  rev: n.rev,
+  lastHeartbeat: n.lastHeartbeat,
+  ...(n.timeoutMs != null ? { timeoutMs: n.timeoutMs } : {}),
+});
 
 /**
  * One timeout sweep. Checks that the ingest path has been recording heartbeats for a whole timeout, then marks
@@ -123,8 +130,10 @@ export function createSweep(deps: SweepDeps) {
   }
 
   /** Marks one page OFFLINE with one bulk write; returns the transitions that applied. */
-  async function markPage(page: ExpiringNode[], now: number, cutoff: number, timing: Timing): Promise<Expiry[]> {
-    const expiries = page.map((node) => expireNode(node, now, cutoff)).filter((e): e is Expiry => e !== null);
+  async function markPage(page: ExpiringNode[], now: number, query: ExpiryQuery, timing: Timing): Promise<Expiry[]> {
+    // Each node against its own timeout: silent since before (proven time − its timeout).
+    const cutoffOf = (node: ExpiringNode) => query.coveredUntil.getTime() - (node.timeoutMs ?? query.defaultTimeoutMs);
+    const expiries = page.map((node) => expireNode(node, now, cutoffOf(node))).filter((e): e is Expiry => e !== null);
     const t = performance.now();
     const { conflicts } = expiries.length ? await store.write(expiries.map((e) => e.write)) : { conflicts: [] };
     timing.write += performance.now() - t;
@@ -167,18 +176,18 @@ export function createSweep(deps: SweepDeps) {
     deps.onCoverage?.(coverage);
     if (coverage.state === 'down') pathLog.failed(new Error(coverage.reason ?? 'down'));
     else pathLog.recovered();
-    const decision = offlineCutoff(coverage, config.timeoutMs);
+    const decision = offlineQuery(coverage, config.timeoutMs);
     if ('held' in decision) {
       return hold(
         decision.held,
         decision.held === 'path-down' ? `Marking no node OFFLINE: heartbeats cannot be shown to be recorded (${decision.reason})` : `Heartbeat path back: ${decision.reason}`,
       );
     }
-    const { cutoff } = decision;
+    const { query } = decision;
 
     const pageSize = config.sweep.batchSize;
     const timing: Timing = { read: 0, count: 0, write: 0, publish: 0 };
-    const pages = store.findExpired(new Date(cutoff), pageSize)[Symbol.asyncIterator]();
+    const pages = store.findExpired(query, pageSize)[Symbol.asyncIterator]();
     let more = true;
     const seen = new Set<string>();
     async function nextPage(): Promise<ExpiringNode[] | null> {
@@ -205,7 +214,7 @@ export function createSweep(deps: SweepDeps) {
       if (state) {
         const t = performance.now();
         // The first page was short (or every page fitted in the read-ahead): `read` is the exact count.
-        const silent = more ? Math.max(read, await store.countExpired(new Date(cutoff))) : read;
+        const silent = more ? Math.max(read, await store.countExpired(query)) : read;
         const decision = await massSilence(silent, state, now);
         timing.count += performance.now() - t;
         if (decision === 'hold') return hold('mass-silence', `Holding ${silent} silent nodes ONLINE (mass-silence guard)`, silent);
@@ -223,7 +232,7 @@ export function createSweep(deps: SweepDeps) {
         if (result) failed.push(...result.outcome.failed);
       };
       for (let page = ahead.shift() ?? (await nextPage()); page; page = ahead.shift() ?? (await nextPage())) {
-        const done = await markPage(page, now, cutoff, timing);
+        const done = await markPage(page, now, query, timing);
         marked.push(...done.map((e) => e.write.nodeId));
         await published();
         publishing = publishPage(done, timing);

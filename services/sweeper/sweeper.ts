@@ -9,6 +9,7 @@ import { createOutageLog } from '../../shared/outage-log.js';
 import type { Scheduler } from '../../shared/scheduler/scheduler.js';
 import type { NodeStore } from '../../shared/store/node-store.js';
 import { brokerNames, ROUTING, topology } from '../../shared/topology.js';
+import { createFleetPaceKeeper } from './fleet-pace.js';
 import { createSweep, type SweepDeps } from './sweep.js';
 
 export const SWEEP_JOB = 'sweep';
@@ -20,7 +21,7 @@ export interface SweeperDeps {
   log: Logger;
   clock: Clock;
   metrics: Metrics;
-  config: Pick<OrchestratorConfig, 'timeoutMs' | 'sweep' | 'sweepIntervalMs' | 'brokerNamespace' | 'canaryIntervalMs'>;
+  config: Pick<OrchestratorConfig, 'timeoutMs' | 'sweep' | 'sweepIntervalMs' | 'brokerNamespace' | 'canaryIntervalMs'> & Partial<Pick<OrchestratorConfig, 'pace'>>;
   afterMark?: SweepDeps['afterMark'];
 }
 
@@ -53,6 +54,8 @@ export function createSweeper(deps: SweeperDeps) {
     clock,
     log,
   });
+  const keepPace = config.pace ? createFleetPaceKeeper({ store, clock, log, metrics, settings: config.pace }) : null;
+  const paceOutage = createOutageLog({ log, what: 'Heartbeat pace not updated, agents keep the last one', now: () => clock.now() });
   const sweepOutage = createOutageLog({
     log,
     what: 'Sweep failed, will retry at the next interval',
@@ -70,10 +73,18 @@ export function createSweeper(deps: SweeperDeps) {
       sweepOutage.failed(error);
     }
     metrics.storeUp.set({ component: 'sweeper' }, sweepOutage.since() === null ? 1 : 0);
+    // After the sweep, so it never delays a detection.
+    if (keepPace) {
+      await keepPace().then(
+        () => paceOutage.recovered(),
+        (error: unknown) => paceOutage.failed(error),
+      );
+    }
   }
 
   return {
     sweep,
+    keepPace,
     async start(): Promise<void> {
       await bus.declareTopology(topology(names)).catch((error: Error) => log.warn(`Broker topology not declared yet: ${error.message}`));
       canary.start();

@@ -80,6 +80,24 @@ export class BrokerBlockedError extends BusUnavailableError {
   }
 }
 
+/**
+ * Raised by declareTopology() when the broker already holds one of its queues with another type or other
+ * arguments (RabbitMQ's PRECONDITION_FAILED): a queue's type and arguments cannot change in place, so retrying
+ * does not help. `detail` is the broker's own explanation. The declarations after that queue were not made.
+ */
+export class QueueMismatchError extends Error {
+  readonly code = 'QUEUE_MISMATCH';
+  constructor(
+    readonly queue: string,
+    readonly detail: string,
+    message = `the broker holds the queue ${queue} with another type or other arguments than declared: ${detail}`,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+    this.name = 'QueueMismatchError';
+  }
+}
+
 /** Publishes sent and not yet confirmed (nor given up at the confirm timeout). */
 export interface PublishBacklog {
   unconfirmed: number;
@@ -102,11 +120,16 @@ export type PublishState =
  * re-declares topology, queues and consumers) and in-memory; test/contract/bus.contract.ts runs against both.
  */
 export interface Bus {
-  /** Declares the system topology (idempotent). Re-declared by the adapter after every reconnect. */
+  /**
+   * Declares the system topology (idempotent). Re-declared by the adapter after every reconnect. Rejects with
+   * QueueMismatchError when the broker holds one of its queues with another type or arguments.
+   */
   declareTopology(topology: Topology): Promise<void>;
   /**
    * Resolves once the broker confirmed the message; rejects with BusUnavailableError otherwise, and at once
-   * with BrokerBlockedError while publishing is blocked (unless `whenBlocked: 'wait'`).
+   * with BrokerBlockedError while publishing is blocked (unless `whenBlocked: 'wait'`). Always settles: a publish
+   * in flight when the connection is lost is sent again on the next connection (the RabbitMQ adapter, once, within
+   * the confirm timeout) or rejected. A message sent again may arrive twice.
    */
   publish(exchange: string, routingKey: string, body: Buffer | object, options?: PublishOptions): Promise<void>;
   /** Declares a queue and its bindings (again after reconnects); returns its name. */

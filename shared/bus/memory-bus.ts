@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Logger } from '../logger.js';
-import type { Topology } from '../topology.js';
-import { BrokerBlockedError, BusUnavailableError, encode, type Bus, type Consumer, type Delivery, type PublishOptions, type QueueOptions } from './bus.js';
+import { HEADERS, type Topology } from '../topology.js';
+import { BrokerBlockedError, BusUnavailableError, encode, QueueMismatchError, type Bus, type Consumer, type Delivery, type PublishOptions, type QueueOptions } from './bus.js';
 import { createPublishTracker, type PublishTicket } from './publish-tracker.js';
 import { topicMatches } from './topic-match.js';
 
@@ -13,6 +13,8 @@ interface Stored {
   headers: Record<string, unknown>;
   redelivered: boolean;
   expiresAt: number | null;
+  /** Times a quorum queue took it back: its x-delivery-count (0 until then, and on classic queues). */
+  deliveryCount: number;
 }
 
 interface MemoryQueue {
@@ -78,7 +80,10 @@ export type MemoryBus = Bus & {
 
 /**
  * In-process bus for the all-in-one mode and unit tests: topic and fanout exchanges, prefetch,
- * ack / requeue with redelivery, per-message expiration and dead-lettering like the RabbitMQ adapter.
+ * ack / requeue with redelivery, per-message expiration and dead-lettering like the RabbitMQ adapter. A queue
+ * declared with `x-queue-type: quorum` counts what it is given back as RabbitMQ's quorum queues do (the
+ * `x-delivery-count` header) and dead-letters a message given back more than its `x-delivery-limit` (reason
+ * `delivery_limit`, in `x-death`); declaring a topology queue again with other arguments fails as on RabbitMQ.
  * Publishes are "confirmed" once routed. `setConnected(false)` simulates a broker outage, `block(reason)` a
  * broker alarm and `stallConfirms()` a channel that stops confirming, with the same publishState() rules.
  * As on RabbitMQ, a lost connection takes its consumers, its exclusive queues and the auto-delete queues it
@@ -138,7 +143,7 @@ export function createMemoryBus(options: MemoryBusOptions = {}): MemoryBus {
       entry.settled = true;
       c.inflight.delete(entry);
       c.unacked--;
-      if (requeue) q.ready.unshift({ ...message, redelivered: true });
+      if (requeue) giveBack(q, message);
       schedulePump();
     };
     c.onDelivery({
@@ -146,7 +151,8 @@ export function createMemoryBus(options: MemoryBusOptions = {}): MemoryBus {
       exchange: message.exchange,
       routingKey: message.routingKey,
       messageId: message.messageId,
-      headers: message.headers,
+      // As RabbitMQ's quorum queues: absent on the first delivery, then the times the message was given back.
+      headers: message.deliveryCount > 0 ? { ...message.headers, [HEADERS.deliveryCount]: message.deliveryCount } : message.headers,
       redelivered: message.redelivered,
       deliveredAt: Date.now(),
       ack: () => settle(false),
@@ -154,9 +160,26 @@ export function createMemoryBus(options: MemoryBusOptions = {}): MemoryBus {
     });
   }
 
+  /**
+   * A message given back to its queue (requeued, or unacknowledged when the connection was lost). A quorum queue
+   * counts it, and dead-letters it (reason delivery_limit) once it was given back more than its x-delivery-limit.
+   */
+  function giveBack(q: MemoryQueue, message: Stored): void {
+    if (q.arguments['x-queue-type'] !== 'quorum') {
+      q.ready.unshift({ ...message, redelivered: true });
+      return;
+    }
+    const deliveryCount = message.deliveryCount + 1;
+    const limit = q.arguments['x-delivery-limit'];
+    if (typeof limit === 'number' && deliveryCount > limit) deadLetter(q, message, 'delivery_limit');
+    else q.ready.unshift({ ...message, redelivered: true, deliveryCount });
+  }
+
+  /** To the queue's dead-letter exchange (if it has one), with the headers RabbitMQ writes: x-death and x-first-death-*. */
   function deadLetter(q: MemoryQueue, message: Stored, reason: string): void {
     const dlx = q.arguments['x-dead-letter-exchange'];
-    if (typeof dlx === 'string') route(dlx, message.routingKey, { ...message, headers: { ...message.headers, 'x-death-reason': reason }, expiresAt: null });
+    if (typeof dlx !== 'string') return;
+    route(dlx, message.routingKey, { ...message, headers: deathHeaders(message, q.name, reason), expiresAt: null, deliveryCount: 0, redelivered: false });
   }
 
   function route(exchange: string, routingKey: string, message: Stored): void {
@@ -169,6 +192,15 @@ export function createMemoryBus(options: MemoryBusOptions = {}): MemoryBus {
       if (bound) q.ready.push({ ...message });
     }
     schedulePump();
+  }
+
+  /** As RabbitMQ: a queue cannot be declared again with another type or other arguments. */
+  function checkEquivalent(name: string, declared: Record<string, unknown> = {}): void {
+    const existing = queues.get(name);
+    if (!existing) return;
+    const had = argumentsKey(existing.arguments);
+    const wanted = argumentsKey(declared);
+    if (had !== wanted) throw new QueueMismatchError(name, `inequivalent arguments: declared ${wanted} but the queue has ${had}`);
   }
 
   function assertQueue(options: QueueOptions & { name: string }): MemoryQueue {
@@ -280,7 +312,7 @@ export function createMemoryBus(options: MemoryBusOptions = {}): MemoryBus {
           for (const c of q.consumers) {
             for (const entry of c.inflight) {
               entry.settled = true;
-              q.ready.unshift({ ...entry.message, redelivered: true });
+              giveBack(q, entry.message);
             }
             c.inflight.clear();
             c.unacked = 0;
@@ -302,7 +334,10 @@ export function createMemoryBus(options: MemoryBusOptions = {}): MemoryBus {
     },
     async declareTopology(topology: Topology) {
       for (const e of topology.exchanges) exchanges.set(e.name, e.type);
-      for (const q of topology.queues) assertQueue({ name: q.name, arguments: q.arguments, bindings: [] });
+      for (const q of topology.queues) {
+        checkEquivalent(q.name, q.arguments);
+        assertQueue({ name: q.name, arguments: q.arguments, bindings: [] });
+      }
       for (const b of topology.bindings) assertQueue({ name: b.destination, bindings: [{ exchange: b.source, routingKey: b.routingKey }] });
     },
     async publish(exchange: string, routingKey: string, body: Buffer | object, options: PublishOptions = {}) {
@@ -319,6 +354,7 @@ export function createMemoryBus(options: MemoryBusOptions = {}): MemoryBus {
         headers: { ...(options.headers ?? {}) },
         redelivered: false,
         expiresAt: options.expirationMs !== undefined ? Date.now() + options.expirationMs : null,
+        deliveryCount: 0,
       };
       const ticket = tracker.begin();
       if (!stalled && !tracker.isBrokerBlocked()) {
@@ -410,5 +446,45 @@ export function createMemoryBus(options: MemoryBusOptions = {}): MemoryBus {
       for (const h of [...held]) settleHeld(h, new BusUnavailableError('bus closed'));
       connected = false;
     },
+  };
+}
+
+/** Arguments as comparable text; `x-queue-type: classic` is what no type means. */
+function argumentsKey(args: Record<string, unknown>): string {
+  const entries = Object.entries(args).filter(([key, value]) => !(key === 'x-queue-type' && value === 'classic'));
+  return JSON.stringify(Object.fromEntries(entries.sort(([a], [b]) => a.localeCompare(b))));
+}
+
+interface Death {
+  count: number;
+  reason: string;
+  queue: string;
+  time: { '!': 'timestamp'; value: number };
+  exchange: string;
+  'routing-keys': string[];
+}
+
+/**
+ * The headers RabbitMQ adds when it dead-letters a message (as amqplib decodes them): `x-death`, newest first,
+ * one entry per queue and reason with a count, and `x-first-death-reason`, `-queue`, `-exchange` set once.
+ */
+function deathHeaders(message: Stored, queue: string, reason: string): Record<string, unknown> {
+  const deaths = Array.isArray(message.headers['x-death']) ? [...(message.headers['x-death'] as Death[])] : [];
+  const index = deaths.findIndex((d) => d.queue === queue && d.reason === reason);
+  const earlier = index >= 0 ? deaths.splice(index, 1)[0]!.count : 0;
+  const death: Death = {
+    count: earlier + 1,
+    reason,
+    queue,
+    time: { '!': 'timestamp', value: Math.floor(Date.now() / 1000) },
+    exchange: message.exchange,
+    'routing-keys': [message.routingKey],
+  };
+  return {
+    ...message.headers,
+    'x-death': [death, ...deaths],
+    'x-first-death-reason': message.headers['x-first-death-reason'] ?? reason,
+    'x-first-death-queue': message.headers['x-first-death-queue'] ?? queue,
+    'x-first-death-exchange': message.headers['x-first-death-exchange'] ?? message.exchange,
   };
 }

@@ -1,12 +1,29 @@
-import amqp, { type Channel, type ChannelModel, type ConfirmChannel, type ConsumeMessage, type RecoveringChannelModel } from 'amqplib';
+import amqp, { type Channel, type ChannelModel, type ConfirmChannel, type ConsumeMessage, type Options, type RecoveringChannelModel } from 'amqplib';
+import { splitUrlList } from '../config.js';
 import type { Logger } from '../logger.js';
 import { createOutageLog } from '../outage-log.js';
 import type { Topology } from '../topology.js';
 import { createPublishTracker } from './publish-tracker.js';
-import { BrokerBlockedError, BusUnavailableError, encode, type Bus, type ConsumeOptions, type Delivery, type PublishOptions, type QueueOptions } from './bus.js';
+import {
+  BrokerBlockedError,
+  BusUnavailableError,
+  encode,
+  QueueMismatchError,
+  type Bus,
+  type ConsumeOptions,
+  type Delivery,
+  type PublishOptions,
+  type QueueOptions,
+} from './bus.js';
 
 export interface RabbitBusOptions {
-  url: string;
+  /**
+   * The broker: one URL, or the nodes of a cluster (an array, or one string with a comma-separated list), tried
+   * in order; after a lost connection the next node in the list is tried first (round-robin).
+   */
+  url: string | readonly string[];
+  /** A connection attempt (TCP and AMQP handshake) not done within this time fails, and the next node is tried (default 5 s). */
+  connectTimeoutMs?: number;
   log: Logger;
   /** A publish not confirmed within this time fails (default 5 s). */
   confirmTimeoutMs?: number;
@@ -30,6 +47,8 @@ interface InFlight {
   waits: boolean;
   settle(error?: Error): void;
   cutShort(error: () => Error, afterMs: number): void;
+  /** Publishes it (again) on this channel. */
+  send(channel: ConfirmChannel): void;
 }
 
 interface ConsumerEntry {
@@ -48,6 +67,15 @@ interface Link {
   /** The current connection (null before the first); `up` says whether it is usable. */
   model: ChannelModel | null;
   up: boolean;
+  /** The broker node (index into the node list) this connection uses or tries next. */
+  node: number;
+}
+
+/** One broker node of RABBITMQ_URL, as amqplib's connection object takes it. */
+interface BrokerNode {
+  /** host:port, for log lines (never credentials). */
+  label: string;
+  target: Options.Connect;
 }
 
 /**
@@ -62,6 +90,15 @@ interface Link {
  * and the consumers too, each consumer declaring the queue it was subscribed with (if any) just before.
  * Deliveries of a lost channel are redelivered by the broker, so their late acks are ignored. `isConnected()`
  * is true while both connections are up; `publishState()` is the publishing one's.
+ *
+ * A cluster's nodes: amqplib's recovery reconnects (with its back-off) to one target it was given; the bus gives
+ * each connection a target object of its own and points it at the next node of the list whenever an attempt
+ * fails or a connection is lost, so the reconnect goes round the list. A publish that was in flight when its
+ * channel closed (a lost connection, or a channel error) is published once more on the next channel if that
+ * opens before its confirm timeout, and rejected with BusUnavailableError when it cannot be: after a second
+ * loss, when the first reconnect attempt fails, at the confirm timeout, or when the bus closes. None is left
+ * unanswered. A message re-sent this way may reach its queue twice (the lost connection may have delivered it
+ * without its confirm reaching us): delivery is at least once, as everywhere (messageId and eventId unchanged).
  */
 export async function createRabbitBus(options: RabbitBusOptions): Promise<Bus> {
   const log = options.log;
@@ -69,8 +106,11 @@ export async function createRabbitBus(options: RabbitBusOptions): Promise<Bus> {
   const blockedGraceMs = options.blockedGraceMs ?? 500;
   const tracker = createPublishTracker({ wedgedAfterMs: options.wedgedAfterMs ?? Math.min(2000, Math.max(1, Math.floor(confirmTimeoutMs / 2))), log });
   const inFlight = new Set<InFlight>();
-  const publishing: Link = { role: 'publish', model: null, up: false };
-  const consuming: Link = { role: 'consume', model: null, up: false };
+  /** In flight when their channel closed: published again on the next publish channel. */
+  const interrupted: InFlight[] = [];
+  const nodes = brokerNodes(options.url);
+  const publishing: Link = { role: 'publish', model: null, up: false, node: 0 };
+  const consuming: Link = { role: 'consume', model: null, up: false, node: 0 };
   let publishChannel: ConfirmChannel | null = null;
   /** On the consuming connection: declarations, deletions, queue depths. Opened when first needed. */
   let admin: { model: ChannelModel; channel: Promise<Channel> } | null = null;
@@ -130,7 +170,7 @@ export async function createRabbitBus(options: RabbitBusOptions): Promise<Bus> {
 
   async function openPublishChannel(m: ChannelModel): Promise<void> {
     const channel = await m.createConfirmChannel();
-    channel.on('error', () => undefined);
+    channel.on('error', (error: Error) => channelErrors.set(channel, error));
     channel.on('close', () => {
       if (publishChannel !== channel) return;
       publishChannel = null;
@@ -141,6 +181,22 @@ export async function createRabbitBus(options: RabbitBusOptions): Promise<Bus> {
     // The exchanges it publishes to, in case this connection is back before the consuming one declared them.
     await declareAll(m, false);
     publishChannel = channel;
+    resendInterrupted(channel);
+  }
+
+  /** Why a publish channel closed: the broker's channel error (e.g. 404 no exchange), if it sent one. */
+  const channelErrors = new WeakMap<ConfirmChannel, Error>();
+
+  function resendInterrupted(channel: ConfirmChannel): void {
+    const waiting = interrupted.splice(0).filter((entry) => inFlight.has(entry));
+    if (!waiting.length) return;
+    log.info(`Re-sending ${waiting.length} publishes left unconfirmed by a closed broker channel`, { count: waiting.length });
+    for (const entry of waiting) entry.send(channel);
+  }
+
+  /** Rejects the publishes waiting to be sent again (no new channel came for them). */
+  function failInterrupted(reason: string): void {
+    for (const entry of interrupted.splice(0)) entry.settle(new BusUnavailableError(`broker connection lost before the confirm; not sent again: ${reason}`));
   }
 
   /** The consuming connection's channel for declarations, deletions and queue depths (reopened after an error closed it). */
@@ -214,38 +270,52 @@ export async function createRabbitBus(options: RabbitBusOptions): Promise<Bus> {
     };
   }
 
-  const url = new URL(options.url);
-  // Broker heartbeats notice a dead peer within ~2 intervals instead of the OS TCP timeout.
-  if (!url.searchParams.has('heartbeat')) url.searchParams.set('heartbeat', '10');
-
   async function open(link: Link, setup: (m: ChannelModel) => Promise<void>, onDown: () => void): Promise<RecoveringChannelModel> {
-    const connection = await amqp.connect(url.toString(), {
+    // amqplib's recovery reconnects to this object; pointing it at the next node makes the next attempt go there.
+    const target: Options.Connect = { ...nodes[link.node]!.target };
+    const moveOn = () => {
+      if (nodes.length === 1) return;
+      link.node = (link.node + 1) % nodes.length;
+      Object.assign(target, nodes[link.node]!.target);
+    };
+    const connection = await amqp.connect(target, {
       clientProperties: { connection_name: `${options.name ?? 'orchestrator'} (${link.role})` },
+      timeout: options.connectTimeoutMs ?? 5000,
       recovery: {
         initialDelay: 200,
         maxDelay: options.maxReconnectDelayMs ?? 5000,
         factor: 2,
         jitter: 0.2,
-        waitForConnect: options.initialMaxRetries !== undefined,
+        // Returned at once, so that the listeners below (moving on to the next node) see the first attempts too.
+        waitForConnect: false,
         initialMaxRetries: options.initialMaxRetries,
         async setup(m: ChannelModel) {
           link.model = m;
           m.on('error', () => undefined);
           await setup(m);
           link.up = true;
+          if (nodes.length > 1) log.info(`Broker ${link.role} connection to ${nodes[link.node]!.label}`);
           updateConnected();
         },
       },
     });
     connection.on('error', () => undefined);
     connection.on('disconnect', (err: Error | undefined) => {
+      const lost = nodes[link.node]!.label;
       link.up = false;
+      moveOn();
       onDown();
       updateConnected();
       // Once per outage, not per connection or reconnect attempt.
-      if (!closing) brokerOutage.failed(err ?? 'closed', `Broker connection lost (${link.role}), reconnecting`);
+      if (!closing) brokerOutage.failed(err ?? 'closed', `Broker connection lost (${link.role} to ${lost}), reconnecting`);
     });
-    connection.on('connect-failed', (err: Error) => brokerOutage.failed(err, 'Broker not reachable, retrying'));
+    connection.on('connect-failed', (err: Error) => {
+      const tried = nodes[link.node]!.label;
+      moveOn();
+      if (link.role === 'publish') failInterrupted(`${tried}: ${err.message}`);
+      brokerOutage.failed(err, `Broker not reachable (${tried}), retrying`);
+    });
+    if (options.initialMaxRetries !== undefined) await connection.waitForConnect();
     return connection;
   }
 
@@ -318,6 +388,7 @@ export async function createRabbitBus(options: RabbitBusOptions): Promise<Bus> {
         // A channel the broker closed already needs no closing.
         await channel.close().catch(() => undefined);
       } catch (error) {
+        if (error instanceof QueueMismatchError) throw error;
         throw new BusUnavailableError(`broker declare failed: ${(error as Error).message}`, { cause: error });
       }
     },
@@ -328,13 +399,23 @@ export async function createRabbitBus(options: RabbitBusOptions): Promise<Bus> {
         const blocked = tracker.blockedError();
         if (blocked) return Promise.reject(blocked);
       }
+      const content = encode(body);
+      const properties = {
+        persistent: opts.persistent ?? true,
+        messageId: opts.messageId,
+        headers: opts.headers,
+        expiration: opts.expirationMs !== undefined ? String(Math.max(0, Math.round(opts.expirationMs))) : undefined,
+        contentType: opts.contentType ?? 'application/json',
+        timestamp: Math.floor(Date.now() / 1000),
+      };
       return new Promise<void>((resolve, reject) => {
-        const ticket = tracker.begin();
         let graceTimer: NodeJS.Timeout | undefined;
+        let sends = 0;
         const entry: InFlight = {
           waits: opts.whenBlocked === 'wait',
           settle(error) {
             if (!inFlight.delete(entry)) return;
+            clearTimeout(timer);
             clearTimeout(graceTimer);
             if (error) reject(error);
             else resolve();
@@ -342,40 +423,42 @@ export async function createRabbitBus(options: RabbitBusOptions): Promise<Bus> {
           cutShort(error, afterMs) {
             graceTimer ??= setTimeout(() => entry.settle(error()), afterMs);
           },
+          send(on) {
+            sends++;
+            const ticket = tracker.begin();
+            // Runs even after a grace cut the caller loose: until then the publish is in the unconfirmed backlog.
+            const expiry = setTimeout(() => tracker.expired(ticket), Math.max(0, deadline - Date.now()));
+            try {
+              on.publish(exchange, routingKey, content, properties, (err: unknown) => {
+                clearTimeout(expiry);
+                if (!err) {
+                  tracker.confirmed(ticket);
+                  entry.settle();
+                  return;
+                }
+                const message = String((err as Error)?.message ?? err);
+                // An ack or a nack is an answer from the broker; 'channel closed' (amqplib, on close) is not.
+                if (/nack/i.test(message)) {
+                  tracker.confirmed(ticket);
+                  entry.settle(new BusUnavailableError(`broker refused the message: ${message}`, { cause: err }));
+                  return;
+                }
+                tracker.expired(ticket);
+                const cause = channelErrors.get(on) ?? (err as Error);
+                if (sends === 1 && !closing && inFlight.has(entry)) interrupted.push(entry);
+                else entry.settle(new BusUnavailableError(`broker channel closed before the confirm: ${cause.message}`, { cause }));
+              });
+            } catch (error) {
+              clearTimeout(expiry);
+              tracker.expired(ticket);
+              entry.settle(new BusUnavailableError(`publish failed: ${(error as Error).message}`, { cause: error }));
+            }
+          },
         };
+        const deadline = Date.now() + confirmTimeoutMs;
+        const timer = setTimeout(() => entry.settle(new BusUnavailableError(`no broker confirm within ${confirmTimeoutMs} ms`)), confirmTimeoutMs);
         inFlight.add(entry);
-        // Runs even after a grace cut the caller loose: until then the publish is in the unconfirmed backlog.
-        const timer = setTimeout(() => {
-          tracker.expired(ticket);
-          entry.settle(new BusUnavailableError(`no broker confirm within ${confirmTimeoutMs} ms`));
-        }, confirmTimeoutMs);
-        try {
-          channel.publish(
-            exchange,
-            routingKey,
-            encode(body),
-            {
-              persistent: opts.persistent ?? true,
-              messageId: opts.messageId,
-              headers: opts.headers,
-              expiration: opts.expirationMs !== undefined ? String(Math.max(0, Math.round(opts.expirationMs))) : undefined,
-              contentType: opts.contentType ?? 'application/json',
-              timestamp: Math.floor(Date.now() / 1000),
-            },
-            (err: unknown) => {
-              clearTimeout(timer);
-              const message = String((err as Error)?.message ?? err);
-              // An ack or a nack is an answer from the broker; 'channel closed' (amqplib, on close) is not.
-              if (!err || /nack/i.test(message)) tracker.confirmed(ticket);
-              else tracker.expired(ticket);
-              entry.settle(err ? new BusUnavailableError(`broker refused the message: ${message}`, { cause: err }) : undefined);
-            },
-          );
-        } catch (error) {
-          clearTimeout(timer);
-          tracker.expired(ticket);
-          entry.settle(new BusUnavailableError(`publish failed: ${(error as Error).message}`, { cause: error }));
-        }
+        entry.send(channel);
       });
     },
     async declareQueue(q) {
@@ -429,6 +512,7 @@ export async function createRabbitBus(options: RabbitBusOptions): Promise<Bus> {
     },
     async close() {
       closing = true;
+      failInterrupted('the bus closed');
       for (const entry of consumers) {
         entry.cancelled = true;
         const ch = entry.channel;
@@ -460,6 +544,47 @@ async function declareQueueOn(channel: Channel, q: QueueOptions): Promise<string
 
 async function declare(channel: Channel, topology: Topology): Promise<void> {
   for (const e of topology.exchanges) await channel.assertExchange(e.name, e.type, { durable: e.durable });
-  for (const q of topology.queues) await channel.assertQueue(q.name, { durable: q.durable, arguments: q.arguments });
+  for (const q of topology.queues) {
+    await channel.assertQueue(q.name, { durable: q.durable, arguments: q.arguments }).catch((error: unknown) => {
+      // PRECONDITION_FAILED: the queue exists with another type or other arguments, which cannot change in place.
+      if ((error as { code?: unknown }).code !== 406) throw error;
+      const text = (error as Error).message;
+      const detail = /PRECONDITION_FAILED - (.*?)"?$/.exec(text)?.[1] ?? text;
+      throw new QueueMismatchError(q.name, detail, undefined, { cause: error });
+    });
+  }
   for (const b of topology.bindings) await channel.bindQueue(b.destination, b.source, b.routingKey);
+}
+
+/** The nodes of RABBITMQ_URL as amqplib's connection objects, with the client's defaults (heartbeat 10 s) filled in. */
+function brokerNodes(url: string | readonly string[]): BrokerNode[] {
+  const list = typeof url === 'string' ? splitUrlList(url) : url.flatMap(splitUrlList);
+  if (!list.length) throw new Error('no broker URL given');
+  return list.map((text) => {
+    const parsed = new URL(text);
+    const query = parsed.searchParams;
+    const number = (name: string) => (query.has(name) ? Number(query.get(name)) : undefined);
+    const host = parsed.hostname.replace(/^\[|\]$/g, '');
+    const port = Number(parsed.port) || (parsed.protocol === 'amqps:' ? 5671 : 5672);
+    // As amqplib reads a URL string: guest/guest only when neither is given; a %-escaped vhost, unescaped by amqplib.
+    const credentials = parsed.username || parsed.password ? { username: decodeURIComponent(parsed.username), password: decodeURIComponent(parsed.password) } : {};
+    return {
+      label: `${host.includes(':') ? `[${host}]` : host}:${port}`,
+      target: {
+        protocol: parsed.protocol.replace(/:$/, ''),
+        hostname: host,
+        port,
+        username: undefined,
+        password: undefined,
+        ...credentials,
+        vhost: parsed.pathname.replace(/^\//, '') || undefined,
+        // Broker heartbeats notice a dead peer within ~2 intervals instead of the OS TCP timeout.
+        heartbeat: number('heartbeat') ?? 10,
+        frameMax: number('frameMax'),
+        channelMax: number('channelMax'),
+        maxFrameSize: number('maxFrameSize'),
+        locale: query.get('locale') ?? undefined,
+      },
+    };
+  });
 }

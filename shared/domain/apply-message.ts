@@ -1,5 +1,6 @@
 import { statsValues, type AgentMessage, type HeartbeatMessage, type NodeEvent, type RegisterMessage, type ShutdownMessage } from '../messages/index.js';
 import type { HistoryPoint, NodeRecord } from '../store/node-record.js';
+import { boundTold, clearPace, nodePace, paceDiffers, paceMs, settlePendingTimeout, syncDeadline, tellPace, type FleetPace, type NodePace } from './heartbeat-pace.js';
 import type { HistorySettings } from './history.js';
 import { nodeEvent } from './node-events.js';
 
@@ -16,6 +17,8 @@ export interface ApplyContext {
   timeoutMs: number;
   /** Sparkline history: a ring of `points` slots of `resolutionMs` (shared/domain/history.ts). */
   history: HistorySettings;
+  /** The fleet's heartbeat pace as this process knows it; null (or absent): none, or adaptation off. */
+  fleetPace?: FleetPace | null;
 }
 
 /** The result of applying one message to one node's working copy. */
@@ -36,10 +39,14 @@ export interface NodeDraft {
   historyPoint: HistoryPoint | null;
   /** Set when the agent should be asked to re-register (unknown to the store, or its clock baseline is off). */
   askReregister: boolean;
+  /** A pace stored by this write that the agent must be told over AMQP (control.settings), once it is written. */
+  tell: NodePace | null;
+  /** A shorter timeout still pending although the agent beats over AMQP: tell it again (rate-limited by the caller). */
+  remind: NodePace | null;
 }
 
 export function newDraft(original: NodeRecord | null): NodeDraft {
-  return { original, node: original ? structuredClone(original) : null, events: [], historyPoint: null, askReregister: false };
+  return { original, node: original ? structuredClone(original) : null, events: [], historyPoint: null, askReregister: false, tell: null, remind: null };
 }
 
 /**
@@ -111,6 +118,7 @@ function applyRegister(draft: NodeDraft, message: RegisterMessage, received: Rec
       credentialHash: null,
     };
     draft.node = created;
+    registerPace(draft, created, message, ctx);
     draft.events.push(nodeEvent(created, null, 'registered', ctx.now));
     return { kind: 'applied' };
   }
@@ -118,11 +126,58 @@ function applyRegister(draft: NodeDraft, message: RegisterMessage, received: Rec
   node.ipAddress = ipAddress;
   node.maxServers = maxServers;
   node.clockSkewMs = skew;
+  registerPace(draft, node, message, ctx);
   const age = message.receivedAt ? Math.max(0, ctx.now - at) : 0;
   if (age > ctx.timeoutMs) return { kind: 'late', ageMs: age };
   if (!node.lastHeartbeat || at > node.lastHeartbeat.getTime()) node.lastHeartbeat = new Date(at);
+  syncDeadline(node);
   if (node.status === 'OFFLINE') transition(draft, node, 'ONLINE', 'registered', ctx.now);
   return { kind: 'applied' };
+}
+
+/**
+ * The pace of a registration: an agent that declares its interval gets the pace it is told (over HTTP the api
+ * put it in the message; over AMQP the ingest tells it after the write); one that declares nothing keeps the
+ * default timeout and is told nothing. A shorter timeout than the node had waits for the new pace (tellPace).
+ */
+function registerPace(draft: NodeDraft, node: NodeRecord, message: RegisterMessage, ctx: ApplyContext): void {
+  const declared = message.payload.heartbeatInterval;
+  if (declared === undefined) {
+    if (node.declaredIntervalMs != null || node.timeoutMs != null) clearPace(node);
+    syncDeadline(node);
+    return;
+  }
+  node.declaredIntervalMs = Math.round(declared * 1000);
+  const pace = nodePace(declared, ctx.fleetPace ?? null, ctx.timeoutMs);
+  if (message.told) {
+    tellPace(node, boundTold(message.told, declared, ctx.timeoutMs));
+  } else {
+    tellPace(node, paceMs(pace));
+    draft.tell = pace;
+  }
+  syncDeadline(node);
+}
+
+/**
+ * The pace at a heartbeat of a node whose agent declared its interval: a pending shorter timeout takes effect
+ * when the heartbeat came at the new pace; then the pace it is told: over HTTP what the api told it (in the
+ * message), over AMQP the fleet's pace as this process knows it, told after the write when it changed.
+ */
+function heartbeatPace(draft: NodeDraft, node: NodeRecord, message: HeartbeatMessage, previous: number | null, at: number, ctx: ApplyContext): void {
+  if (node.declaredIntervalMs == null) return;
+  settlePendingTimeout(node, previous, at);
+  const declared = node.declaredIntervalMs / 1000;
+  const pace = nodePace(declared, ctx.fleetPace ?? null, ctx.timeoutMs);
+  if (message.told) {
+    tellPace(node, boundTold(message.told, declared, ctx.timeoutMs));
+  } else if (!message.receivedAt) {
+    if (paceDiffers(node, paceMs(pace))) {
+      tellPace(node, paceMs(pace));
+      draft.tell = pace;
+    } else if (node.pendingTimeoutMs != null) {
+      draft.remind = pace;
+    }
+  }
 }
 
 function applyHeartbeat(draft: NodeDraft, message: HeartbeatMessage, received: ReceivedMessage, ctx: ApplyContext): MessageOutcome {
@@ -150,7 +205,10 @@ function applyHeartbeat(draft: NodeDraft, message: HeartbeatMessage, received: R
     if (node.status === 'OFFLINE' || starved) draft.askReregister = true;
     return { kind: 'late', ageMs: age };
   }
+  const previous = node.lastHeartbeat?.getTime() ?? null;
   if (!node.lastHeartbeat || at > node.lastHeartbeat.getTime()) node.lastHeartbeat = new Date(at);
+  heartbeatPace(draft, node, message, previous, at, ctx);
+  syncDeadline(node);
   if (node.status === 'OFFLINE') transition(draft, node, 'ONLINE', 'heartbeat', ctx.now);
   return { kind: 'applied', ageMs: age };
 }

@@ -3,7 +3,7 @@ import type { NodeRecord, NodeWrite } from '../store/node-record.js';
 import { newRev, nodeEvent } from './node-events.js';
 
 /** What the timeout transition needs of a node (all a sweep keeps of the expired nodes it reads). */
-export type ExpiringNode = Pick<NodeRecord, 'nodeId' | 'status' | 'statusVersion' | 'rev' | 'lastHeartbeat'>;
+export type ExpiringNode = Pick<NodeRecord, 'nodeId' | 'status' | 'statusVersion' | 'rev' | 'lastHeartbeat' | 'timeoutMs'>;
 
 export interface Expiry {
   /** Applies only if the node still has the rev it was read with, is still ONLINE and still silent since before the cutoff. */

@@ -1,6 +1,7 @@
 import { statsValues } from '../messages/index.js';
 import type { NodeWrite } from '../store/node-record.js';
 import { receiveTime, type ApplyContext, type MessageOutcome, type ReceivedMessage } from './apply-message.js';
+import { nodePace, paceDiffers, paceMs, type NodePaceFields } from './heartbeat-pace.js';
 
 export type RefreshWrite = Extract<NodeWrite, { kind: 'refresh' }>;
 
@@ -18,6 +19,12 @@ export interface RefreshOptions {
   credentialHash?: string | null;
   /** The node's clock baseline as last seen by this process, if any: only for the reported message age. */
   knownClockSkewMs?: number | null;
+  /**
+   * The node's pace as this process last saw it stored (absent: none, as for a node whose agent declared no
+   * interval). The write applies only while the store holds this pace, so a node whose deadline another process
+   * changed is read and decided by the rules.
+   */
+  knownPace?: Pick<NodePaceFields, 'declaredIntervalMs' | 'intervalMs' | 'timeoutMs'>;
 }
 
 /**
@@ -28,7 +35,10 @@ export interface RefreshOptions {
  *   over AMQP a message is late when its clock offset exceeds the stored baseline by more than the timeout,
  *   so the write requires a baseline of at least `max(offset + wait) − timeout`, and moves the baseline down
  *   to the lowest offset seen, as applyMessage does;
- * - with authentication on, the node holds the messages' credential.
+ * - with authentication on, the node holds the messages' credential;
+ * - the node holds the pace this process knows (told interval, own timeout, nothing pending), and `expiresAt`
+ *   moves forward with lastHeartbeat by that timeout. An AMQP agent whose pace the fleet's has moved away from
+ *   must be told, after a write that stores it: that takes the read (as does a message carrying what the api told).
  * When the write does not apply, the store reports a conflict and the caller reads the node and applies the
  * messages one by one (applyMessage), which also refuses, revives or judges lateness exactly.
  * Returns null when the messages cannot be decided without a read (not all heartbeats, a late HTTP message,
@@ -36,6 +46,11 @@ export interface RefreshOptions {
  */
 export function planHeartbeatRefresh(nodeId: string, messages: ReceivedMessage[], ctx: ApplyContext, options: RefreshOptions = {}): RefreshPlan | null {
   if (!messages.length || options.credentialHash === null) return null;
+  const known = options.knownPace;
+  if (messages.some((m) => m.message.type === 'agent.heartbeat' && m.message.told)) return null;
+  if (known?.declaredIntervalMs != null && messages.some((m) => !m.message.receivedAt)) {
+    if (paceDiffers(known, paceMs(nodePace(known.declaredIntervalMs / 1000, ctx.fleetPace ?? null, ctx.timeoutMs)))) return null;
+  }
   let lastHeartbeat = -Infinity;
   let newest: { reportedAt: number; at: number; received: ReceivedMessage } | null = null;
   let lowestOffset = Infinity;
@@ -72,6 +87,7 @@ export function planHeartbeatRefresh(nodeId: string, messages: ReceivedMessage[]
     nodeId,
     lastHeartbeat: new Date(lastHeartbeat),
     stats: { ...statsValues(payload), reportedAt: new Date(newest!.reportedAt) },
+    pace: { intervalMs: known?.intervalMs ?? null, timeoutMs: known?.timeoutMs ?? null },
   };
   if (ctx.history.points > 0) {
     const t = newest!.at;

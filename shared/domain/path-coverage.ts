@@ -1,3 +1,5 @@
+import type { ExpiryQuery } from '../store/node-record.js';
+
 /**
  * Up to when the orchestrator could record heartbeats, proven end to end by canaries (docs/architecture.md,
  * "The heartbeat path and its canary"). Every sweeper and api process sends a canary heartbeat along the path
@@ -105,6 +107,20 @@ export function offlineCutoff(coverage: PathCoverage, timeoutMs: number): { cuto
     return { held: 'path-recovering', reason: `heartbeats are recorded again since ${new Date(coverage.since).toISOString()}: every node gets a full timeout from then` };
   }
   return { cutoff };
+}
+
+/**
+ * The sweep's expiry query: a node is OFFLINE once its own deadline (lastHeartbeat + its own timeout, or the
+ * default one) is before the proven time. After a break, the rule above holds per node: a node with a longer
+ * timeout of its own is left out until a full one of its own has passed since the path came back.
+ */
+export function offlineQuery(coverage: PathCoverage, timeoutMs: number): { query: ExpiryQuery } | { held: 'path-down' | 'path-recovering'; reason: string } {
+  const decision = offlineCutoff(coverage, timeoutMs);
+  if ('held' in decision) return decision;
+  const coveredUntil = decision.cutoff + timeoutMs;
+  return {
+    query: { coveredUntil: new Date(coveredUntil), defaultTimeoutMs: timeoutMs, ...(coverage.since !== null ? { maxTimeoutMs: coveredUntil - coverage.since } : {}) },
+  };
 }
 
 function seconds(ms: number): string {

@@ -27,6 +27,13 @@ export const registerBodySchema = z.strictObject({
   hostname: z.string({ error: 'hostname must be a string' }).min(1).max(255),
   ipAddress: z.string({ error: 'ipAddress must be a string' }).min(1).max(64),
   maxServers: count('maxServers'),
+  /** The agent's own HEARTBEAT_INTERVAL, seconds: an agent that declares it is told the pace to follow. */
+  heartbeatInterval: z
+    .number({ error: 'heartbeatInterval must be a number of seconds' })
+    .finite()
+    .positive({ error: 'heartbeatInterval must be > 0' })
+    .max(86_400, { error: 'heartbeatInterval must be at most 86400' })
+    .optional(),
 });
 export type RegisterBody = z.infer<typeof registerBodySchema>;
 
@@ -76,8 +83,21 @@ const envelopeBase = {
   auth: z.string().max(512).optional(),
 };
 
-export const registerMessageSchema = z.strictObject({ ...envelopeBase, type: z.literal('agent.register'), payload: registerBodySchema });
-export const heartbeatMessageSchema = z.strictObject({ ...envelopeBase, type: z.literal('agent.heartbeat'), payload: heartbeatBodySchema });
+/**
+ * Set by the api on a registration or heartbeat whose HTTP answer told the agent its pace (seconds): the ingest
+ * stores exactly this deadline with the message, so the node has it before its agent can slow down.
+ */
+const toldPaceSchema = z.strictObject({
+  heartbeatInterval: z.number().finite().positive().max(86_400),
+  timeout: z
+    .number()
+    .finite()
+    .positive()
+    .max(3 * 86_400),
+});
+
+export const registerMessageSchema = z.strictObject({ ...envelopeBase, type: z.literal('agent.register'), payload: registerBodySchema, told: toldPaceSchema.optional() });
+export const heartbeatMessageSchema = z.strictObject({ ...envelopeBase, type: z.literal('agent.heartbeat'), payload: heartbeatBodySchema, told: toldPaceSchema.optional() });
 export const shutdownMessageSchema = z.strictObject({ ...envelopeBase, type: z.literal('agent.shutdown'), payload: shutdownBodySchema });
 
 export const agentMessageSchema = z
@@ -94,12 +114,29 @@ export type ShutdownMessage = z.infer<typeof shutdownMessageSchema>;
 export type AgentMessage = RegisterMessage | HeartbeatMessage | ShutdownMessage;
 
 /** Control messages the orchestrator sends to one agent (agent.control exchange). */
-export const controlMessageSchema = z.strictObject({
+const controlBase = {
   id: z.string().min(1).max(64),
-  type: z.literal('control.reregister'),
   version: z.literal(1),
   sentAt: isoTime('sentAt'),
   nodeId: nodeIdSchema,
-  reason: z.string().max(200),
+};
+const seconds = (name: string) =>
+  z
+    .number({ error: `${name} must be a number of seconds` })
+    .finite()
+    .positive({ error: `${name} must be > 0` });
+export const reregisterControlSchema = z.strictObject({ ...controlBase, type: z.literal('control.reregister'), reason: z.string().max(200) });
+/** The pace an agent that declared its interval must follow: its heartbeat interval and its timeout, seconds. */
+export const settingsControlSchema = z.strictObject({
+  ...controlBase,
+  type: z.literal('control.settings'),
+  heartbeatInterval: seconds('heartbeatInterval'),
+  timeout: seconds('timeout'),
+  fleetSize: count('fleetSize'),
+});
+export const controlMessageSchema = z.discriminatedUnion('type', [reregisterControlSchema, settingsControlSchema], {
+  error: 'type must be one of control.reregister, control.settings',
 });
 export type ControlMessage = z.infer<typeof controlMessageSchema>;
+export type ReregisterControlMessage = z.infer<typeof reregisterControlSchema>;
+export type SettingsControlMessage = z.infer<typeof settingsControlSchema>;

@@ -1,10 +1,11 @@
 import { Queue, Worker } from 'bullmq';
-import { Redis } from 'ioredis';
 import type { Logger } from '../logger.js';
+import { createRedisClient } from '../redis.js';
 import type { Scheduler } from './scheduler.js';
 import { createOutageLog } from '../outage-log.js';
 
 export interface BullmqSchedulerOptions {
+  /** REDIS_URL: a redis: / rediss: URL or the Sentinel form (shared/redis.ts makes the client). */
   redisUrl: string;
   /** Key prefix in Redis: unique per test, 'orchestrator' in production. */
   prefix: string;
@@ -13,18 +14,33 @@ export interface BullmqSchedulerOptions {
 }
 
 /**
+ * How long a run's job lock lasts and how often workers look for stalled runs. A run whose worker is gone (a killed
+ * sweeper) or whose completion was lost (written to a Redis primary in the moment it was failed over) holds the
+ * global-concurrency slot until its lock expires and a stall check frees it: the two together stay within one
+ * interval (at least 5 s each), so runs resume within about an interval. A long run keeps its lock: the worker
+ * renews it every half lock duration.
+ */
+export function lockTimings(intervalMs: number): { lockDuration: number; stalledInterval: number } {
+  const ms = Math.max(5_000, Math.floor(intervalMs / 2));
+  return { lockDuration: ms, stalledInterval: ms };
+}
+
+/**
  * BullMQ adapter: one Job Scheduler per job (upsert, so every replica may declare it), a worker with
  * concurrency 1 and the queue's global concurrency 1, so that of all replicas only one runs the job at a time.
  */
 export async function createBullmqScheduler(options: BullmqSchedulerOptions): Promise<Scheduler> {
   const { log } = options;
-  // BullMQ workers block on Redis: they need maxRetriesPerRequest null. Reconnection is ioredis's own.
-  const connection = new Redis(options.redisUrl, { maxRetriesPerRequest: null, enableReadyCheck: true, lazyConnect: false });
+  // BullMQ workers block on Redis: they need maxRetriesPerRequest null (the worker's duplicate() keeps it, and a
+  // Sentinel URL's settings). Reconnection, and finding the new primary after a failover, are ioredis's own.
+  const connection = createRedisClient(options.redisUrl, { maxRetriesPerRequest: null, enableReadyCheck: true, lazyConnect: false });
   const redisOutage = createOutageLog({ log, what: 'Redis unavailable, BullMQ will reconnect', recoveredLine: () => 'Redis connection restored' });
   connection.on('error', (error: Error) => redisOutage.failed(error));
   const queue = new Queue(options.queueName, { connection, prefix: options.prefix });
   queue.on('error', () => undefined);
   const workers: Worker[] = [];
+  /** Connections made here and handed to BullMQ, which leaves a connection it was given open: closed by close(). */
+  const ownConnections = [connection];
   const handlers = new Map<string, () => Promise<void>>();
   const schedules = new Map<string, number>();
   let readyCount = 0;
@@ -49,6 +65,9 @@ export async function createBullmqScheduler(options: BullmqSchedulerOptions): Pr
     async every(name, intervalMs, handler) {
       handlers.set(name, handler);
       if (!workers.length) {
+        const workerConnection = connection.duplicate({ maxRetriesPerRequest: null });
+        workerConnection.on('error', (error: Error) => redisOutage.failed(error));
+        ownConnections.push(workerConnection);
         const worker = new Worker(
           options.queueName,
           async (job) => {
@@ -58,13 +77,10 @@ export async function createBullmqScheduler(options: BullmqSchedulerOptions): Pr
             await run();
           },
           {
-            connection: connection.duplicate({ maxRetriesPerRequest: null }),
+            connection: workerConnection,
             prefix: options.prefix,
             concurrency: 1,
-            // A killed sweeper's job holds the global-concurrency slot until its lock expires and the stall
-            // check frees it, so both follow the interval (the worker renews the lock of a long sweep).
-            lockDuration: Math.max(5_000, intervalMs * 2),
-            stalledInterval: Math.max(5_000, intervalMs * 2),
+            ...lockTimings(intervalMs),
           },
         );
         // Lock renewal failures matter to the one-job-at-a-time guarantee: logged when they start and when they end.
@@ -87,7 +103,7 @@ export async function createBullmqScheduler(options: BullmqSchedulerOptions): Pr
     async close() {
       await Promise.all(workers.map((w) => w.close()));
       await queue.close();
-      connection.disconnect();
+      for (const c of ownConnections) c.disconnect();
     },
   };
 }

@@ -2,7 +2,8 @@ import { readFileSync, writeFileSync, renameSync, existsSync } from 'node:fs';
 import { historyStep, historyView, type HistorySettings } from '../domain/history.js';
 import { STATS_FIELDS, type NodeStatus } from '../messages/index.js';
 import type { CanaryRecord } from '../domain/path-coverage.js';
-import type { ClusterGuardState, HistoryPoint, NodeRecord, NodeWrite } from './node-record.js';
+import type { FleetPace } from '../domain/heartbeat-pace.js';
+import type { ClusterGuardState, ExpiryQuery, HistoryPoint, NodeRecord, NodeWrite } from './node-record.js';
 import type { NodeStore, WriteResult } from './node-store.js';
 
 export interface MemoryNodeStoreOptions {
@@ -24,6 +25,7 @@ export function createMemoryNodeStore(options: MemoryNodeStoreOptions): NodeStor
   const history: HistorySettings = { points: options.historyPoints, resolutionMs: options.historyResolutionMs ?? 30_000 };
   const canaries = new Map<string, CanaryRecord>();
   let guard: ClusterGuardState = { heldSince: null, eventId: null };
+  let pace: FleetPace | null = null;
   let trips = 0;
   let saveTimer: NodeJS.Timeout | null = null;
 
@@ -110,7 +112,10 @@ export function createMemoryNodeStore(options: MemoryNodeStoreOptions): NodeStor
           const applies =
             current?.status === 'ONLINE' &&
             (w.minClockSkewMs === undefined || (current.clockSkewMs !== null && current.clockSkewMs >= w.minClockSkewMs)) &&
-            (w.credentialHash === undefined || current.credentialHash === w.credentialHash);
+            (w.credentialHash === undefined || current.credentialHash === w.credentialHash) &&
+            (current.intervalMs ?? null) === (w.pace?.intervalMs ?? null) &&
+            (current.timeoutMs ?? null) === (w.pace?.timeoutMs ?? null) &&
+            (current.pendingTimeoutMs ?? null) === null;
           if (!applies) {
             conflicts.push(w.nodeId);
             continue;
@@ -121,6 +126,7 @@ export function createMemoryNodeStore(options: MemoryNodeStoreOptions): NodeStor
             stats: maxStats(current.stats, w.stats),
             // MongoDB's $min: a null baseline stays null (null sorts below numbers).
             clockSkewMs: w.clockSkewMs === undefined || current.clockSkewMs === null ? current.clockSkewMs : Math.min(current.clockSkewMs, w.clockSkewMs),
+            ...(current.timeoutMs == null ? {} : { expiresAt: maxDate(current.expiresAt ?? null, new Date(w.lastHeartbeat.getTime() + current.timeoutMs)) }),
           });
           addPoint(w.nodeId, w.historyPoint);
           continue;
@@ -133,6 +139,8 @@ export function createMemoryNodeStore(options: MemoryNodeStoreOptions): NodeStor
         const next: NodeRecord = { ...current, ...clone(w.set), rev: w.newRev, prevRev: w.expectedRev };
         next.lastHeartbeat = maxDate(current.lastHeartbeat, w.set.lastHeartbeat ?? null);
         next.stats = maxStats(current.stats, w.set.stats ?? null);
+        // Like lastHeartbeat, a deadline only moves forward, unless the node goes back to the default timeout.
+        if (w.set.expiresAt !== undefined) next.expiresAt = w.set.expiresAt === null ? null : maxDate(current.expiresAt ?? null, w.set.expiresAt);
         next.outbox = [...current.outbox, ...clone(w.pushOutbox)];
         nodes.set(w.nodeId, next);
         addPoint(w.nodeId, w.historyPoint);
@@ -140,10 +148,10 @@ export function createMemoryNodeStore(options: MemoryNodeStoreOptions): NodeStor
       scheduleSave();
       return { conflicts, roundTrips: 1 };
     },
-    async *findExpired(cutoff, pageSize) {
+    async *findExpired(query, pageSize) {
       // One query: the expired nodes as they are when the first page is asked for, handed out a page at a time.
       trips++;
-      const expired = [...nodes.values()].filter((n) => n.status === 'ONLINE' && n.lastHeartbeat !== null && n.lastHeartbeat < cutoff).sort(byExpiry);
+      const expired = [...nodes.values()].filter((n) => isExpired(n, query)).sort(byExpiry);
       for (let i = 0; i < expired.length; i += pageSize) yield expired.slice(i, i + pageSize).map(clone);
     },
     async *scan(pageSize) {
@@ -151,10 +159,10 @@ export function createMemoryNodeStore(options: MemoryNodeStoreOptions): NodeStor
       const all = [...nodes.values()];
       for (let i = 0; i < all.length; i += pageSize) yield all.slice(i, i + pageSize).map(clone);
     },
-    async countExpired(cutoff) {
+    async countExpired(query) {
       trips++;
       let count = 0;
-      for (const n of nodes.values()) if (n.status === 'ONLINE' && n.lastHeartbeat !== null && n.lastHeartbeat < cutoff) count++;
+      for (const n of nodes.values()) if (isExpired(n, query)) count++;
       return count;
     },
     async countByStatus() {
@@ -199,6 +207,7 @@ export function createMemoryNodeStore(options: MemoryNodeStoreOptions): NodeStor
       series.clear();
       canaries.clear();
       guard = { heldSince: null, eventId: null };
+      pace = null;
       scheduleSave();
     },
     async canaries() {
@@ -240,6 +249,12 @@ export function createMemoryNodeStore(options: MemoryNodeStoreOptions): NodeStor
     async setGuardState(state) {
       guard = clone(state);
     },
+    async fleetPace() {
+      return pace ? clone(pace) : null;
+    },
+    async setFleetPace(next) {
+      pace = clone(next);
+    },
     async ping() {},
     async close() {
       if (saveTimer) {
@@ -249,6 +264,17 @@ export function createMemoryNodeStore(options: MemoryNodeStoreOptions): NodeStor
       saveNow();
     },
   };
+}
+
+/**
+ * The MongoDB adapter's expiry query: a node with its own deadline (`expiresAt`) by that, and only when its own
+ * timeout fits the query's; one without (the default timeout, or written before nodes had their own) by
+ * lastHeartbeat + the default timeout.
+ */
+function isExpired(n: NodeRecord, query: ExpiryQuery): boolean {
+  if (n.status !== 'ONLINE') return false;
+  if (n.expiresAt) return n.expiresAt < query.coveredUntil && (query.maxTimeoutMs === undefined || (n.timeoutMs ?? 0) <= query.maxTimeoutMs);
+  return n.lastHeartbeat !== null && n.lastHeartbeat.getTime() < query.coveredUntil.getTime() - query.defaultTimeoutMs;
 }
 
 /** MongoDB's $max on a date. */
@@ -281,6 +307,7 @@ function revive(saved: SavedNode): { node: NodeRecord; points: HistoryPoint[] } 
     lastHeartbeat: date(raw.lastHeartbeat),
     statusChangedAt: new Date(raw.statusChangedAt),
     reregisterRequestedAt: date(raw.reregisterRequestedAt),
+    expiresAt: date(raw.expiresAt),
     stats: raw.stats ? { ...raw.stats, reportedAt: new Date(raw.stats.reportedAt) } : null,
   };
   return { node, points };

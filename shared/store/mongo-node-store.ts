@@ -4,7 +4,8 @@ import type { mongo } from 'mongoose';
 import { historyStep, historyView, historyWindow, type HistorySettings } from '../domain/history.js';
 import { STATS_FIELDS, statsValues, type NodeEvent, type NodeStatus } from '../messages/index.js';
 import type { CanaryRecord } from '../domain/path-coverage.js';
-import type { CanaryArrival, CanarySenderReport, ClusterGuardState, HistoryPoint, NodeRecord, NodeWrite } from './node-record.js';
+import type { FleetPace } from '../domain/heartbeat-pace.js';
+import type { CanaryArrival, CanarySenderReport, ClusterGuardState, ExpiryQuery, HistoryPoint, NodeRecord, NodeWrite } from './node-record.js';
 import { StoreUnavailableError, type NodeStore, type OutboxRemoval, type WriteResult } from './node-store.js';
 
 // Explicit, so no mongoose upgrade changes it under us: unknown filter keys are dropped. Every filter
@@ -31,6 +32,11 @@ export interface NodeDocument {
   clockSkewMs: number | null;
   reregisterRequestedAt: Date | null;
   credentialHash: string | null;
+  declaredIntervalMs?: number | null;
+  intervalMs?: number | null;
+  timeoutMs?: number | null;
+  pendingTimeoutMs?: number | null;
+  expiresAt?: Date | null;
 }
 
 const statsSchema = new mongoose.Schema(
@@ -58,6 +64,11 @@ export const nodeSchema = new mongoose.Schema<NodeDocument>(
     clockSkewMs: { type: Number, default: null },
     reregisterRequestedAt: { type: Date, default: null },
     credentialHash: { type: String, default: null },
+    declaredIntervalMs: { type: Number, default: null },
+    intervalMs: { type: Number, default: null },
+    timeoutMs: { type: Number, default: null },
+    pendingTimeoutMs: { type: Number, default: null },
+    expiresAt: { type: Date, default: null },
   },
   { collection: 'nodes', versionKey: false, autoIndex: false, autoCreate: false, strict: true },
 );
@@ -65,8 +76,10 @@ export const nodeSchema = new mongoose.Schema<NodeDocument>(
 // and scans instead; see docs/architecture.md). {status, lastHeartbeat}: findExpired (status equality, then
 // the lastHeartbeat range and sort), countExpired, countOnline and countByStatus (which need no more than the index), so
 // their cost follows the expired nodes, not the fleet. Sparse outbox.eventId: findWithOutbox reads only the
-// nodes with pending events.
+// nodes with pending events. {status, expiresAt}: the nodes with their own deadline (findExpired's other
+// clause; documents without one, all null, sit at one end of it).
 nodeSchema.index({ status: 1, lastHeartbeat: 1 });
+nodeSchema.index({ status: 1, expiresAt: 1 });
 nodeSchema.index({ 'outbox.eventId': 1 }, { sparse: true });
 
 /**
@@ -85,10 +98,10 @@ interface HistoryDocument {
 /** Node documents written before the history moved out carry these fields: never read, dropped by the next guarded update. */
 const LEGACY_HISTORY_FIELDS = { historyRing: '', history: '' };
 
-/** `orchestrator_state`: the mass-silence guard, and one document per canary sender. */
+/** `orchestrator_state`: the mass-silence guard, the fleet's heartbeat pace, and one document per canary sender. */
 interface StateDocument {
   _id: string;
-  kind: 'canary' | 'guard';
+  kind: 'canary' | 'guard' | 'pace';
   heldSince?: Date | null;
   eventId?: string | null;
   senderKind?: CanaryRecord['kind'];
@@ -124,6 +137,8 @@ export interface MongoNodeStoreOptions {
 }
 
 const GUARD_ID = 'guard:mass-silence';
+const PACE_ID = 'pace:heartbeat';
+const PACE_FIELDS = ['intervalSeconds', 'fleetSize', 'changedAt', 'onlineNodes', 'countedAt'] as const;
 /**
  * Statements per bulk-write command. A batch behind a backlog can hold thousands of node writes; commands of
  * this size each take about half a second on the SQLite-backed test server (much less on MongoDB, whose own limit
@@ -150,7 +165,25 @@ function toRecord(doc: NodeDocument): NodeRecord {
     clockSkewMs: doc.clockSkewMs ?? null,
     reregisterRequestedAt: doc.reregisterRequestedAt ?? null,
     credentialHash: doc.credentialHash ?? null,
+    // Absent before the node's agent declared an interval (and on documents written before nodes had a pace).
+    ...(doc.declaredIntervalMs != null ? { declaredIntervalMs: doc.declaredIntervalMs } : {}),
+    ...(doc.intervalMs != null ? { intervalMs: doc.intervalMs } : {}),
+    ...(doc.timeoutMs != null ? { timeoutMs: doc.timeoutMs } : {}),
+    ...(doc.pendingTimeoutMs != null ? { pendingTimeoutMs: doc.pendingTimeoutMs } : {}),
+    ...(doc.expiresAt ? { expiresAt: doc.expiresAt } : {}),
   };
+}
+
+/**
+ * The expiry query: a node with its own deadline by `expiresAt` (the {status, expiresAt} index), one without
+ * (the default timeout, or a document written before nodes had their own) by lastHeartbeat + the default
+ * timeout (the {status, lastHeartbeat} index). One query, each clause answered from its index on MongoDB.
+ */
+function expiryFilter(query: ExpiryQuery): Record<string, unknown> {
+  const own: Record<string, unknown> = { expiresAt: { $lt: query.coveredUntil } };
+  if (query.maxTimeoutMs !== undefined) own.timeoutMs = { $lte: query.maxTimeoutMs };
+  const byDefault = { expiresAt: null, lastHeartbeat: { $lt: new Date(query.coveredUntil.getTime() - query.defaultTimeoutMs) } };
+  return { status: 'ONLINE', $or: [own, byDefault] };
 }
 
 function toDocument(record: NodeRecord): NodeDocument {
@@ -216,6 +249,22 @@ const OPERATION_DEADLINE_MS = 8_000;
  */
 const DEADLINE_PER_STATEMENT_MS = 30;
 
+function deadlineFor(statements: number): number {
+  return OPERATION_DEADLINE_MS + statements * DEADLINE_PER_STATEMENT_MS;
+}
+
+/**
+ * The write concern of one bulk-write command. A command with a status change (a registration's insert, a
+ * conditional update: they carry the node's events in its outbox) is acknowledged only once a majority of a
+ * replica set has it, whatever the URL says, so that a failover cannot roll back a transition whose event was
+ * published; the server gives up waiting at the command's deadline (the write stays, and the caller's retry
+ * recognises it by its rev). Commands of heartbeat refreshes alone take the URL's or the server's default
+ * (majority on a MongoDB 5.0+ replica set unless the URL sets `w`). On a single server majority is that server.
+ */
+function writeConcernFor(writes: NodeWrite[], deadlineMs: number): { writeConcern?: { w: 'majority'; wtimeoutMS: number } } {
+  return writes.some((w) => w.kind !== 'refresh') ? { writeConcern: { w: 'majority', wtimeoutMS: deadlineMs } } : {};
+}
+
 /** Turns driver failures into StoreUnavailableError (after `deadlineMs`, too); anything else is a bug and is rethrown. */
 async function guarded<T>(what: string, run: () => Promise<T>, deadlineMs = OPERATION_DEADLINE_MS): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
@@ -250,6 +299,10 @@ export async function createMongoNodeStore(options: MongoNodeStoreOptions): Prom
     // Fail fast instead of queueing every operation in memory while the store is down.
     bufferCommands: false,
     maxPoolSize: 20,
+    // On a replica set a write interrupted by a failover is sent once more to the new primary, which applies it
+    // at most once (a standalone server, like the test server, has no retryable writes). Status changes are
+    // majority-acknowledged on top of this: see write().
+    retryWrites: true,
   });
   connection.on('error', () => {
     /* surfaced by the failing operation; never crash on the event */
@@ -314,7 +367,7 @@ export async function createMongoNodeStore(options: MongoNodeStoreOptions): Prom
     if (!fresh.length) return 0;
     const docs = fresh.map(({ nodeId, point, step }) => ({ _id: historyId(nodeId, step), t: point.t, cpu: point.cpu, mem: point.mem }));
     try {
-      await guarded('write history', () => History.insertMany(docs, { ordered: false }), OPERATION_DEADLINE_MS + docs.length * DEADLINE_PER_STATEMENT_MS);
+      await guarded('write history', () => History.insertMany(docs, { ordered: false }), deadlineFor(docs.length));
     } catch (error) {
       const writeErrors = (error as { writeErrors?: Array<{ code?: number }> | { code?: number } }).writeErrors;
       const codes = Array.isArray(writeErrors) ? writeErrors.map((e) => e.code) : [writeErrors?.code ?? (error as { code?: number }).code];
@@ -340,14 +393,25 @@ export async function createMongoNodeStore(options: MongoNodeStoreOptions): Prom
       const filter: Record<string, unknown> = { _id: w.nodeId, status: 'ONLINE' };
       if (w.minClockSkewMs !== undefined) filter.clockSkewMs = { $gte: w.minClockSkewMs };
       if (w.credentialHash !== undefined) filter.credentialHash = w.credentialHash;
-      const update: Record<string, unknown> = { $set: { refreshId }, $max: forwardOnly(w.lastHeartbeat, w.stats) };
+      // The pace this ingest assumes (null matches a missing field: documents of nodes that never had one).
+      const timeoutMs = w.pace?.timeoutMs ?? null;
+      Object.assign(filter, { intervalMs: w.pace?.intervalMs ?? null, timeoutMs, pendingTimeoutMs: null });
+      const max: Record<string, unknown> = forwardOnly(w.lastHeartbeat, w.stats);
+      if (timeoutMs !== null) max.expiresAt = new Date(w.lastHeartbeat.getTime() + timeoutMs);
+      const update: Record<string, unknown> = { $set: { refreshId }, $max: max };
       if (w.clockSkewMs !== undefined) update.$min = { clockSkewMs: w.clockSkewMs };
       return { updateOne: { filter, update } };
     }
-    const { lastHeartbeat, stats, ...rest } = w.set;
+    const { lastHeartbeat, stats, expiresAt, ...rest } = w.set;
     // prevRev lets a writer that lost sight of its write (read back after a later writer) recognise it.
-    const update: Record<string, unknown> = { $set: { ...rest, rev: w.newRev, prevRev: w.expectedRev }, $unset: LEGACY_HISTORY_FIELDS };
-    const max = forwardOnly(lastHeartbeat, stats);
+    const update: Record<string, unknown> = {
+      $set: { ...rest, ...(expiresAt === null ? { expiresAt: null } : {}), rev: w.newRev, prevRev: w.expectedRev },
+      $unset: LEGACY_HISTORY_FIELDS,
+    };
+    // Like lastHeartbeat, a deadline only moves forward (a refresh may have moved it since the read), unless the
+    // node goes back to the default timeout (null above).
+    const max: Record<string, unknown> = forwardOnly(lastHeartbeat, stats);
+    if (expiresAt) max.expiresAt = expiresAt;
     if (Object.keys(max).length) update.$max = max;
     if (w.pushOutbox.length) update.$push = { outbox: { $each: w.pushOutbox } };
     const filter: Record<string, unknown> = { _id: w.nodeId, rev: w.expectedRev };
@@ -400,54 +464,64 @@ export async function createMongoNodeStore(options: MongoNodeStoreOptions): Prom
       if (writes.length === 0) return { conflicts: [], roundTrips: 0 };
       const tokens = writes.map(() => randomUUID());
       const ops = writes.map((w, i) => toOp(w, tokens[i]!));
-      let applied = 0;
       let commands = 0;
+      // The writes of the commands that did not apply all their statements: only those can hold conflicts.
+      const shortfall: NodeWrite[] = [];
       // One command per batch (up to MAX_STATEMENTS_PER_COMMAND, so that no command outlasts the operation
       // deadline), through the driver without mongoose casting: field order as built here.
       for (let i = 0; i < ops.length; i += MAX_STATEMENTS_PER_COMMAND) {
         const chunk = ops.slice(i, i + MAX_STATEMENTS_PER_COMMAND);
+        const chunkWrites = writes.slice(i, i + MAX_STATEMENTS_PER_COMMAND);
+        const deadlineMs = deadlineFor(chunk.length);
         commands++;
         try {
-          const result = await guarded(
-            'write',
-            () => Nodes.collection.bulkWrite(chunk as never, { ordered: false }),
-            OPERATION_DEADLINE_MS + chunk.length * DEADLINE_PER_STATEMENT_MS,
-          );
-          applied += (result.insertedCount ?? 0) + (result.matchedCount ?? 0);
+          const result = await guarded('write', () => Nodes.collection.bulkWrite(chunk as never, { ordered: false, ...writeConcernFor(chunkWrites, deadlineMs) }), deadlineMs);
+          if ((result.insertedCount ?? 0) + (result.matchedCount ?? 0) < chunk.length) shortfall.push(...chunkWrites);
         } catch (error) {
           const writeErrors = (error as { writeErrors?: Array<{ code?: number; err?: { code?: number } }> }).writeErrors;
           const codes = Array.isArray(writeErrors) ? writeErrors.map((e) => e.code ?? e.err?.code) : [(error as { code?: number }).code];
           if (!codes.length || codes.some((code) => code !== 11000)) throw error;
-          applied = -Infinity; // an insert raced another writer's insert: resolved below like any conflict
+          shortfall.push(...chunkWrites); // an insert raced another writer's insert: resolved below like any conflict
         }
       }
       const id = (w: NodeWrite) => (w.kind === 'insert' ? w.record.nodeId : w.nodeId);
       const pointsOf = (applies: (w: NodeWrite) => boolean) =>
         writes.flatMap((w) => (w.kind !== 'insert' && w.historyPoint && applies(w) ? [{ nodeId: w.nodeId, point: w.historyPoint }] : []));
-      if (applied === writes.length) return { conflicts: [], roundTrips: commands + (await storeHistory(pointsOf(() => true))) };
-      // Some writes did not apply. The bulk result has no per-operation counts, so read back which
-      // documents carry what this batch wrote: the rev of an insert or update, the token of a refresh.
-      const current = await guarded('write', () =>
-        Nodes.collection.find({ _id: { $in: writes.map(id) } } as never, { projection: { rev: 1, prevRev: 1, refreshId: 1 } }).toArray(),
-      );
+      if (!shortfall.length) return { conflicts: [], roundTrips: commands + (await storeHistory(pointsOf(() => true))) };
+      // Some writes did not apply. The bulk result has no per-operation counts, so read back which documents
+      // of the commands that fell short carry what this batch wrote: the rev of an insert or update, the
+      // token of a refresh. In reads of a command's size, each with a deadline that grows with it.
+      const current: unknown[] = [];
+      for (let i = 0; i < shortfall.length; i += MAX_STATEMENTS_PER_COMMAND) {
+        const ids = shortfall.slice(i, i + MAX_STATEMENTS_PER_COMMAND).map(id);
+        commands++;
+        current.push(
+          ...(await guarded(
+            'write (reading back)',
+            () => Nodes.collection.find({ _id: { $in: ids } } as never, { projection: { rev: 1, prevRev: 1, refreshId: 1 } }).toArray(),
+            deadlineFor(ids.length),
+          )),
+        );
+      }
       const byId = new Map((current as unknown as Array<Pick<NodeDocument, '_id' | 'rev' | 'prevRev' | 'refreshId'>>).map((d) => [d._id, d]));
-      const conflicts = writes
-        .filter((w, i) => {
+      const tokenOf = new Map(writes.map((w, i) => [w, tokens[i]]));
+      const conflicts = shortfall
+        .filter((w) => {
           const found = byId.get(id(w));
-          if (w.kind === 'refresh') return found?.refreshId !== tokens[i];
+          if (w.kind === 'refresh') return found?.refreshId !== tokenOf.get(w);
           const expected = w.kind === 'insert' ? w.record.rev : w.newRev;
           return found?.rev !== expected && found?.prevRev !== expected;
         })
         .map(id);
       const conflicting = new Set(conflicts);
-      return { conflicts, roundTrips: commands + 1 + (await storeHistory(pointsOf((w) => !conflicting.has(id(w))))) };
+      return { conflicts, roundTrips: commands + (await storeHistory(pointsOf((w) => !conflicting.has(id(w))))) };
     },
-    findExpired(cutoff: Date, pageSize: number) {
-      // One query, answered from the {status, lastHeartbeat} index (equality, then range and sort) on MongoDB;
-      // the pages are the cursor's batches, so a sweep pays for one query however many pages it reads.
+    findExpired(query: ExpiryQuery, pageSize: number) {
+      // One query, each clause of its $or answered from its index on MongoDB (expiryFilter), the expired nodes
+      // sorted in memory; the pages are the cursor's batches, so a sweep pays for one query however many pages it reads.
       // maxTimeMS: a query the deadline gives up on is stopped on the server too, so the next sweep's does not queue behind it.
       const cursor = Nodes.collection
-        .find({ status: 'ONLINE', lastHeartbeat: { $lt: cutoff } } as never, { projection: NODE_PROJECTION })
+        .find(expiryFilter(query) as never, { projection: NODE_PROJECTION })
         .sort({ lastHeartbeat: 1 })
         .batchSize(pageSize)
         .maxTimeMS(OPERATION_DEADLINE_MS);
@@ -456,8 +530,8 @@ export async function createMongoNodeStore(options: MongoNodeStoreOptions): Prom
     scan(pageSize: number) {
       return pagesOf('scan', Nodes.collection.find({} as never, { projection: NODE_PROJECTION }).batchSize(pageSize), pageSize);
     },
-    async countExpired(cutoff: Date) {
-      return guarded('countExpired', () => Nodes.collection.countDocuments({ status: 'ONLINE', lastHeartbeat: { $lt: cutoff } } as never, { maxTimeMS: OPERATION_DEADLINE_MS }));
+    async countExpired(query: ExpiryQuery) {
+      return guarded('countExpired', () => Nodes.collection.countDocuments(expiryFilter(query) as never, { maxTimeMS: OPERATION_DEADLINE_MS }));
     },
     async countByStatus() {
       // One $group (one $sum: all the SQLite-backed test server's $group takes). The $match on the indexed
@@ -496,7 +570,10 @@ export async function createMongoNodeStore(options: MongoNodeStoreOptions): Prom
       // One whole-value $pull per event (portable to servers whose $pull takes no conditions), all in one bulk write.
       const ops = entries.flatMap(({ nodeId, events }) => events.map((event) => ({ updateOne: { filter: { _id: nodeId }, update: { $pull: { outbox: event } } } })));
       if (!ops.length) return;
-      await guarded('removeFromOutbox', () => Nodes.collection.bulkWrite(ops as never, { ordered: false }));
+      for (let i = 0; i < ops.length; i += MAX_STATEMENTS_PER_COMMAND) {
+        const chunk = ops.slice(i, i + MAX_STATEMENTS_PER_COMMAND);
+        await guarded('removeFromOutbox', () => Nodes.collection.bulkWrite(chunk as never, { ordered: false }), deadlineFor(chunk.length));
+      }
     },
     async delete(nodeId: string) {
       const result = await guarded('delete', () => Nodes.deleteOne({ _id: nodeId }).exec());
@@ -561,6 +638,17 @@ export async function createMongoNodeStore(options: MongoNodeStoreOptions): Prom
       await guarded('setGuardState', () =>
         State.updateOne({ _id: GUARD_ID }, { $set: { kind: 'guard', heldSince: state.heldSince, eventId: state.eventId } }, { upsert: true }).exec(),
       );
+    },
+    async fleetPace(): Promise<FleetPace | null> {
+      const doc = (await guarded('fleetPace', () => State.collection.findOne({ _id: PACE_ID } as never))) as unknown as Partial<
+        Record<(typeof PACE_FIELDS)[number], number>
+      > | null;
+      if (!doc || PACE_FIELDS.some((field) => typeof doc[field] !== 'number')) return null;
+      return Object.fromEntries(PACE_FIELDS.map((field) => [field, doc[field]])) as unknown as FleetPace;
+    },
+    async setFleetPace(pace: FleetPace) {
+      const fields = Object.fromEntries(PACE_FIELDS.map((field) => [field, pace[field]]));
+      await guarded('setFleetPace', () => State.collection.updateOne({ _id: PACE_ID } as never, { $set: { kind: 'pace', ...fields } } as never, { upsert: true }));
     },
     async ping() {
       await guarded('ping', async () => {

@@ -42,6 +42,20 @@ export interface NodeRecord {
   reregisterRequestedAt: Date | null;
   /** Hash of the node's credential when authentication is on. */
   credentialHash: string | null;
+  /**
+   * The heartbeat pace (shared/domain/heartbeat-pace.ts), all absent or null for an agent that declared no
+   * interval (then the node is judged by TIMEOUT_MINUTES): the interval the agent declared and the one it was
+   * last told, its own timeout and a shorter one waiting for the first heartbeat at the new pace (ms).
+   */
+  declaredIntervalMs?: number | null;
+  intervalMs?: number | null;
+  timeoutMs?: number | null;
+  pendingTimeoutMs?: number | null;
+  /**
+   * lastHeartbeat + timeoutMs: the node's own deadline, null for a node judged by TIMEOUT_MINUTES. Indexed for
+   * the sweeper; it only moves forward, like lastHeartbeat, except that a node going back to the default clears it.
+   */
+  expiresAt?: Date | null;
 }
 
 /** Fields a write may set (never nodeId or rev, which the store manages). The history grows by a write's `historyPoint`. */
@@ -87,6 +101,12 @@ export type NodeWrite =
       minClockSkewMs?: number;
       /** Applies only while the node holds this credential (authentication on). */
       credentialHash?: string;
+      /**
+       * The pace this process last saw stored for the node (absent: none, a node judged by TIMEOUT_MINUTES).
+       * Applies only while the node's told interval and own timeout are these and no shorter timeout is pending;
+       * with a timeout it moves `expiresAt` forward to lastHeartbeat + timeoutMs.
+       */
+      pace?: { intervalMs: number | null; timeoutMs: number | null };
     };
 
 /** A canary sender saying it runs (written by the sender itself, straight to the store). */
@@ -104,6 +124,16 @@ export interface CanaryArrival {
   intervalMs: number;
   sentAt: Date;
   pathSince: Date | null;
+}
+
+/** What an expiry query looks for (NodeStore.findExpired): the nodes whose deadline passed within proven time. */
+export interface ExpiryQuery {
+  /** Heartbeats are proven recorded up to this time (the canaries' coverage): a deadline before it has passed. */
+  coveredUntil: Date;
+  /** The timeout of nodes without their own (TIMEOUT_MINUTES); their deadline is lastHeartbeat + this. */
+  defaultTimeoutMs: number;
+  /** After a break of the heartbeat path: only nodes whose own timeout is at most this (each gets a full one from the break). */
+  maxTimeoutMs?: number;
 }
 
 export interface ClusterGuardState {

@@ -1,6 +1,7 @@
 import type { NodeEvent, NodeStatus } from '../messages/index.js';
 import type { CanaryRecord } from '../domain/path-coverage.js';
-import type { CanaryArrival, CanarySenderReport, ClusterGuardState, HistoryPoint, NodeRecord, NodeWrite } from './node-record.js';
+import type { FleetPace } from '../domain/heartbeat-pace.js';
+import type { CanaryArrival, CanarySenderReport, ClusterGuardState, ExpiryQuery, HistoryPoint, NodeRecord, NodeWrite } from './node-record.js';
 
 export interface WriteResult {
   /** Node ids whose write did not apply because another writer changed the node first. */
@@ -41,18 +42,18 @@ export interface NodeStore {
   /** Applies every write in one bulk operation; a write whose expectedRev is stale (or an insert over an existing node) is a conflict. */
   write(writes: NodeWrite[]): Promise<WriteResult>;
   /**
-   * ONLINE nodes whose lastHeartbeat is older than `cutoff`, oldest first, read by one query (indexed on
-   * MongoDB) in pages of at most `pageSize`: a page is fetched when the loop asks for it, and leaving the loop
-   * early closes the query.
+   * ONLINE nodes whose deadline is before `coveredUntil` (their own `expiresAt`, or lastHeartbeat + the default
+   * timeout for nodes without one), oldest heartbeat first, read by one query (indexed on MongoDB) in pages of
+   * at most `pageSize`: a page is fetched when the loop asks for it, and leaving the loop early closes the query.
    */
-  findExpired(cutoff: Date, pageSize: number): AsyncIterable<NodeRecord[]>;
+  findExpired(query: ExpiryQuery, pageSize: number): AsyncIterable<NodeRecord[]>;
   /**
    * Every node, in pages of at most `pageSize`, in no particular order: one query whose pages each stay inside
    * the operation deadline however large the fleet (a whole-fleet `list()` may not, on a slow store).
    */
   scan(pageSize: number): AsyncIterable<NodeRecord[]>;
   /** How many nodes findExpired would return (one count query). */
-  countExpired(cutoff: Date): Promise<number>;
+  countExpired(query: ExpiryQuery): Promise<number>;
   /** Nodes by status, in one query. */
   countByStatus(): Promise<Record<NodeStatus, number>>;
   /**
@@ -82,6 +83,9 @@ export interface NodeStore {
   /** Cluster-wide mass-silence guard state, shared by every sweeper replica. */
   guardState(): Promise<ClusterGuardState>;
   setGuardState(state: ClusterGuardState): Promise<void>;
+  /** The fleet's heartbeat pace (shared/domain/heartbeat-pace.ts), computed by the sweeper, read by the api and the ingest; null before the first. */
+  fleetPace(): Promise<FleetPace | null>;
+  setFleetPace(pace: FleetPace): Promise<void>;
 
   ping(): Promise<void>;
   close(): Promise<void>;

@@ -9,6 +9,7 @@ import { createFailoverTransport } from '../../services/agent/failover-transport
 import { createMessageFactory } from '../../services/agent/outbound-messages.js';
 import { noAuth } from '../../services/agent/request-auth.js';
 import { createStatsCollector, type StatsSources } from '../../services/agent/stats-collector.js';
+import type { PaceSettings } from '../../services/agent/heartbeat-pace.js';
 import type { Timers } from '../../services/agent/timers.js';
 import type { OutboundMessage, SendOptions, Transport } from '../../services/agent/transport.js';
 
@@ -27,8 +28,8 @@ export const macrotask = () => new Promise<void>((resolve) => setImmediate(resol
 
 export type FakeHttp = Transport & {
   sent: Array<{ message: OutboundMessage; options: SendOptions }>;
-  /** Decides each request's outcome: return to accept, throw to refuse. Accepts everything by default. */
-  handler: (message: OutboundMessage) => Promise<void> | void;
+  /** Decides each request's outcome: return to accept (with the pace settings of the answer, if any), throw to refuse. Accepts everything by default. */
+  handler: (message: OutboundMessage) => Promise<PaceSettings | void> | PaceSettings | void;
   count(type: OutboundMessage['type']): number;
 };
 
@@ -39,7 +40,7 @@ export function fakeHttpTransport(): FakeHttp {
     handler: () => undefined,
     async send(message, options) {
       http.sent.push({ message, options });
-      await http.handler(message);
+      return (await http.handler(message)) ?? undefined;
     },
     count: (type) => http.sent.filter((s) => s.message.type === type).length,
   };
@@ -79,7 +80,7 @@ export interface TestAgent {
 }
 
 /** An agent with a fake HTTP transport, fake stats and, when given, an in-memory bus. */
-export function testAgent(options: { clock: Clock; timers: Timers; bus?: Bus; config?: Partial<AgentConfigUsed> }): TestAgent {
+export function testAgent(options: { clock: Clock; timers: Timers; bus?: Bus; config?: Partial<AgentConfigUsed>; random?: () => number }): TestAgent {
   const config = { ...testConfig, ...options.config };
   const log = createMemoryLogger('debug');
   const names = brokerNames('test');
@@ -101,7 +102,7 @@ export function testAgent(options: { clock: Clock; timers: Timers; bus?: Bus; co
     names,
     clock: options.clock,
     timers: options.timers,
-    random: () => 0.5,
+    random: options.random ?? (() => 0.5),
     log,
   });
   return { agent, http, log, names };

@@ -77,6 +77,60 @@ describe('heartbeat loop', () => {
     l.heartbeat.stop();
   });
 
+  it('moves to a new interval from the slot of the last beat, longer or shorter', async () => {
+    const l = loop();
+    void l.run();
+    await fake.tickAsync(15_000); // beats at 0 and 10 s
+    l.heartbeat.changeInterval(30_000);
+    await fake.tickAsync(60_000);
+    expect(l.starts).to.deep.equal([0, 10_000, 40_000, 70_000]);
+    l.heartbeat.changeInterval(INTERVAL); // 5 s after the beat at 70 s
+    await fake.tickAsync(10_000);
+    expect(l.starts).to.deep.equal([0, 10_000, 40_000, 70_000, 80_000]);
+    l.heartbeat.stop();
+  });
+
+  it('takes the first gap it is given from the last beat, then the new interval', async () => {
+    const l = loop();
+    void l.run();
+    await fake.tickAsync(15_000); // beats at 0 and 10 s
+    l.heartbeat.changeInterval(100_000, 40_000);
+    await fake.tickAsync(140_000);
+    expect(l.starts).to.deep.equal([0, 10_000, 50_000, 150_000]);
+    l.heartbeat.stop();
+  });
+
+  it('beats at the next slot of a shorter interval when the change comes later than that interval after the last beat', async () => {
+    const l = loop();
+    l.heartbeat.changeInterval(60_000);
+    void l.run();
+    await fake.tickAsync(25_000); // beat at 0, next due at 60 s
+    l.heartbeat.changeInterval(INTERVAL);
+    await fake.tickAsync(5_000);
+    expect(l.starts).to.deep.equal([0, 30_000]);
+    expect(linesMatching(l.log, 'skipping')).to.have.length(0);
+    l.heartbeat.stop();
+  });
+
+  it('keeps the first beat of a run where it is when the interval changes before it', async () => {
+    const l = loop();
+    void l.run(2_500);
+    l.heartbeat.changeInterval(30_000);
+    await fake.tickAsync(40_000);
+    expect(l.starts).to.deep.equal([2_500, 32_500]);
+    l.heartbeat.stop();
+  });
+
+  it('plans the next beat with an interval changed while a beat is in flight', async () => {
+    const l = loop({ durations: () => 1_000 });
+    void l.run();
+    await fake.tickAsync(500);
+    l.heartbeat.changeInterval(30_000);
+    await fake.tickAsync(30_000);
+    expect(l.starts).to.deep.equal([0, 30_000]);
+    l.heartbeat.stop();
+  });
+
   it('asks for re-registration after exactly MAX_HEARTBEAT_FAILURES consecutive failures', async () => {
     const l = loop({
       outcome: () => {

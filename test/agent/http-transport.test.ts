@@ -59,6 +59,17 @@ describe('HTTP transport', () => {
     expect(seen[0]!.headers['content-type']).to.equal('application/json');
   });
 
+  it('returns the pace the answer to a registration or a heartbeat carries, and none when it carries none', async () => {
+    const pace = { heartbeatInterval: 120, timeout: 360, fleetSize: 12000 };
+    respond = (_req, res) => res.writeHead(201, { 'content-type': 'application/json' }).end(JSON.stringify({ nodeId: 'node-1', accepted: true, ...pace }));
+    expect(await transport().send(messages.register(register), { timeoutMs: 2000 })).to.deep.equal(pace);
+    expect(await transport().send(messages.heartbeat(stats), { timeoutMs: 2000 })).to.deep.equal(pace);
+    respond = (_req, res) => res.writeHead(201, { 'content-type': 'application/json' }).end('{"nodeId":"node-1","accepted":true}');
+    expect(await transport().send(messages.register(register), { timeoutMs: 2000 })).to.equal(undefined);
+    respond = (_req, res) => res.writeHead(200).end('OK');
+    expect(await transport().send(messages.heartbeat(stats), { timeoutMs: 2000 })).to.equal(undefined);
+  });
+
   it('reports a 404 on stats as a node the orchestrator does not know', async () => {
     respond = (_req, res) => res.writeHead(404).end('{"error":"node not found"}');
     const error = await failure(transport().send(messages.heartbeat(stats), { timeoutMs: 2000 }));

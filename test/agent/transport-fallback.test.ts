@@ -69,7 +69,7 @@ describe('transport fallback', () => {
     const messages = createMessageFactory({ nodeId: 'node-1', wallClock: clock, auth: noAuth });
 
     let via: string | undefined;
-    void transport.send(messages.heartbeat(stats), { timeoutMs: TIMEOUT }).then((v) => (via = v));
+    void transport.send(messages.heartbeat(stats), { timeoutMs: TIMEOUT }).then((v) => (via = v.via));
     await fake.tickAsync(TIMEOUT - 1);
     expect(http.sent).to.have.length(0);
     await fake.tickAsync(1);
@@ -164,7 +164,7 @@ describe('transport fallback', () => {
     bus.stallConfirms();
 
     let via: string | undefined;
-    void transport.send(messages.heartbeat(stats), { timeoutMs: TIMEOUT }).then((v) => (via = v));
+    void transport.send(messages.heartbeat(stats), { timeoutMs: TIMEOUT }).then((v) => (via = v.via));
     await fake.tickAsync(100);
     bus.block('low on disk');
     await fake.tickAsync(499);

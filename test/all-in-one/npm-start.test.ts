@@ -33,7 +33,9 @@ describe('npm start (all-in-one, no services; a child process) @int', function (
     const localNode = hostname();
 
     const [, url] = await app.waitFor(/Dashboard: (http:\/\/127\.0\.0\.1:\d+)\//, ONLINE_WITHIN_MS);
-    expect(app.output()).to.match(/Backends: bus embedded \(in-memory\), store embedded \(in-memory, saved to .*nodes\.json\), scheduler embedded/);
+    expect(app.output()).to.match(
+      /Backends: bus embedded \(in-memory\), store embedded \(in-memory, saved to .*nodes\.json\), scheduler embedded \(in-process timers\), rate limit embedded/,
+    );
 
     let nodes: NodeView[] = [];
     while (!nodes.some((n) => n.nodeId === localNode && n.status === 'ONLINE')) {

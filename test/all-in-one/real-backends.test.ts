@@ -52,9 +52,11 @@ describe('all-in-one on the real services @int', function () {
 
   it('uses RabbitMQ, MongoDB and Redis, says so at start, and brings the local node ONLINE', async () => {
     app = await startAllInOne({ env, log });
-    expect(app.backends.kinds).to.deep.equal({ bus: 'rabbitmq', store: 'mongodb', scheduler: 'redis' });
+    expect(app.backends.kinds).to.deep.equal({ bus: 'rabbitmq', store: 'mongodb', scheduler: 'redis', rateLimit: 'redis' });
     expect(app.backends.stateFile).to.equal(null);
-    expect(log.lines.join('\n')).to.match(/Backends: bus RabbitMQ amqp:\/\/guest:\*\*\*@.*, store MongoDB mongodb:\/\/.*, scheduler Redis redis:\/\//);
+    expect(log.lines.join('\n')).to.match(
+      /Backends: bus RabbitMQ amqp:\/\/guest:\*\*\*@.*, store MongoDB mongodb:\/\/.*, scheduler Redis redis:\/\/.*, rate limit Redis redis:\/\//,
+    );
 
     await eventually(
       async () => {

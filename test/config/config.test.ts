@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { parseEnv } from 'node:util';
 import { expect } from 'chai';
-import { ConfigError, loadAgentConfig, loadOrchestratorConfig as loadConfig } from '../../shared/config.js';
+import { ConfigError, loadAgentConfig, loadOrchestratorConfig as loadConfig, redact, splitUrlList } from '../../shared/config.js';
 
 type Env = Record<string, string | undefined>;
 
@@ -127,6 +127,16 @@ describe('loadOrchestratorConfig', () => {
       }
     });
 
+    it('takes HEARTBEAT_MAX_RATE (default 100, 0 turns the pace off) and refuses a negative or non-numeric one', () => {
+      expect(loadOrchestratorConfig({}).pace).to.deep.equal({ maxRate: 100, minChangeMs: 60_000 });
+      expect(loadOrchestratorConfig({ HEARTBEAT_MAX_RATE: '0' }).pace.maxRate).to.equal(0);
+      expect(loadOrchestratorConfig({ HEARTBEAT_MAX_RATE: '2.5', HEARTBEAT_PACE_MIN_CHANGE_MS: '5000' }).pace).to.deep.equal({ maxRate: 2.5, minChangeMs: 5000 });
+      for (const value of ['-1', 'fast']) {
+        expect(configError(() => loadOrchestratorConfig({ HEARTBEAT_MAX_RATE: value })).message, value).to.include('HEARTBEAT_MAX_RATE');
+      }
+      expect(configError(() => loadOrchestratorConfig({ HEARTBEAT_PACE_MIN_CHANGE_MS: '0' })).message).to.include('HEARTBEAT_PACE_MIN_CHANGE_MS');
+    });
+
     it('rejects an unknown LOG_LEVEL and a URL of the wrong kind', () => {
       expect(configError(() => loadOrchestratorConfig({ LOG_LEVEL: 'loud' })).message).to.include('LOG_LEVEL');
       expect(configError(() => loadOrchestratorConfig({ MONGO_URL: 'http://mongo' })).message).to.include('MONGO_URL');
@@ -152,6 +162,49 @@ describe('loadOrchestratorConfig', () => {
     it('keeps a broker password out of the message', () => {
       const error = configError(() => loadOrchestratorConfig({ RABBITMQ_URL: 'http://user:hunter2@rabbitmq' }));
       expect(error.message).to.include('RABBITMQ_URL').and.not.include('hunter2');
+    });
+
+    it('names the bad entry of a RABBITMQ_URL list, and keeps every password of the list out of the message', () => {
+      const error = configError(() => loadOrchestratorConfig({ RABBITMQ_URL: 'amqp://u:first-secret@b1,http://u:second-secret@b2,amqp://u:third-secret@b3' }));
+      expect(error.problems).to.have.length(1);
+      expect(error.message).to.include('RABBITMQ_URL entry 2 must be a amqp: or amqps: URL');
+      for (const secret of ['first-secret', 'second-secret', 'third-secret']) expect(error.message).to.not.include(secret);
+      expect(configError(() => loadOrchestratorConfig({ RABBITMQ_URL: 'amqp://b1,' })).message).to.include('RABBITMQ_URL has an empty entry');
+    });
+
+    it('refuses a REDIS_URL in the Sentinel form that names no primary, without its password', () => {
+      const error = configError(() => loadOrchestratorConfig({ REDIS_URL: 'redis+sentinel://:hunter2@s1:26379,s2:26379' }));
+      expect(error.message).to.include('REDIS_URL names no primary').and.not.include('hunter2');
+      expect(configError(() => loadOrchestratorConfig({ REDIS_URL: 'http://redis' })).message).to.include('REDIS_URL must be a redis:, rediss: or redis+sentinel: URL');
+    });
+  });
+
+  describe('cluster forms', () => {
+    it('takes a comma-separated list of broker nodes as RABBITMQ_URL, in its order', () => {
+      const list = 'amqp://orchestrator:secret@rabbit-1:5672, amqp://orchestrator:secret@rabbit-2:5672,amqps://orchestrator:secret@rabbit-3:5671/prod';
+      const config = loadOrchestratorConfig({ RABBITMQ_URL: list });
+      expect(splitUrlList(config.rabbitmqUrl)).to.deep.equal([
+        'amqp://orchestrator:secret@rabbit-1:5672',
+        'amqp://orchestrator:secret@rabbit-2:5672',
+        'amqps://orchestrator:secret@rabbit-3:5671/prod',
+      ]);
+      expect(redact(config.rabbitmqUrl)).to.not.include('secret');
+    });
+
+    it('takes REDIS_URL in the Sentinel form', () => {
+      const url = 'redis+sentinel://:secret@sentinel-1:26379,sentinel-2:26379,sentinel-3:26379/orchestrator';
+      expect(loadOrchestratorConfig({ REDIS_URL: url }).redisUrl).to.equal(url);
+      expect(redact(url)).to.equal('redis+sentinel://:***@sentinel-1:26379,sentinel-2:26379,sentinel-3:26379/orchestrator');
+    });
+
+    it('takes a MongoDB replica-set URL as it is', () => {
+      const url = 'mongodb://mongo-1:27017,mongo-2:27017,mongo-3:27017/orchestrator?replicaSet=rs0';
+      expect(loadOrchestratorConfig({ MONGO_URL: url }).mongoUrl).to.equal(url);
+      expect(loadOrchestratorConfig({ MONGO_URL: 'mongodb+srv://user:secret@cluster0.example.net/orchestrator?retryWrites=true' }).mongoUrl).to.include('mongodb+srv:');
+      expect(configError(() => loadOrchestratorConfig({ MONGO_URL: 'mongodb://u:secret@mongo-1:27017,:27017/db' })).message)
+        .to.include('MONGO_URL has a bad host ":27017"')
+        .and.not.include('secret');
+      expect(configError(() => loadOrchestratorConfig({ MONGO_URL: 'postgres://db' })).message).to.include('MONGO_URL must be a mongodb: or mongodb+srv: URL');
     });
   });
 
@@ -258,6 +311,12 @@ describe('loadAgentConfig', () => {
       expect(configError(() => loadAgentConfig({ NODE_ID: 'n'.repeat(65) })).message).to.include('NODE_ID');
       expect(configError(() => loadAgentConfig({ ORCHESTRATOR_URL: 'ftp://api' })).message).to.include('ORCHESTRATOR_URL');
       expect(configError(() => loadAgentConfig({ RABBITMQ_URL: 'http://broker' })).message).to.include('RABBITMQ_URL');
+      expect(configError(() => loadAgentConfig({ RABBITMQ_URL: 'amqp://b1,broker-2' })).message).to.include('RABBITMQ_URL entry 2');
+    });
+
+    it('takes a comma-separated list of broker nodes as RABBITMQ_URL', () => {
+      const config = loadAgentConfig({ RABBITMQ_URL: 'amqp://agent:secret@rabbit-1,amqp://agent:secret@rabbit-2' });
+      expect(splitUrlList(config.rabbitmqUrl!)).to.deep.equal(['amqp://agent:secret@rabbit-1', 'amqp://agent:secret@rabbit-2']);
     });
 
     it('names every bad variable in one ConfigError', () => {

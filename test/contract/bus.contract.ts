@@ -1,8 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import { expect } from 'chai';
 import type { Context } from 'mocha';
-import { BrokerBlockedError, BusUnavailableError, type Bus, type Consumer, type Delivery, type QueueOptions } from '../../shared/bus/bus.js';
-import { brokerNames, HEADERS, ROUTING, topology, type BrokerNames } from '../../shared/topology.js';
+import { BrokerBlockedError, BusUnavailableError, QueueMismatchError, type Bus, type Consumer, type Delivery, type QueueOptions } from '../../shared/bus/bus.js';
+import { brokerNames, HEADERS, INGEST_DELIVERY_LIMIT, ROUTING, topology, type BrokerNames } from '../../shared/topology.js';
 import { eventually, uniqueName } from '../support/services.js';
 
 export interface BusFactory {
@@ -199,6 +199,59 @@ export function busContract(adapter: string, factory: BusFactory): void {
       expect(await bus.queueDepth(names.queues.ingest), 'nothing reaches the ingest queue').to.equal(0);
     });
 
+    it(`dead-letters a message given back to the ingest queue more than ${INGEST_DELIVERY_LIMIT} times, reason delivery_limit, counting its redeliveries in x-delivery-count`, async () => {
+      await bus.publish(names.exchanges.agentInbound, ROUTING.heartbeat('node.1'), Buffer.from('{poison'), { messageId: 'poison-1', headers: { 'x-trace': 'p' } });
+      const got = await collect(names.queues.ingest, { ack: false });
+      const dead = await collect(names.queues.deadLetter);
+
+      for (let i = 0; i <= INGEST_DELIVERY_LIMIT; i++) {
+        await within(() => got.deliveries.length === i + 1);
+        got.deliveries[i]!.requeue();
+      }
+
+      await within(() => dead.deliveries.length === 1);
+      await quiet();
+      expect(got.deliveries, 'the first delivery and one per time given back, up to the limit').to.have.length(INGEST_DELIVERY_LIMIT + 1);
+      // No header on the first delivery; then how many times it was given back.
+      expect(got.deliveries.map((d) => d.headers[HEADERS.deliveryCount] ?? 0)).to.deep.equal([...Array(INGEST_DELIVERY_LIMIT + 1).keys()]);
+      const letter = dead.deliveries[0]!;
+      expect(letter.body.toString()).to.equal('{poison');
+      expect(letter).to.deep.include({ messageId: 'poison-1', routingKey: ROUTING.heartbeat('node.1') });
+      expect(letter.headers).to.include({ 'x-trace': 'p', 'x-first-death-reason': 'delivery_limit', 'x-first-death-queue': names.queues.ingest });
+      const deaths = letter.headers['x-death'] as Array<Record<string, unknown>>;
+      expect(deaths).to.have.length(1);
+      expect(deaths[0]).to.include({ reason: 'delivery_limit', queue: names.queues.ingest, exchange: names.exchanges.agentInbound, count: 1 });
+      expect(deaths[0]!['routing-keys']).to.deep.equal([ROUTING.heartbeat('node.1')]);
+      expect(await bus.queueDepth(names.queues.ingest)).to.equal(0);
+    });
+
+    it('refuses to declare a topology queue the broker holds with another type or other arguments, with QueueMismatchError naming it, and keeps working', async () => {
+      const classic = `${names.queues.ingest}.classic-${randomUUID().slice(0, 6)}`;
+      extraQueues.push(classic);
+      await bus.declareQueue({ name: classic, durable: true, bindings: [] });
+      const asQuorum = { exchanges: [], queues: [{ name: classic, durable: true, arguments: { 'x-queue-type': 'quorum' } }], bindings: [] };
+      const asClassic = topology(names);
+      asClassic.queues = asClassic.queues.map((q) => (q.name === names.queues.ingest ? { ...q, arguments: { 'x-dead-letter-exchange': names.exchanges.deadLetter } } : q));
+
+      for (const [what, declared, queue] of [
+        ['quorum over classic', asQuorum, classic],
+        ['classic over quorum', asClassic, names.queues.ingest],
+      ] as const) {
+        const refused = await bus.declareTopology(declared).then(
+          () => null,
+          (e: unknown) => e,
+        );
+        expect(refused, what).to.be.instanceOf(QueueMismatchError);
+        expect(refused, what).to.include({ code: 'QUEUE_MISMATCH', queue });
+        expect((refused as QueueMismatchError).message, what).to.include(queue);
+      }
+
+      const got = await collect(names.queues.ingest);
+      await bus.publish(names.exchanges.agentInbound, ROUTING.heartbeat('node-1'), heartbeat('node-1'));
+      await within(() => got.deliveries.length === 1);
+      expect(bus.isConnected()).to.equal(true);
+    });
+
     it('reports the messages waiting in a queue, not counting unacknowledged ones', async () => {
       expect(await bus.queueDepth(names.queues.ingest)).to.equal(0);
       for (let i = 0; i < 3; i++) await bus.publish(names.exchanges.agentInbound, ROUTING.heartbeat('node-1'), heartbeat('node-1', i));
@@ -316,6 +369,22 @@ export function busContract(adapter: string, factory: BusFactory): void {
       await eventually(() => ingest.deliveries.some((d) => (JSON.parse(d.body.toString()) as { n: number }).n === 2), 10_000);
       await eventually(() => controlled.deliveries.length === 1, 10_000);
       expect(changes.slice(0, 2)).to.deep.equal([false, true]);
+    });
+
+    it('counts a delivery the ingest queue got back from a lost connection like one given back (x-delivery-count)', async function (this: Context) {
+      if (!factory.dropConnection) return this.skip();
+      this.timeout(30_000);
+      await bus.publish(names.exchanges.agentInbound, ROUTING.heartbeat('node-1'), heartbeat('node-1', 1), { messageId: 'held' });
+      const got = await collect(names.queues.ingest, { ack: false });
+      await within(() => got.deliveries.length === 1);
+
+      if (!(await factory.dropConnection(bus))) return this.skip();
+
+      await eventually(() => bus.isConnected(), 15_000, 50);
+      await eventually(() => got.deliveries.length === 2, 10_000);
+      got.deliveries[1]!.ack();
+      expect(got.deliveries[1]).to.deep.include({ messageId: 'held', redelivered: true });
+      expect(got.deliveries[1]!.headers[HEADERS.deliveryCount]).to.equal(1);
     });
 
     const connectionBound: Array<[string, (names: BrokerNames) => Omit<QueueOptions, 'bindings'>]> = [

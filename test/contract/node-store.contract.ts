@@ -1,7 +1,7 @@
 import { expect } from 'chai';
-import type { NodeRecord } from '../../shared/store/node-record.js';
+import type { ExpiryQuery, NodeRecord } from '../../shared/store/node-record.js';
 import type { NodeStore } from '../../shared/store/node-store.js';
-import { at, insert, nodeEventFor, nodeRecord, refresh, update } from './node-fixtures.js';
+import { at, insert, nodeEventFor, nodeRecord, refresh, T0, update } from './node-fixtures.js';
 
 export interface NodeStoreFactory {
   /** Opens the adapter on an empty store of the suite's own. */
@@ -442,7 +442,9 @@ export function nodeStoreContract(adapter: string, factory: NodeStoreFactory): v
     });
 
     describe('expiry queries', () => {
-      const cutoff = at(0);
+      /** Nodes without their own timeout, judged by lastHeartbeat alone: silent since before `before` (default timeout 0). */
+      const silentSince = (before: Date): ExpiryQuery => ({ coveredUntil: before, defaultTimeoutMs: 0 });
+      const cutoff = silentSince(at(0));
       beforeEach(async () => {
         await store.write([
           insert(nodeRecord('fresh', { lastHeartbeat: at(5000) })),
@@ -458,7 +460,7 @@ export function nodeStoreContract(adapter: string, factory: NodeStoreFactory): v
       /** Every page of findExpired, as node ids. */
       async function expiredPages(before: Date, pageSize: number): Promise<string[][]> {
         const pages: string[][] = [];
-        for await (const page of store.findExpired(before, pageSize)) pages.push(page.map((n) => n.nodeId));
+        for await (const page of store.findExpired(silentSince(before), pageSize)) pages.push(page.map((n) => n.nodeId));
         return pages;
       }
 
@@ -471,9 +473,9 @@ export function nodeStoreContract(adapter: string, factory: NodeStoreFactory): v
       });
 
       it('hands them out in pages of at most the page size, oldest first, and none when there are none', async () => {
-        expect(await expiredPages(cutoff, 2)).to.deep.equal([['oldest', 'older'], ['old']]);
-        expect(await expiredPages(cutoff, 3)).to.deep.equal([['oldest', 'older', 'old']]);
-        expect(await expiredPages(cutoff, 1)).to.deep.equal([['oldest'], ['older'], ['old']]);
+        expect(await expiredPages(at(0), 2)).to.deep.equal([['oldest', 'older'], ['old']]);
+        expect(await expiredPages(at(0), 3)).to.deep.equal([['oldest', 'older', 'old']]);
+        expect(await expiredPages(at(0), 1)).to.deep.equal([['oldest'], ['older'], ['old']]);
         expect(await expiredPages(at(-10_000_000), 2)).to.deep.equal([]);
       });
 
@@ -487,13 +489,13 @@ export function nodeStoreContract(adapter: string, factory: NodeStoreFactory): v
         await store.write([update('oldest', oldest.rev, { status: 'OFFLINE', statusVersion: 2 })]);
 
         expect(first).to.deep.equal(['oldest', 'older']);
-        expect(await expiredPages(cutoff, 2)).to.deep.equal([['older', 'old']]);
+        expect(await expiredPages(at(0), 2)).to.deep.equal([['older', 'old']]);
       });
 
       it('counts the same nodes it would find', async () => {
         expect(await store.countExpired(cutoff)).to.equal(3);
-        expect(await store.countExpired(at(-100_000))).to.equal(2);
-        expect(await store.countExpired(at(-10_000_000))).to.equal(0);
+        expect(await store.countExpired(silentSince(at(-100_000)))).to.equal(2);
+        expect(await store.countExpired(silentSince(at(-10_000_000)))).to.equal(0);
       });
 
       it('counts nodes by status', async () => {
@@ -505,6 +507,121 @@ export function nodeStoreContract(adapter: string, factory: NodeStoreFactory): v
         expect(await store.countOnline(4)).to.equal(4);
         expect(await store.countOnline(6)).to.equal(6);
         expect(await store.countOnline(100)).to.equal(6);
+      });
+
+      it('judges a node without its own timeout by its last heartbeat plus the default timeout', async () => {
+        const query: ExpiryQuery = { coveredUntil: at(0), defaultTimeoutMs: 100_000 };
+
+        const found: string[] = [];
+        for await (const page of store.findExpired(query, 10)) found.push(...page.map((n) => n.nodeId));
+
+        expect(found).to.deep.equal(['oldest', 'older']);
+        expect(await store.countExpired(query)).to.equal(2);
+      });
+    });
+
+    describe('per-node deadlines', () => {
+      const TIMEOUT = 30_000;
+      /** A node with its own timeout, its deadline stored as a heartbeat write stores it. */
+      const ownTimeout = (nodeId: string, lastHeartbeat: Date, timeoutMs: number, overrides: Partial<NodeRecord> = {}) =>
+        nodeRecord(nodeId, {
+          lastHeartbeat,
+          declaredIntervalMs: 1000,
+          intervalMs: timeoutMs / 3,
+          timeoutMs,
+          expiresAt: new Date(lastHeartbeat.getTime() + timeoutMs),
+          ...overrides,
+        });
+      async function expiredIds(query: ExpiryQuery): Promise<string[]> {
+        const found: string[] = [];
+        for await (const page of store.findExpired(query, 2)) found.push(...page.map((n) => n.nodeId));
+        return found;
+      }
+
+      it('finds a node with its own timeout by its own deadline, and one without by the default, in one query', async () => {
+        await store.write([
+          // Silent 60 s: past the default timeout, not past its own 120 s.
+          insert(ownTimeout('long-alive', at(-60_000), 120_000)),
+          insert(ownTimeout('long-expired', at(-130_000), 120_000)),
+          insert(nodeRecord('default-expired', { lastHeartbeat: at(-60_000) })),
+          insert(nodeRecord('default-alive', { lastHeartbeat: at(-10_000) })),
+        ]);
+        const query: ExpiryQuery = { coveredUntil: at(0), defaultTimeoutMs: TIMEOUT };
+
+        expect(await expiredIds(query)).to.deep.equal(['long-expired', 'default-expired']);
+        expect(await store.countExpired(query)).to.equal(2);
+      });
+
+      it('leaves out nodes whose own timeout is longer than the query allows (a full timeout after a break of the path)', async () => {
+        await store.write([insert(ownTimeout('long', at(-130_000), 120_000)), insert(ownTimeout('short', at(-130_000), 60_000))]);
+
+        expect(await expiredIds({ coveredUntil: at(0), defaultTimeoutMs: TIMEOUT, maxTimeoutMs: 90_000 })).to.deep.equal(['short']);
+        expect(await store.countExpired({ coveredUntil: at(0), defaultTimeoutMs: TIMEOUT, maxTimeoutMs: 120_000 })).to.equal(2);
+      });
+
+      it('moves the deadline forward with each refresh of a node that holds the timeout the refresh assumes', async () => {
+        await store.write([insert(ownTimeout('paced', at(-100_000), 120_000))]);
+        const pace = { intervalMs: 40_000, timeoutMs: 120_000 };
+
+        const { conflicts } = await store.write([refresh('paced', { lastHeartbeat: at(-10_000), pace })]);
+
+        expect(conflicts).to.deep.equal([]);
+        const stored = (await store.get('paced'))!;
+        expect(stored.expiresAt).to.deep.equal(at(110_000));
+        expect(stored.timeoutMs).to.equal(120_000);
+        expect(await expiredIds({ coveredUntil: at(100_000), defaultTimeoutMs: TIMEOUT })).to.deep.equal([]);
+      });
+
+      it('refuses, as a conflict, a refresh that assumes another pace or meets a pending shorter timeout', async () => {
+        await store.write([insert(ownTimeout('paced', at(0), 120_000)), insert(ownTimeout('pending', at(0), 120_000, { pendingTimeoutMs: 60_000 })), insert(nodeRecord('legacy'))]);
+
+        const { conflicts } = await store.write([
+          refresh('paced', { lastHeartbeat: at(1000) }),
+          refresh('pending', { lastHeartbeat: at(1000), pace: { intervalMs: 40_000, timeoutMs: 120_000 } }),
+          refresh('legacy', { lastHeartbeat: at(1000), pace: { intervalMs: 40_000, timeoutMs: 120_000 } }),
+        ]);
+
+        expect([...conflicts].sort()).to.deep.equal(['legacy', 'paced', 'pending']);
+        expect((await store.get('paced'))!.lastHeartbeat).to.deep.equal(at(0));
+      });
+
+      it('applies a refresh that assumes no pace to a node without one, and stores no deadline for it', async () => {
+        await store.write([insert(nodeRecord('legacy'))]);
+
+        const { conflicts } = await store.write([refresh('legacy', { lastHeartbeat: at(5000), pace: { intervalMs: null, timeoutMs: null } })]);
+
+        expect(conflicts).to.deep.equal([]);
+        const stored = (await store.get('legacy'))!;
+        expect(stored.lastHeartbeat).to.deep.equal(at(5000));
+        expect(stored.expiresAt ?? null).to.equal(null);
+      });
+
+      it('moves a deadline only forward on a guarded update, and clears it when the node goes back to the default timeout', async () => {
+        await store.write([insert(ownTimeout('paced', at(0), 120_000))]);
+        let node = (await store.get('paced'))!;
+        // Computed from an older read: the deadline stays where a later heartbeat put it.
+        await store.write([update('paced', node.rev, { timeoutMs: 60_000, expiresAt: at(60_000) })]);
+        node = (await store.get('paced'))!;
+        expect(node.expiresAt).to.deep.equal(at(120_000));
+        expect(node.timeoutMs).to.equal(60_000);
+
+        await store.write([update('paced', node.rev, { declaredIntervalMs: null, intervalMs: null, timeoutMs: null, expiresAt: null })]);
+
+        const legacy = (await store.get('paced'))!;
+        expect(legacy.expiresAt ?? null).to.equal(null);
+        expect(legacy.timeoutMs ?? null).to.equal(null);
+        expect(await expiredIds({ coveredUntil: at(40_000), defaultTimeoutMs: TIMEOUT })).to.deep.equal(['paced']);
+      });
+
+      it('marks a node with its own timeout only while it is still silent since before its own cutoff', async () => {
+        await store.write([insert(ownTimeout('paced', at(-130_000), 120_000))]);
+        const node = (await store.get('paced'))!;
+        await store.write([refresh('paced', { lastHeartbeat: at(-1000), pace: { intervalMs: 40_000, timeoutMs: 120_000 } })]);
+
+        const { conflicts } = await store.write([{ ...update('paced', node.rev, { status: 'OFFLINE', statusVersion: 2 }), silentBefore: at(-120_000) }]);
+
+        expect(conflicts).to.deep.equal(['paced']);
+        expect((await store.get('paced'))!.status).to.equal('ONLINE');
       });
     });
 
@@ -560,6 +677,19 @@ export function nodeStoreContract(adapter: string, factory: NodeStoreFactory): v
         expect(held).to.deep.equal({ heldSince: at(42), eventId: 'e-1' });
         expect(held.heldSince).to.be.instanceOf(Date);
         expect(await store.guardState()).to.deep.equal({ heldSince: null, eventId: null });
+      });
+
+      it('starts with no fleet pace, then keeps the one it is given', async () => {
+        expect(await store.fleetPace()).to.equal(null);
+        const pace = { intervalSeconds: 8, fleetSize: 40, changedAt: T0, onlineNodes: 41, countedAt: T0 + 60_000 };
+
+        await store.setFleetPace(pace);
+        await store.setFleetPace({ ...pace, onlineNodes: 42 });
+
+        expect(await store.fleetPace()).to.deep.equal({ ...pace, onlineNodes: 42 });
+        expect(await store.list(), 'apart from the nodes').to.deep.equal([]);
+        await store.deleteAll();
+        expect(await store.fleetPace()).to.equal(null);
       });
 
       it('answers a ping while it is reachable', async () => {

@@ -16,6 +16,7 @@ import { systemClock } from '../../shared/clock.js';
 import { createMemoryLogger } from '../../shared/logger.js';
 import { NODE_EVENT_TYPES } from '../../shared/messages/index.js';
 import { createMetrics } from '../../shared/metrics.js';
+import { createMemoryRateLimiter } from '../../shared/rate-limit/memory-rate-limiter.js';
 import { createMemoryNodeStore } from '../../shared/store/memory-node-store.js';
 import { brokerNames, ROUTING, topology } from '../../shared/topology.js';
 import { renderApiDescriptions } from '../../scripts/api-descriptions/render.js';
@@ -139,6 +140,7 @@ async function startApi(options: { authMode: 'off' | 'on' }) {
   const guard = createApiGuard({
     config: { auth: { mode: options.authMode, joinToken: 'join-token-of-sixteen+', operatorToken: 'operator-token-0123456789' }, rateLimit: { perNodePerMinute: RATE_LIMIT } },
     store,
+    rateLimiter: createMemoryRateLimiter({ limit: RATE_LIMIT }),
     clock: systemClock,
     log,
   });

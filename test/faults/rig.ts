@@ -101,15 +101,36 @@ interface SimNode {
 export class SimFleet {
   readonly nodes: SimNode[] = [];
   confirmed = 0;
+  /** Heartbeats the broker or the api did not accept (no confirm, a refusal, no answer). */
+  failed = 0;
+  /** Why sends failed: the bus's error message or the api's status, with how often. */
+  readonly failures = new Map<string, number>();
   /** Every request of the HTTP agents: when it was sent, how long it took, its status (null: no answer, e.g. its timeout). */
   readonly httpRequests: HttpRequestRecord[] = [];
   private timer: NodeJS.Timeout | null = null;
   private frozen = false;
   private bus!: Bus;
 
-  constructor(private readonly options: { rabbitUrl: string; apiUrl: string; namespace: string; amqp: number; http: number; intervalMs: number }) {
-    for (let i = 0; i < options.amqp; i++) this.nodes.push(this.node(`sim-amqp-${i}`, 'amqp'));
-    for (let i = 0; i < options.http; i++) this.nodes.push(this.node(`sim-http-${i}`, 'http'));
+  /**
+   * `apiUrls`: more api replicas behind a load balancer: each HTTP agent has one of them, and a request the
+   * api does not answer at all (refused, reset) is sent once more to the next, as a load balancer would.
+   * `idPrefix` (default `sim`) names the nodes `<idPrefix>-amqp-<i>` and `<idPrefix>-http-<i>`.
+   */
+  constructor(
+    private readonly options: {
+      rabbitUrl: string;
+      apiUrl: string;
+      apiUrls?: string[];
+      namespace: string;
+      amqp: number;
+      http: number;
+      intervalMs: number;
+      idPrefix?: string;
+    },
+  ) {
+    const prefix = options.idPrefix ?? 'sim';
+    for (let i = 0; i < options.amqp; i++) this.nodes.push(this.node(`${prefix}-amqp-${i}`, 'amqp'));
+    for (let i = 0; i < options.http; i++) this.nodes.push(this.node(`${prefix}-http-${i}`, 'http'));
   }
 
   private node(nodeId: string, transport: 'amqp' | 'http'): SimNode {
@@ -156,7 +177,10 @@ export class SimFleet {
     if (outcome === 'ok') {
       this.confirmed++;
       node.newestConfirmed = Math.max(node.newestConfirmed, ts);
-    } else if (outcome === 'unknown') node.registered = false;
+    } else {
+      this.failed++;
+      if (outcome === 'unknown') node.registered = false;
+    }
   }
 
   private async send(node: SimNode, type: string, payload: object, routingKey: string, path: string, exchange: string): Promise<'ok' | 'failed' | 'unknown'> {
@@ -166,13 +190,23 @@ export class SimFleet {
       try {
         await this.bus.publish(exchange, routingKey, { id, type, version: 1, sentAt, nodeId: node.nodeId, payload }, { messageId: id });
         return 'ok';
-      } catch {
+      } catch (error) {
+        this.countFailure((error as Error).message);
         return 'failed';
       }
     }
+    const apis = this.options.apiUrls ?? [this.options.apiUrl];
+    const first = this.nodes.indexOf(node) % apis.length;
+    const outcome = await this.post(apis[first]!, path, payload);
+    if (outcome !== 'no answer' || apis.length === 1) return outcome === 'no answer' ? 'failed' : outcome;
+    const retried = await this.post(apis[(first + 1) % apis.length]!, path, payload);
+    return retried === 'no answer' ? 'failed' : retried;
+  }
+
+  private async post(apiUrl: string, path: string, payload: object): Promise<'ok' | 'failed' | 'unknown' | 'no answer'> {
     const record: HttpRequestRecord = { at: Date.now(), ms: 0, status: null };
     try {
-      const res = await fetch(`${this.options.apiUrl}${path}`, {
+      const res = await fetch(`${apiUrl}${path}`, {
         method: 'POST',
         headers: { 'content-type': 'application/json' },
         body: JSON.stringify(payload),
@@ -181,13 +215,22 @@ export class SimFleet {
       await res.arrayBuffer();
       record.status = res.status;
       if (res.ok) return 'ok';
+      this.countFailure(`HTTP ${res.status}`);
       return res.status === 404 ? 'unknown' : 'failed';
-    } catch {
-      return 'failed';
+    } catch (error) {
+      // The agent's own timeout is a failure like a refusal; no answer at all may be retried elsewhere.
+      this.countFailure((error as Error).name === 'TimeoutError' ? 'HTTP timeout' : 'HTTP no answer');
+      return (error as Error).name === 'TimeoutError' ? 'failed' : 'no answer';
     } finally {
       record.ms = Date.now() - record.at;
       this.httpRequests.push(record);
     }
+  }
+
+  private countFailure(reason: string): void {
+    // Numbers in messages (counts, ports) would make every message its own reason.
+    const key = reason.replace(/\d+/g, 'N').slice(0, 120);
+    this.failures.set(key, (this.failures.get(key) ?? 0) + 1);
   }
 
   /** Stops sending new beats and waits for those in flight: from then on "newest confirmed" is final. */
@@ -207,13 +250,16 @@ export class SimFleet {
   }
 }
 
-/** A subscriber's own durable queue on node.events (all keys), with each event's arrival time. */
-export async function subscribeEvents(rabbitUrl: string, namespace: string) {
+/**
+ * A subscriber's own durable queue on node.events (all keys), with each event's arrival time. `queueArguments`
+ * are its queue's (`{ 'x-queue-type': 'quorum' }` on a cluster, where a classic queue lives on one node).
+ */
+export async function subscribeEvents(rabbitUrl: string, namespace: string, queueArguments: Record<string, unknown> = {}) {
   const bus = await createRabbitBus({ url: rabbitUrl, log: createMemoryLogger('error'), name: 'faults subscriber', maxReconnectDelayMs: 1000, initialMaxRetries: 20 });
   const names = brokerNames(namespace);
   await bus.declareTopology(topology(names));
   const queue = `${namespace}.faults-subscriber`;
-  await bus.declareQueue({ name: queue, durable: true, bindings: [{ exchange: names.exchanges.nodeEvents, routingKey: '#' }] });
+  await bus.declareQueue({ name: queue, durable: true, arguments: queueArguments, bindings: [{ exchange: names.exchanges.nodeEvents, routingKey: '#' }] });
   const events: Array<NodeEvent & { arrivedAt: number }> = [];
   await bus.consume(
     queue,

@@ -161,7 +161,8 @@ describe('per-node rate limit @int', function () {
     expect((await send()).status).to.equal(200);
     const limited = await send();
     expect(limited.status).to.equal(429);
-    expect(Number(limited.headers.get('retry-after'))).to.equal(20);
+    // The rest of the node's one-minute window, which began with its registration a moment ago.
+    expect(Number(limited.headers.get('retry-after'))).to.be.within(1, 60);
     const other = generateCredential();
     expect((await post(`${h.url}/api/nodes/register`, registerBody('quiet'), bearer(formatJoinAuth(JOIN_TOKEN, 'quiet', other)))).status).to.equal(201);
   });

@@ -6,7 +6,6 @@ import { decideAgentAuth } from '../../shared/auth/agent-auth.js';
 import { credentialMatches, formatJoinAuth, generateCredential, hashCredential, joinProof, parseAuth, secretEquals } from '../../shared/auth/credentials.js';
 import { loadOrCreateCredential } from '../../services/agent/credential-store.js';
 import { credentialAuth } from '../../services/agent/request-auth.js';
-import { createRateLimiter } from '../../services/api/auth/rate-limiter.js';
 
 const JOIN = 'join-token-0123456789abcdef';
 
@@ -86,28 +85,6 @@ describe('decideAgentAuth', () => {
     for (const d of decisions) {
       expect(JSON.stringify(d)).to.not.include(mine).and.not.include(other).and.not.include(JOIN);
     }
-  });
-});
-
-describe('rate limiter', () => {
-  it('allows a burst of the per-minute budget, then refuses with the wait until the next token', () => {
-    let now = 0;
-    const limiter = createRateLimiter({ perMinute: 6, now: () => now });
-    for (let i = 0; i < 6; i++) expect(limiter.take('n1').ok).to.equal(true);
-    expect(limiter.take('n1')).to.deep.equal({ ok: false, retryAfterMs: 10_000 });
-    now += 10_000;
-    expect(limiter.take('n1').ok).to.equal(true);
-    expect(limiter.take('n2').ok, 'other nodes have their own budget').to.equal(true);
-  });
-
-  it('keeps at most maxKeys buckets', () => {
-    let now = 0;
-    const limiter = createRateLimiter({ perMinute: 60, maxKeys: 100, now: () => now });
-    for (let i = 0; i < 1000; i++) {
-      limiter.take(`n${i}`);
-      now += 1;
-    }
-    expect(limiter.size()).to.be.at.most(100);
   });
 });
 

@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { connectRateLimiter } from '../../shared/backends.js';
 import { createRabbitBus } from '../../shared/bus/rabbit-bus.js';
 import type { Bus, Consumer } from '../../shared/bus/bus.js';
 import { systemClock, type Clock } from '../../shared/clock.js';
@@ -53,6 +54,8 @@ export interface Harness {
   stopIngests(): Promise<void>;
   startSweeper(options?: { afterMark?: (nodeIds: string[]) => Promise<void> }): Promise<{ stop(): Promise<void> }>;
   stopSweepers(): Promise<void>;
+  /** One more api replica (own broker connection and rate limiter, as another process has), stopped with the harness. */
+  startApi(): Promise<{ url: string; stop(): Promise<void> }>;
   /** A subscriber's own durable queue bound to node.events with the given keys. */
   subscribe(keys?: string[]): Promise<EventCollector>;
   /** Publishes an agent message as an agent would (AMQP, confirmed). */
@@ -114,6 +117,7 @@ export async function startOrchestrator(options: HarnessOptions = {}): Promise<H
   const collectors: EventCollector[] = [];
   // The services start through the same functions as their main.ts, so no test passes on wiring production lacks.
   let api: RunningApi | null = null;
+  const apis: Array<{ url: string; stop(): Promise<void> }> = [];
 
   async function startIngest(): Promise<Ingest> {
     const ingest = await startIngestService(config, { bus, store, log: log.child({ component: 'ingest' }), clock, metrics, afterStore: options.afterStore });
@@ -145,9 +149,33 @@ export async function startOrchestrator(options: HarnessOptions = {}): Promise<H
     return handle;
   }
 
+  /** An api as main.ts starts one: the rate limiter on Redis under the harness's REDIS_PREFIX, removed at stop. */
+  async function startApiReplica(apiBus: Bus): Promise<{ running: RunningApi; stop(): Promise<void> }> {
+    const apiLog = log.child({ component: 'api' });
+    const rateLimiter = connectRateLimiter(config, apiLog);
+    const running = await startApi(config, { bus: apiBus, store, clock, log: apiLog, metrics, rateLimiter }, { port: 0, host: '127.0.0.1' }).catch(async (error: unknown) => {
+      await rateLimiter.close();
+      throw error;
+    });
+    return {
+      running,
+      async stop() {
+        // A test may leave connections open: the api stops as in production, and what is left is cut.
+        const stopping = running.stop();
+        running.server.closeAllConnections();
+        await stopping;
+        await rateLimiter.close();
+      },
+    };
+  }
+
   for (let i = 0; i < (options.ingests ?? 1); i++) await startIngest();
   for (let i = 0; i < (options.sweepers ?? 1); i++) await startSweeper();
-  if (options.api ?? true) api = await startApi(config, { bus, store, clock, log: log.child({ component: 'api' }), metrics }, { port: 0, host: '127.0.0.1' });
+  if (options.api ?? true) {
+    const first = await startApiReplica(bus);
+    api = first.running;
+    apis.push({ url: first.running.url, stop: first.stop });
+  }
   const url = api?.url ?? '';
 
   const harness: Harness = {
@@ -168,6 +196,22 @@ export async function startOrchestrator(options: HarnessOptions = {}): Promise<H
     startSweeper,
     async stopSweepers() {
       for (const s of sweepers.splice(0)) await s.stop();
+    },
+    async startApi() {
+      const apiBus = await createRabbitBus({ url: config.rabbitmqUrl, log, name: `test-api-${namespace}`, initialMaxRetries: 3 });
+      const replica = await startApiReplica(apiBus).catch(async (error: unknown) => {
+        await apiBus.close();
+        throw error;
+      });
+      const handle = {
+        url: replica.running.url,
+        async stop() {
+          await replica.stop();
+          await apiBus.close();
+        },
+      };
+      apis.push(handle);
+      return handle;
     },
     async subscribe(keys = [ROUTING.nodeRegistered, ROUTING.nodeOnline, ROUTING.nodeOffline]) {
       const queue = `${namespace}.subscriber.${randomUUID().slice(0, 8)}`;
@@ -200,10 +244,7 @@ export async function startOrchestrator(options: HarnessOptions = {}): Promise<H
       await bus.publish(names.exchanges.agentInbound, key, message, { messageId: id });
     },
     async stop(stopOptions = {}) {
-      // A test may leave connections open: the api stops as in production, and what is left is cut.
-      const stopping = api?.stop();
-      api?.server.closeAllConnections();
-      await stopping;
+      for (const a of apis.splice(0)) await a.stop();
       for (const s of sweepers.splice(0)) await s.stop().catch(() => undefined);
       for (const i of ingests.splice(0)) await i.stop().catch(() => undefined);
       for (const c of collectors.splice(0)) await c.close().catch(() => undefined);

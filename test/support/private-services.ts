@@ -16,6 +16,62 @@ const RABBIT_BIN = '/usr/lib/rabbitmq/bin';
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
+/**
+ * What a test started and must not leave behind when it is interrupted or crashes before its own teardown:
+ * process groups (killed with SIGKILL) and temp dirs (removed), on process exit and on SIGINT/SIGTERM/SIGHUP.
+ * An orderly teardown unregisters what it stopped itself.
+ */
+export const leftBehind = (() => {
+  const groups = new Set<number>();
+  const dirs = new Set<string>();
+  let hooked = false;
+  const cleanUp = () => {
+    for (const pid of groups) {
+      try {
+        process.kill(-pid, 'SIGKILL');
+      } catch {
+        /* already gone */
+      }
+    }
+    groups.clear();
+    for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
+    dirs.clear();
+  };
+  const hook = () => {
+    if (hooked) return;
+    hooked = true;
+    process.once('exit', cleanUp);
+    for (const [signal, code] of [
+      ['SIGINT', 130],
+      ['SIGTERM', 143],
+      ['SIGHUP', 129],
+    ] as const) {
+      process.once(signal, () => {
+        cleanUp();
+        process.exit(code);
+      });
+    }
+  };
+  return {
+    /** A process group (the leader's pid: spawn it with `detached: true`). */
+    group(pid: number | undefined): void {
+      if (pid === undefined) return;
+      hook();
+      groups.add(pid);
+    },
+    groupStopped(pid: number | undefined): void {
+      if (pid !== undefined) groups.delete(pid);
+    },
+    dir(path: string): void {
+      hook();
+      dirs.add(path);
+    },
+    dirRemoved(path: string): void {
+      dirs.delete(path);
+    },
+  };
+})();
+
 /** Resolves once something accepts TCP connections on the port (or rejects after `timeoutMs`). */
 export async function waitForPort(port: number, timeoutMs = 30_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
@@ -136,28 +192,30 @@ export interface PrivateRedis {
   stop(): Promise<void>;
 }
 
-export async function startPrivateRedis(options: { port: number }): Promise<PrivateRedis> {
+/** `replicaOf`: the port of a private Redis on 127.0.0.1 this one replicates. */
+export async function startPrivateRedis(options: { port: number; replicaOf?: number }): Promise<PrivateRedis> {
   const { port } = options;
   if (await portOpen(port)) throw new Error(`port ${port} is already in use`);
   const dir = mkdtempSync(join(tmpdir(), `private-redis-${port}-`));
   const pidfile = join(dir, 'redis.pid');
+  const args = ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--daemonize', 'yes', '--pidfile', pidfile, '--dir', dir];
+  if (options.replicaOf !== undefined) args.push('--replicaof', '127.0.0.1', String(options.replicaOf));
   const start = async () => {
-    await run('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--daemonize', 'yes', '--pidfile', pidfile, '--dir', dir]);
+    await run('redis-server', args);
     await waitForPort(port);
+    // A daemonized redis-server leads a process group of its own: killed if this process ends without stop().
+    leftBehind.group(readPid(pidfile));
   };
   const stop = async () => {
-    let pid: number | undefined;
-    try {
-      pid = Number(readFileSync(pidfile, 'utf8').trim());
-    } catch {
-      return;
-    }
+    const pid = readPid(pidfile);
+    if (pid === undefined) return;
     try {
       process.kill(pid, 'SIGTERM');
     } catch {
       /* already gone */
     }
     await waitForPortClosed(port);
+    leftBehind.groupStopped(pid);
   };
   await start();
   return {
@@ -195,10 +253,12 @@ export async function startPrivateFerret(options: { port: number }): Promise<Pri
   await run('bash', [join(ROOT, 'scripts/ferretdb.sh'), 'build'], { cwd: ROOT, timeout: 300_000 });
   const bin = (await run('bash', [join(ROOT, 'scripts/ferretdb.sh'), 'path'], { cwd: ROOT })).stdout.trim();
   const dir = mkdtempSync(join(tmpdir(), `private-ferret-${port}-`));
+  leftBehind.dir(dir);
   let child: ChildProcess | null = null;
 
   const start = async () => {
-    child = spawn(bin, ['-listen-addr', `127.0.0.1:${port}`, '-state-dir', dir, '-log-level', 'error'], { stdio: 'ignore' });
+    child = spawn(bin, ['-listen-addr', `127.0.0.1:${port}`, '-state-dir', dir, '-log-level', 'error'], { stdio: 'ignore', detached: true });
+    leftBehind.group(child.pid);
     await waitForPort(port);
   };
   const halt = async (signal: NodeJS.Signals) => {
@@ -208,6 +268,7 @@ export async function startPrivateFerret(options: { port: number }): Promise<Pri
     const exited = new Promise<void>((r) => c.once('exit', () => r()));
     c.kill(signal);
     await exited;
+    leftBehind.groupStopped(c.pid);
   };
   await start();
   return {
@@ -219,6 +280,7 @@ export async function startPrivateFerret(options: { port: number }): Promise<Pri
     async close() {
       await halt('SIGKILL');
       rmSync(dir, { recursive: true, force: true });
+      leftBehind.dirRemoved(dir);
     },
   };
 }
@@ -228,5 +290,137 @@ export async function freePort(): Promise<number> {
   for (;;) {
     const port = 21000 + Math.floor(Math.random() * 19000);
     if (!(await portOpen(port)) && !(await portOpen(port + 20000))) return port;
+  }
+}
+
+function readPid(pidfile: string): number | undefined {
+  try {
+    return Number(readFileSync(pidfile, 'utf8').trim()) || undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** One command to a Redis server or Sentinel on 127.0.0.1, on a connection of its own that gives up at once. */
+export async function redisCall(port: number, ...args: string[]): Promise<unknown> {
+  const { Redis } = await import('ioredis');
+  const client = new Redis({ host: '127.0.0.1', port, lazyConnect: true, maxRetriesPerRequest: 0, connectTimeout: 2000, enableOfflineQueue: false, retryStrategy: () => null });
+  client.on('error', () => undefined);
+  try {
+    await client.connect();
+    return await client.call(args[0]!, ...args.slice(1));
+  } finally {
+    client.disconnect();
+  }
+}
+
+export interface PrivateRedisSentinel {
+  /** The primary's name, as the Sentinel monitors it. */
+  masterName: string;
+  /** The two servers: the first starts as the primary, the second as its replica. */
+  servers: [PrivateRedis, PrivateRedis];
+  sentinelPort: number;
+  /** REDIS_URL in the Sentinel form: `redis+sentinel://127.0.0.1:<sentinel port>/<masterName>`. */
+  url: string;
+  /** The port of the server the Sentinel names as the primary now. */
+  primaryPort(): Promise<number>;
+  /** `SENTINEL FAILOVER`: resolves once the Sentinel names the other server and that one accepts writes. */
+  failover(): Promise<void>;
+  /** Stops the Sentinel and both servers and removes their data (also what a failed start left). */
+  stop(): Promise<void>;
+}
+
+/**
+ * A Redis primary, one replica and one Sentinel watching them (quorum 1), each on a port of its own. A test can
+ * connect through `url` and fail the primary over to the replica. `redis-sentinel` (Debian package) when it is
+ * installed, else `redis-server --sentinel`, the same program.
+ */
+export async function startPrivateRedisSentinel(options: { masterName?: string } = {}): Promise<PrivateRedisSentinel> {
+  const masterName = options.masterName ?? 'private-primary';
+  const started: Array<{ stop(): Promise<void> }> = [];
+  try {
+    const primary = await startPrivateRedis({ port: await freePort() });
+    started.push(primary);
+    const replica = await startPrivateRedis({ port: await freePort(), replicaOf: primary.port });
+    started.push(replica);
+    const sentinelPort = await freePort();
+    const dir = mkdtempSync(join(tmpdir(), `private-sentinel-${sentinelPort}-`));
+    const pidfile = join(dir, 'sentinel.pid');
+    const stopSentinel = async () => {
+      const pid = readPid(pidfile);
+      try {
+        if (pid !== undefined) process.kill(pid, 'SIGTERM');
+        await waitForPortClosed(sentinelPort);
+      } catch {
+        /* already gone */
+      }
+      leftBehind.groupStopped(pid);
+      rmSync(dir, { recursive: true, force: true });
+    };
+    started.push({ stop: stopSentinel });
+    // Sentinel rewrites its configuration file as it learns the servers: a file of its own.
+    const conf = join(dir, 'sentinel.conf');
+    writeFileSync(
+      conf,
+      [
+        `port ${sentinelPort}`,
+        'bind 127.0.0.1',
+        'daemonize yes',
+        `pidfile ${pidfile}`,
+        `dir ${dir}`,
+        `sentinel monitor ${masterName} 127.0.0.1 ${primary.port} 1`,
+        `sentinel down-after-milliseconds ${masterName} 1000`,
+        `sentinel failover-timeout ${masterName} 5000`,
+        `sentinel parallel-syncs ${masterName} 1`,
+        '',
+      ].join('\n'),
+    );
+    const sentinelBinary = await run('sh', ['-c', 'command -v redis-sentinel']).then(
+      () => ['redis-sentinel', [conf]] as const,
+      () => ['redis-server', [conf, '--sentinel']] as const,
+    );
+    await run(sentinelBinary[0], [...sentinelBinary[1]]);
+    await waitForPort(sentinelPort);
+    leftBehind.group(readPid(pidfile));
+
+    const primaryPort = async () => Number(((await redisCall(sentinelPort, 'SENTINEL', 'GET-MASTER-ADDR-BY-NAME', masterName)) as [string, string])[1]);
+    /** The Sentinel sees the replica, in sync: only then can it fail over. */
+    const replicaReady = async (port: number) => {
+      const replicas = (await redisCall(sentinelPort, 'SENTINEL', 'REPLICAS', masterName)) as string[][];
+      return replicas.some((fields) => {
+        const get = (key: string) => fields[fields.indexOf(key) + 1];
+        return get('port') === String(port) && get('flags') === 'slave' && get('master-link-status') === 'ok';
+      });
+    };
+    const until = async (what: string, check: () => Promise<boolean>, timeoutMs = 30_000) => {
+      const deadline = Date.now() + timeoutMs;
+      for (;;) {
+        if (await check().catch(() => false)) return;
+        if (Date.now() > deadline) throw new Error(`private Sentinel on ${sentinelPort}: ${what} not within ${timeoutMs} ms`);
+        await sleep(100);
+      }
+    };
+    await until('the replica in sync', () => replicaReady(replica.port));
+    const servers: [PrivateRedis, PrivateRedis] = [primary, replica];
+    return {
+      masterName,
+      servers,
+      sentinelPort,
+      url: `redis+sentinel://127.0.0.1:${sentinelPort}/${masterName}`,
+      primaryPort,
+      async failover() {
+        const from = await primaryPort();
+        const to = servers.find((s) => s.port !== from)!.port;
+        await until('a replica ready to take over', () => replicaReady(to));
+        await redisCall(sentinelPort, 'SENTINEL', 'FAILOVER', masterName);
+        await until('the failover', async () => (await primaryPort()) === to && /role:master/.test(String(await redisCall(to, 'INFO', 'replication'))));
+      },
+      async stop() {
+        for (const s of started.splice(0).reverse()) await s.stop().catch(() => undefined);
+      },
+    };
+  } catch (error) {
+    for (const s of started.reverse()) await s.stop().catch(() => undefined);
+    throw error;
   }
 }

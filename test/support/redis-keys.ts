@@ -1,8 +1,8 @@
-import { Redis } from 'ioredis';
+import { createRedisClient } from '../../shared/redis.js';
 
-/** Deletes every key under `prefix:` (a test's or benchmark's own BullMQ prefix). Best effort. */
+/** Deletes every key under `prefix:` (a test's or benchmark's own BullMQ prefix), at any REDIS_URL form. Best effort. */
 export async function deleteRedisKeys(url: string, prefix: string): Promise<void> {
-  const redis = new Redis(url, { maxRetriesPerRequest: 1, lazyConnect: true });
+  const redis = createRedisClient(url, { maxRetriesPerRequest: 1, lazyConnect: true });
   try {
     await redis.connect();
     let cursor = '0';

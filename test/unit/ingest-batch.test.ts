@@ -1,14 +1,14 @@
 import { randomUUID } from 'node:crypto';
 import { expect } from 'chai';
 import sinon from 'sinon';
-import type { Bus, Delivery } from '../../shared/bus/bus.js';
+import { QueueMismatchError, type Bus, type Delivery } from '../../shared/bus/bus.js';
 import { createMemoryBus } from '../../shared/bus/memory-bus.js';
 import { loadOrchestratorConfig } from '../../shared/config.js';
 import { createMemoryLogger } from '../../shared/logger.js';
 import { createMetrics, type Metrics } from '../../shared/metrics.js';
 import { createMemoryNodeStore } from '../../shared/store/memory-node-store.js';
 import { StoreUnavailableError, type NodeStore } from '../../shared/store/node-store.js';
-import { brokerNames, HEADERS, ROUTING } from '../../shared/topology.js';
+import { brokerNames, HEADERS, INGEST_DELIVERY_LIMIT, ROUTING, topology } from '../../shared/topology.js';
 import { createIngest, type Ingest } from '../../services/ingest/ingest.js';
 
 const T0 = Date.UTC(2026, 0, 1, 12, 0, 0);
@@ -56,13 +56,17 @@ function settlementCountingBus(bus: Bus) {
   return { bus: counting, settled };
 }
 
-/** A store that refuses every call with StoreUnavailableError while `down` is set, like MongoDB during a restart; it notes the ids read. */
+/**
+ * A store that refuses every call with StoreUnavailableError while `down` is set, like MongoDB during a restart,
+ * and fails with `broken` (an unexpected error, a bug) while that is set; it notes the ids read.
+ */
 function switchableStore(store: NodeStore) {
-  const state = { down: false, reads: [] as string[][] };
+  const state = { down: false, broken: null as Error | null, reads: [] as string[][] };
   const guard =
     <A extends unknown[], R>(fn: (...args: A) => Promise<R>) =>
     async (...args: A): Promise<R> => {
       if (state.down) throw new StoreUnavailableError('store unavailable (test)');
+      if (state.broken) throw state.broken;
       return fn(...args);
     };
   const wrapped: NodeStore = {
@@ -89,8 +93,9 @@ describe('ingest batches', () => {
   let metrics: Metrics;
   let ingest: Ingest;
   let settled: { acked: number; requeued: number };
-  let storeState: { down: boolean; reads: string[][] };
+  let storeState: { down: boolean; broken: Error | null; reads: string[][] };
   let deadLetters: Delivery[];
+  let log: ReturnType<typeof createMemoryLogger>;
 
   beforeEach(async () => {
     // setImmediate stays real: the memory bus delivers with it.
@@ -102,7 +107,8 @@ describe('ingest batches', () => {
     settled = counting.settled;
     const switchable = switchableStore(memoryStore);
     storeState = switchable.state;
-    ingest = createIngest({ bus: counting.bus, store: switchable.store, log: createMemoryLogger('warn'), clock: { now: () => Date.now() }, metrics, config });
+    log = createMemoryLogger('warn');
+    ingest = createIngest({ bus: counting.bus, store: switchable.store, log, clock: { now: () => Date.now() }, metrics, config });
     await ingest.start();
     deadLetters = [];
     await bus.consume(
@@ -117,6 +123,7 @@ describe('ingest batches', () => {
 
   afterEach(async () => {
     storeState.down = false;
+    storeState.broken = null;
     const stopped = ingest.stop();
     await fake.tickAsync(10_000);
     await stopped;
@@ -365,5 +372,79 @@ describe('ingest batches', () => {
       expect((await memoryStore.get('node-2'))!.status).to.equal('ONLINE');
       expect((await memoryStore.get('node-1'))!.stats!.cpuUsage).to.equal(50);
     });
+  });
+
+  describe('a batch that keeps failing', () => {
+    const deadLetteredFor = async (reason: string) => (await metrics.deadLettered.get()).values.find((v) => v.labels.reason === reason)?.value ?? 0;
+
+    it(`gives it back after a back-off, logs the error once, and the queue dead-letters it once given back ${INGEST_DELIVERY_LIMIT} times, reason delivery_limit`, async () => {
+      await publish('agent.register', 'node-1', registration('node-1'));
+      await settle();
+      const ackedBefore = settled.acked;
+
+      storeState.broken = new Error('a bug in the write');
+      await publish('agent.heartbeat', 'node-1', stats(10, T0 + 1));
+      // Back-offs 100 ms doubling: 6.3 s for the first delivery and the five redeliveries.
+      await settle(40, 250);
+
+      expect(settled.requeued, 'given back once per delivery').to.equal(INGEST_DELIVERY_LIMIT + 1);
+      expect(settled.acked - ackedBefore).to.equal(0);
+      expect(deadLetters).to.have.length(1);
+      const [letter] = deadLetters;
+      expect(letter!.routingKey).to.equal(ROUTING.heartbeat('node-1'));
+      expect(letter!.headers).to.include({ 'x-first-death-reason': 'delivery_limit', 'x-first-death-queue': names.ingestQueue });
+      expect(await bus.queueDepth(names.ingestQueue)).to.equal(0);
+      expect(log.lines.filter((l) => l.includes('Ingest batch failed unexpectedly, retrying with back-off: a bug in the write'))).to.have.length(1);
+      expect(log.lines.filter((l) => l.includes('1 agent message(s) failed on their last delivery (given back 5 times before)'))).to.have.length(1);
+      expect(await deadLetteredFor('delivery limit')).to.equal(1);
+
+      // It no longer blocks anything: once the fault is gone the next heartbeat is stored.
+      storeState.broken = null;
+      await publish('agent.heartbeat', 'node-1', stats(20, T0 + 2));
+      await settle();
+      expect((await memoryStore.get('node-1'))!.stats!.cpuUsage).to.equal(20);
+    });
+
+    it('stores a batch that failed once when it is delivered again, and dead-letters nothing', async () => {
+      await publish('agent.register', 'node-1', registration('node-1'));
+      await settle();
+      storeState.broken = new Error('once');
+
+      await publish('agent.heartbeat', 'node-1', stats(30, T0 + 1));
+      await settle(1, 50);
+      expect(log.lines.filter((l) => l.includes('Ingest batch failed unexpectedly, retrying with back-off: once'))).to.have.length(1);
+      storeState.broken = null;
+      await settle(10, 100);
+
+      expect(settled.requeued).to.equal(1);
+      expect(deadLetters).to.deep.equal([]);
+      expect(await deadLetteredFor('delivery limit')).to.equal(0);
+      expect((await memoryStore.get('node-1'))!.stats!.cpuUsage).to.equal(30);
+    });
+  });
+});
+
+describe('ingest start', () => {
+  it('fails, saying how to migrate it once, when the broker holds the ingest queue with other arguments (the classic queue of earlier versions)', async () => {
+    const bus = createMemoryBus();
+    const classic = topology(broker);
+    classic.queues = classic.queues.map((q) => (q.name === broker.queues.ingest ? { ...q, arguments: { 'x-dead-letter-exchange': broker.exchanges.deadLetter } } : q));
+    await bus.declareTopology(classic);
+    const ingest = createIngest({
+      bus,
+      store: createMemoryNodeStore({ historyPoints: 0 }),
+      log: createMemoryLogger('warn'),
+      clock: { now: () => Date.now() },
+      metrics: createMetrics(),
+      config,
+    });
+
+    const refused = await ingest.start().catch((e: unknown) => e);
+
+    expect(refused).to.be.instanceOf(QueueMismatchError);
+    expect(refused).to.include({ queue: broker.queues.ingest });
+    expect((refused as Error).message).to.include(`The broker holds the queue ${broker.queues.ingest} with another type or other arguments than this version declares`);
+    expect((refused as Error).message).to.include('`npm run ingest -- --migrate-queue`');
+    await bus.close();
   });
 });

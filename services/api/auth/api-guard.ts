@@ -5,15 +5,17 @@ import type { Clock } from '../../../shared/clock.js';
 import type { OrchestratorConfig } from '../../../shared/config.js';
 import { createLogThrottle } from '../../../shared/log-throttle.js';
 import type { Logger } from '../../../shared/logger.js';
+import type { RateLimiter } from '../../../shared/rate-limit/rate-limiter.js';
 import type { NodeStore } from '../../../shared/store/node-store.js';
 import type { ApiGuard } from '../app.js';
 import { HttpError } from '../http-error.js';
 import { createCredentialLookup } from './credential-lookup.js';
-import { createRateLimiter } from './rate-limiter.js';
 
 export interface ApiGuardOptions {
   config: Pick<OrchestratorConfig, 'auth' | 'rateLimit'>;
   store: NodeStore;
+  /** The per-node budget, `config.rateLimit.perNodePerMinute` a minute: Redis (shared by the replicas) or in-memory. */
+  rateLimiter: RateLimiter;
   clock: Clock;
   log: Logger;
   /** How long a node's credential hash is cached (default 2000 ms). */
@@ -35,10 +37,9 @@ function bearer(req: Request): string | undefined {
  * per-node rate limit (always), and the operator token on reads, the dashboard stream and resets (when set).
  */
 export function createApiGuard(options: ApiGuardOptions): ApiGuard & { forget(nodeId: string): void } {
-  const { config, store, clock, log } = options;
+  const { config, store, clock, log, rateLimiter } = options;
   const now = () => clock.now();
   const lookup = createCredentialLookup({ store, ttlMs: options.credentialTtlMs ?? 2000, now });
-  const limiter = createRateLimiter({ perMinute: config.rateLimit.perNodePerMinute, now });
   // Refusals are attacker-driven: one warning per period and a count of the rest, never the presented secret.
   const refusalLog = createLogThrottle({
     log,
@@ -49,8 +50,8 @@ export function createApiGuard(options: ApiGuardOptions): ApiGuard & { forget(no
     summary: (n, windowMs) => `... and ${n} more requests refused in the last ${windowMs / 1000} s`,
   });
 
-  function rateLimit(nodeId: string): void {
-    const taken = limiter.take(nodeId);
+  async function rateLimit(nodeId: string): Promise<void> {
+    const taken = await rateLimiter.take(nodeId);
     if (taken.ok) return;
     const seconds = Math.max(1, Math.ceil(taken.retryAfterMs / 1000));
     refusalLog.log(`Rate limit: node ${nodeId} exceeds ${config.rateLimit.perNodePerMinute} requests per minute`);
@@ -66,7 +67,7 @@ export function createApiGuard(options: ApiGuardOptions): ApiGuard & { forget(no
   return {
     async agent(req: Request, nodeId: string, action: AgentAction): Promise<string | undefined> {
       if (config.auth.mode === 'off') {
-        rateLimit(nodeId);
+        await rateLimit(nodeId);
         return undefined;
       }
       const token = bearer(req);
@@ -82,8 +83,8 @@ export function createApiGuard(options: ApiGuardOptions): ApiGuard & { forget(no
         const headers: Record<string, string> = decision.status === 401 ? { 'WWW-Authenticate': 'Bearer realm="agents", error="invalid_token"' } : {};
         throw new HttpError(decision.status, decision.code, decision.reason, {}, headers);
       }
-      // Only authenticated requests spend a node's tokens, so nobody can starve another node's budget.
-      rateLimit(nodeId);
+      // Only authenticated requests spend a node's budget, so nobody can starve another node's budget.
+      await rateLimit(nodeId);
       if (action === 'register') lookup.forget(nodeId);
       return token;
     },

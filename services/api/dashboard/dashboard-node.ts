@@ -16,13 +16,24 @@ export interface HistoryPointView {
  * A node as the dashboard receives it: the GET /api/nodes view plus its recent stats history. An update
  * leaves `history` out when the page already has the node's current one.
  */
-export type DashboardNode = NodeView & { history?: HistoryPointView[] };
+export type DashboardNode = NodeView & { history?: HistoryPointView[]; deadline?: string | null };
 
-export function toDashboardNode(node: ShownNode, now: number, withHistory = true): DashboardNode {
-  if (!withHistory) return toNodeView(node);
+/**
+ * A node's deadline: when it goes OFFLINE without another heartbeat, by its own timeout or the default one
+ * (`defaultTimeoutMs`, TIMEOUT_MINUTES); absent when the default is not given.
+ */
+function deadline(node: NodeRecord, defaultTimeoutMs: number | undefined): { deadline?: string | null } {
+  if (defaultTimeoutMs === undefined) return {};
+  if (!node.lastHeartbeat) return { deadline: null };
+  const at = node.expiresAt ?? new Date(new Date(node.lastHeartbeat).getTime() + (node.timeoutMs ?? defaultTimeoutMs));
+  return { deadline: new Date(at).toISOString() };
+}
+
+export function toDashboardNode(node: ShownNode, now: number, withHistory = true, defaultTimeoutMs?: number): DashboardNode {
+  if (!withHistory) return { ...toNodeView(node), ...deadline(node, defaultTimeoutMs) };
   const since = now - HISTORY_WINDOW_MS;
   const history = (node.history ?? []).filter((p) => new Date(p.t).getTime() >= since).map((p) => ({ t: new Date(p.t).toISOString(), cpu: p.cpu, mem: p.mem }));
-  return { ...toNodeView(node), history };
+  return { ...toNodeView(node), ...deadline(node, defaultTimeoutMs), history };
 }
 
 const time = (d: Date | null | undefined) => (d ? new Date(d).getTime() : '');
@@ -37,6 +48,7 @@ export function changeKey(node: NodeRecord): string {
     node.hostname,
     node.ipAddress,
     node.maxServers,
+    node.timeoutMs ?? '',
     s ? [time(s.reportedAt), ...STATS_FIELDS.map((field) => s[field])].join('/') : '',
   ].join('|');
 }

@@ -2,6 +2,8 @@ import { fileURLToPath } from 'node:url';
 import type { Express, NextFunction, Request, Response } from 'express';
 import type { Bus } from '../../../shared/bus/bus.js';
 import type { Clock } from '../../../shared/clock.js';
+import { expectedRate } from '../../../shared/domain/heartbeat-pace.js';
+import type { FleetPaceReader } from '../../../shared/fleet-pace-reader.js';
 import type { Logger } from '../../../shared/logger.js';
 import { createOutageLog } from '../../../shared/outage-log.js';
 import type { NodeStore } from '../../../shared/store/node-store.js';
@@ -38,6 +40,10 @@ export interface DashboardOptions {
   keepAliveMs?: number;
   /** Operator check for the stream (ApiGuard.operator plugs in here); the page passes ?token= on. */
   authorize?: (req: Request) => Promise<void>;
+  /** The fleet's heartbeat pace, shown above the table (absent: not shown). */
+  fleetPace?: FleetPaceReader;
+  /** TIMEOUT_MINUTES in ms: each row shows its node's deadline, by its own timeout or this one. */
+  timeoutMs?: number;
 }
 
 export interface Dashboard {
@@ -142,11 +148,11 @@ interface Client {
  * no build step) and GET /api/stream, server-sent events for one page of the fleet. The query string says
  * which page: `q` (search in node id, host name and IP address), `status` (ALL, ONLINE, OFFLINE), `offset`,
  * `limit` (1-100, default 50); the page opens a new stream when its query changes.
- * - `snapshot` on every (re)connect: `{serverTime, query, total, matched, fleet, ids, nodes, events}`: the page's
+ * - `snapshot` on every (re)connect: `{serverTime, query, total, matched, fleet, pace, ids, nodes, events}`: the page's
  *   nodes as GET /api/nodes shows them plus `history` `[{t, cpu, mem}]` of the last hour; `total` the nodes
  *   matching the query, `matched` those matching the search by status, `fleet` `{total, online, offline,
  *   containers}`; `events` the last node.events messages this process saw, oldest first
- * - `page` `{query, total, matched, fleet, ids, nodes}` when the page's rows or counts changed (at most once a
+ * - `page` `{query, total, matched, fleet, pace, ids, nodes}` when the page's rows or counts changed (at most once a
  *   second): `ids` the rows now, `nodes` only those the page was not sent yet
  * - `node` a node of the page whose heartbeat, stats or status the store shows changed (re-read every 5 s);
  *   `history` only when it grew
@@ -239,8 +245,8 @@ export function mountDashboard(app: Express, options: DashboardOptions): Dashboa
     return (record: ShownNode, withHistory: boolean): string => {
       let entry = cache.get(record.nodeId);
       if (!entry) cache.set(record.nodeId, (entry = {}));
-      if (withHistory) return (entry.full ??= frame('node', toDashboardNode(record, now)));
-      return (entry.lite ??= frame('node', toDashboardNode(record, now, false)));
+      if (withHistory) return (entry.full ??= frame('node', toDashboardNode(record, now, true, options.timeoutMs)));
+      return (entry.lite ??= frame('node', toDashboardNode(record, now, false, options.timeoutMs)));
     };
   }
 
@@ -297,18 +303,26 @@ export function mountDashboard(app: Express, options: DashboardOptions): Dashboa
     for (const id of ids) {
       const record = records.get(id);
       if (!record) continue;
-      nodes.push(toDashboardNode(record, now));
+      nodes.push(toDashboardNode(record, now, true, options.timeoutMs));
       client.sent.set(id, { key: changeKey(record), history: historyKey(record) });
     }
     const shown = new Set(ids);
     for (const id of client.sent.keys()) if (!shown.has(id)) client.sent.delete(id);
     client.page = { ...page, ids };
     const { q, status, limit } = client.view;
-    return { query: { q, status, offset: page.offset, limit }, total: page.total, matched: page.matched, fleet: watch.index.counts(), ids, nodes };
+    return { query: { q, status, offset: page.offset, limit }, total: page.total, matched: page.matched, fleet: watch.index.counts(), pace, ids, nodes };
+  }
+
+  /** The pace line's figures: the advertised interval, the ONLINE fleet it was counted from, the expected beats/s. */
+  let pace: { intervalSeconds: number; onlineNodes: number; rate: number } | null = null;
+  async function readPace(): Promise<void> {
+    const current = await options.fleetPace?.current();
+    pace = current ? { intervalSeconds: current.intervalSeconds, onlineNodes: current.onlineNodes, rate: expectedRate(current) } : null;
   }
 
   /** Sends every page whose rows or counts changed since it was last sent its new rows and counts (one store read for all). */
   async function updatePages(): Promise<void> {
+    await readPace();
     const fleet = watch.index.counts();
     const changed: Array<{ client: Client; page: FleetPage; key: string }> = [];
     const missing = new Set<string>();
@@ -409,6 +423,7 @@ export function mountDashboard(app: Express, options: DashboardOptions): Dashboa
       const page = watch.index.query(view);
       // Rows another page showed within the last refresh interval are not read again.
       const records = await watch.read(page.ids, false);
+      await readPace();
       if (!clients.has(res) || closed) return;
       const data = pageData(client, page, records);
       client.pageKey = pageKey(page, data.fleet);

@@ -3,8 +3,8 @@
  *
  * The page shows one page of the fleet (a search, a status filter, a page of at most 100 rows) and streams
  * just that: GET /api/stream?q=&status=&offset=&limit= (server-sent events). A new query opens a new stream.
- *   snapshot  {serverTime, query, total, matched, fleet, ids, nodes, events}   on every (re)connect
- *   page      {query, total, matched, fleet, ids, nodes}   the page's rows or counts changed; nodes: rows not sent before
+ *   snapshot  {serverTime, query, total, matched, fleet, pace, ids, nodes, events}   on every (re)connect
+ *   page      {query, total, matched, fleet, pace, ids, nodes}   the page's rows or counts changed; nodes: rows not sent before
  *   node      nodeView (+ history when it grew)           a row's heartbeat, stats or status changed
  *   remove    {nodeId}                                     a row's node was deleted
  *   event     node.events message (node.registered/online/offline, cluster.degraded)
@@ -224,6 +224,9 @@
     since.dataset.since = node.lastHeartbeat || '';
     since.textContent = formatAgo(node.lastHeartbeat);
     if (node.lastHeartbeat) since.title = formatDateTime(node.lastHeartbeat);
+    var deadline = tr.querySelector('.deadline');
+    deadline.dataset.testid = 'node-deadline-' + id;
+    deadline.textContent = node.deadline && node.status === 'ONLINE' ? 'deadline ' + formatDateTime(node.deadline) : '';
 
     var s = node.stats;
     var reported = s ? 'reported ' + formatDateTime(s.reportedAt) : '';
@@ -330,6 +333,14 @@
       setText('[data-testid="count-offline"]', formatCount(fleet.offline));
       setText('[data-testid="count-containers"]', formatCount(fleet.containers));
     }
+    if (data.pace !== undefined) setText('[data-testid="heartbeat-pace"]', formatPace(data.pace));
+  }
+
+  /** "every 120 s, fleet of 12,000, 98 beats/s" (beats/s expected: the fleet divided by the interval). */
+  function formatPace(pace) {
+    if (!pace) return 'agents\u2019 own';
+    if (!pace.intervalSeconds) return 'agents\u2019 own, fleet of ' + formatCount(pace.onlineNodes);
+    return 'every ' + pace.intervalSeconds + ' s, fleet of ' + formatCount(pace.onlineNodes) + ', ' + formatCount(Math.round(pace.rate)) + ' beats/s';
   }
 
   /** Filter buttons, search box, pager and the empty-table message, from the view and the last counts. */
