@@ -54,7 +54,7 @@ export interface SimOptions {
   seed: number;
   /** Virtual agents that declare no interval (the original agent): they keep --interval and --timeout. */
   legacy: boolean;
-  /** HEARTBEAT_MAX_RATE of the services (--env, else the environment, else the orchestrator's default). */
+  /** HEARTBEAT_MAX_RATE of the services (--env, else the environment, else 0: the fleet beats every --interval). */
   maxRate: number;
   /**
    * The pace the orchestrator should set once the whole fleet is ONLINE: interval max(--interval, ceil(nodes /
@@ -67,6 +67,12 @@ export interface SimOptions {
 /** The orchestrator's default HEARTBEAT_MAX_RATE, and the ratio of timeout to interval it keeps (docs/reference.md). */
 export const DEFAULT_MAX_RATE = 100;
 const TIMEOUT_INTERVALS = 3;
+/**
+ * The simulator's own default HEARTBEAT_MAX_RATE: 0, no pace, so that `--nodes N --interval S` costs what N agents
+ * beating every S seconds cost (what sizing a deployment asks). The orchestrator's pace is measured by asking for
+ * it (`HEARTBEAT_MAX_RATE=100 npm run simulate -- …`).
+ */
+const SIMULATOR_MAX_RATE = 0;
 
 export const USAGE = `usage: npm run simulate -- --nodes N --interval S [options]
 
@@ -84,7 +90,8 @@ export const USAGE = `usage: npm run simulate -- --nodes N --interval S [options
   --timeout S           orchestrator timeout (TIMEOUT_MINUTES; default 3 × interval)
   --legacy              the virtual agents declare no interval (the original agent): nothing sets their pace.
                         Without it they declare --interval and follow the pace the orchestrator sets
-                        (HEARTBEAT_MAX_RATE, from the environment or --env; default 100) with a ±10 % stagger
+                        (HEARTBEAT_MAX_RATE, from the environment or --env; default 0 here: no pace, every
+                        agent beats every --interval) with a ±10 % stagger
   --sweep S             sweep interval (HEALTH_CHECK_INTERVAL; default = interval)
   --target T            separate (ingest + sweeper + api processes, default) or all-in-one
   --ingests K           ingest replicas (separate target, default 1)
@@ -203,7 +210,7 @@ export function parseOptions(argv: string[], environment: Record<string, string 
   const sweepS = num('sweep', intervalS, { above: 0 });
   const legacy = raw.get('legacy') === 'true';
   const maxRateText = env.HEARTBEAT_MAX_RATE ?? environment.HEARTBEAT_MAX_RATE;
-  const maxRate = maxRateText === undefined ? DEFAULT_MAX_RATE : Number(maxRateText);
+  const maxRate = maxRateText === undefined ? SIMULATOR_MAX_RATE : Number(maxRateText);
   if (maxRateText !== undefined && !(Number.isFinite(maxRate) && maxRate >= 0)) problems.push(`HEARTBEAT_MAX_RATE must be a number >= 0 (got "${maxRateText}")`);
   const expected = expectedPace({ nodes, intervalS, timeoutS, legacy, maxRate: Number.isFinite(maxRate) ? maxRate : DEFAULT_MAX_RATE });
   // The timeline waits for what the orchestrator is expected to set: a silenced node is detected a timeout after its last beat.

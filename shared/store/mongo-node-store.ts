@@ -427,9 +427,15 @@ export async function createMongoNodeStore(options: MongoNodeStoreOptions): Prom
       return doc ? record(doc as unknown as NodeDocument) : null;
     },
     async getMany(nodeIds: string[]) {
-      if (!nodeIds.length) return new Map<string, NodeRecord>();
-      const docs = await guarded('getMany', () => Nodes.collection.find({ _id: { $in: nodeIds } } as never, { projection: NODE_PROJECTION }).toArray());
-      return new Map((docs as unknown as NodeDocument[]).map((d) => [d._id, record(d)]));
+      const found = new Map<string, NodeRecord>();
+      // In reads of a command's size, each with a deadline that grows with it: one read of a whole batch's nodes
+      // on a slow store would miss a fixed deadline again at every retry.
+      for (let i = 0; i < nodeIds.length; i += MAX_STATEMENTS_PER_COMMAND) {
+        const ids = nodeIds.slice(i, i + MAX_STATEMENTS_PER_COMMAND);
+        const docs = await guarded('getMany', () => Nodes.collection.find({ _id: { $in: ids } } as never, { projection: NODE_PROJECTION }).toArray(), deadlineFor(ids.length));
+        for (const d of docs as unknown as NodeDocument[]) found.set(d._id, record(d));
+      }
+      return found;
     },
     async list(filter: { status?: NodeStatus } = {}) {
       const query = filter.status ? { status: filter.status } : {};

@@ -9,9 +9,9 @@ describe('simulate options: the heartbeat pace', () => {
     expect(expectedPace({ nodes: 20_000, intervalS: 60, timeoutS: 180, legacy: false, maxRate: 0 })).to.deep.equal({ intervalS: 60, timeoutS: 180 });
   });
 
-  it('takes HEARTBEAT_MAX_RATE from --env, else from the environment, else the default 100', () => {
+  it('takes HEARTBEAT_MAX_RATE from --env, else from the environment, else 0 (no pace: every agent beats every --interval)', () => {
     const argv = ['--nodes', '20000', '--interval', '60'];
-    expect(parseOptions(argv, {}).maxRate).to.equal(100);
+    expect(parseOptions(argv, {}).maxRate).to.equal(0);
     expect(parseOptions(argv, { HEARTBEAT_MAX_RATE: '50' }).maxRate).to.equal(50);
     expect(parseOptions([...argv, '--env', 'HEARTBEAT_MAX_RATE=25'], { HEARTBEAT_MAX_RATE: '50' }).maxRate).to.equal(25);
     expect(() => parseOptions(argv, { HEARTBEAT_MAX_RATE: 'fast' })).to.throw(OptionsError, 'HEARTBEAT_MAX_RATE must be a number >= 0 (got "fast")');
@@ -26,7 +26,7 @@ describe('simulate options: the heartbeat pace', () => {
   });
 
   it('refuses a duration too short for the expected timeout, naming it', () => {
-    expect(() => parseOptions(['--nodes', '20000', '--interval', '60', '--duration', '900'], {})).to.throw(OptionsError, /timeout the orchestrator is expected to set .* 600 s/);
+    expect(() => parseOptions(['--nodes', '20000', '--interval', '60', '--duration', '900'], { HEARTBEAT_MAX_RATE: '100' })).to.throw(OptionsError, /timeout the orchestrator is expected to set .* 600 s/);
   });
 
   it('runs legacy agents with --legacy: their own interval and timeout', () => {
