@@ -26,7 +26,10 @@ describe('simulate options: the heartbeat pace', () => {
   });
 
   it('refuses a duration too short for the expected timeout, naming it', () => {
-    expect(() => parseOptions(['--nodes', '20000', '--interval', '60', '--duration', '900'], { HEARTBEAT_MAX_RATE: '100' })).to.throw(OptionsError, /timeout the orchestrator is expected to set .* 600 s/);
+    expect(() => parseOptions(['--nodes', '20000', '--interval', '60', '--duration', '900'], { HEARTBEAT_MAX_RATE: '100' })).to.throw(
+      OptionsError,
+      /timeout the orchestrator is expected to set .* 600 s/,
+    );
   });
 
   it('runs legacy agents with --legacy: their own interval and timeout', () => {
