@@ -212,10 +212,10 @@ export class SimFleet {
         body: JSON.stringify(payload),
         signal: AbortSignal.timeout(2000),
       });
-      await res.arrayBuffer();
+      const text = await res.text();
       record.status = res.status;
       if (res.ok) return 'ok';
-      this.countFailure(`HTTP ${res.status}`);
+      this.countFailure(`HTTP ${res.status} ${text.slice(0, 100)}`);
       return res.status === 404 ? 'unknown' : 'failed';
     } catch (error) {
       // The agent's own timeout is a failure like a refusal; no answer at all may be retried elsewhere.
@@ -228,8 +228,8 @@ export class SimFleet {
   }
 
   private countFailure(reason: string): void {
-    // Numbers in messages (counts, ports) would make every message its own reason.
-    const key = reason.replace(/\d+/g, 'N').slice(0, 120);
+    // Counts, ports and durations in messages would make every message its own reason (HTTP statuses stay).
+    const key = reason.replace(/\d{4,}|\d+(?:\.\d+)? ?(?:ms|s)\b/g, 'N').slice(0, 140);
     this.failures.set(key, (this.failures.get(key) ?? 0) + 1);
   }
 
