@@ -249,6 +249,9 @@ const OPERATION_DEADLINE_MS = 8_000;
  */
 const DEADLINE_PER_STATEMENT_MS = 30;
 
+/** Commands of one write (or one read of many ids) sent at once. */
+const COMMANDS_IN_FLIGHT = 4;
+
 function deadlineFor(statements: number): number {
   return OPERATION_DEADLINE_MS + statements * DEADLINE_PER_STATEMENT_MS;
 }
@@ -430,11 +433,13 @@ export async function createMongoNodeStore(options: MongoNodeStoreOptions): Prom
       const found = new Map<string, NodeRecord>();
       // In reads of a command's size, each with a deadline that grows with it: one read of a whole batch's nodes
       // on a slow store would miss a fixed deadline again at every retry.
-      for (let i = 0; i < nodeIds.length; i += MAX_STATEMENTS_PER_COMMAND) {
-        const ids = nodeIds.slice(i, i + MAX_STATEMENTS_PER_COMMAND);
+      const pieces: string[][] = [];
+      for (let i = 0; i < nodeIds.length; i += MAX_STATEMENTS_PER_COMMAND) pieces.push(nodeIds.slice(i, i + MAX_STATEMENTS_PER_COMMAND));
+      const readPiece = async (ids: string[]) => {
         const docs = await guarded('getMany', () => Nodes.collection.find({ _id: { $in: ids } } as never, { projection: NODE_PROJECTION }).toArray(), deadlineFor(ids.length));
         for (const d of docs as unknown as NodeDocument[]) found.set(d._id, record(d));
-      }
+      };
+      for (let g = 0; g < pieces.length; g += COMMANDS_IN_FLIGHT) await Promise.all(pieces.slice(g, g + COMMANDS_IN_FLIGHT).map(readPiece));
       return found;
     },
     async list(filter: { status?: NodeStatus } = {}) {
@@ -473,23 +478,26 @@ export async function createMongoNodeStore(options: MongoNodeStoreOptions): Prom
       let commands = 0;
       // The writes of the commands that did not apply all their statements: only those can hold conflicts.
       const shortfall: NodeWrite[] = [];
-      // One command per batch (up to MAX_STATEMENTS_PER_COMMAND, so that no command outlasts the operation
-      // deadline), through the driver without mongoose casting: field order as built here.
-      for (let i = 0; i < ops.length; i += MAX_STATEMENTS_PER_COMMAND) {
-        const chunk = ops.slice(i, i + MAX_STATEMENTS_PER_COMMAND);
-        const chunkWrites = writes.slice(i, i + MAX_STATEMENTS_PER_COMMAND);
-        const deadlineMs = deadlineFor(chunk.length);
+      // Commands of up to MAX_STATEMENTS_PER_COMMAND statements (so that no command outlasts its deadline), up to
+      // COMMANDS_IN_FLIGHT of them at once (unordered: the server works on one while it reads the next), through
+      // the driver without mongoose casting: field order as built here.
+      const chunks: Array<{ ops: unknown[]; writes: NodeWrite[] }> = [];
+      for (let i = 0; i < ops.length; i += MAX_STATEMENTS_PER_COMMAND)
+        chunks.push({ ops: ops.slice(i, i + MAX_STATEMENTS_PER_COMMAND), writes: writes.slice(i, i + MAX_STATEMENTS_PER_COMMAND) });
+      const runChunk = async (chunk: { ops: unknown[]; writes: NodeWrite[] }): Promise<void> => {
+        const deadlineMs = deadlineFor(chunk.ops.length);
         commands++;
         try {
-          const result = await guarded('write', () => Nodes.collection.bulkWrite(chunk as never, { ordered: false, ...writeConcernFor(chunkWrites, deadlineMs) }), deadlineMs);
-          if ((result.insertedCount ?? 0) + (result.matchedCount ?? 0) < chunk.length) shortfall.push(...chunkWrites);
+          const result = await guarded('write', () => Nodes.collection.bulkWrite(chunk.ops as never, { ordered: false, ...writeConcernFor(chunk.writes, deadlineMs) }), deadlineMs);
+          if ((result.insertedCount ?? 0) + (result.matchedCount ?? 0) < chunk.ops.length) shortfall.push(...chunk.writes);
         } catch (error) {
           const writeErrors = (error as { writeErrors?: Array<{ code?: number; err?: { code?: number } }> }).writeErrors;
           const codes = Array.isArray(writeErrors) ? writeErrors.map((e) => e.code ?? e.err?.code) : [(error as { code?: number }).code];
           if (!codes.length || codes.some((code) => code !== 11000)) throw error;
-          shortfall.push(...chunkWrites); // an insert raced another writer's insert: resolved below like any conflict
+          shortfall.push(...chunk.writes); // an insert raced another writer's insert: resolved below like any conflict
         }
-      }
+      };
+      for (let g = 0; g < chunks.length; g += COMMANDS_IN_FLIGHT) await Promise.all(chunks.slice(g, g + COMMANDS_IN_FLIGHT).map(runChunk));
       const id = (w: NodeWrite) => (w.kind === 'insert' ? w.record.nodeId : w.nodeId);
       const pointsOf = (applies: (w: NodeWrite) => boolean) =>
         writes.flatMap((w) => (w.kind !== 'insert' && w.historyPoint && applies(w) ? [{ nodeId: w.nodeId, point: w.historyPoint }] : []));
