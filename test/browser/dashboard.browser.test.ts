@@ -6,6 +6,7 @@ import type { Context } from 'mocha';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { createMemoryLogger } from '../../shared/logger.js';
 import type { NodeEvent } from '../../shared/messages/index.js';
+import { expectedRate, fleetInterval } from '../../shared/domain/heartbeat-pace.js';
 import { ROUTING } from '../../shared/topology.js';
 import { startAllInOne, type AllInOne } from '../../services/all-in-one/all-in-one.js';
 import { startOrchestrator, type Harness } from '../support/orchestrator.js';
@@ -168,6 +169,8 @@ const OFFLINE = Array.from({ length: FLEET }, (_, i) => i).filter(fleetOffline).
 const range = (from: number, to: number) => Array.from({ length: to - from }, (_, i) => from + i);
 const ids = (indexes: number[]) => indexes.map(fleetNodeId);
 const format = (n: number) => n.toLocaleString('en-US');
+const ONLINE = FLEET - OFFLINE;
+const PACE = { intervalSeconds: fleetInterval(ONLINE, 100), fleetSize: ONLINE, onlineNodes: ONLINE };
 
 /**
  * The dashboard at fleet size, on the real broker and store: 20,000 node documents inserted straight into
@@ -191,6 +194,9 @@ describe('dashboard in headless Chromium with a 20,000-node fleet @int', functio
     let t0 = performance.now();
     await seedFleet(seeded.store, FLEET);
     timings.push(`seeded ${format(FLEET)} nodes in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+    // The pace the sweeper would have stored for this fleet at the default HEARTBEAT_MAX_RATE (no sweeper runs here).
+    const counted = Date.now();
+    await seeded.store.setFleetPace({ ...PACE, changedAt: counted, countedAt: counted });
     // ... and the api starts on it: it reads the fleet once; a stream's snapshot waits for that read.
     t0 = performance.now();
     h = await startOrchestrator({ shareWith: seeded, ingests: 0, sweepers: 0 });
@@ -226,6 +232,30 @@ describe('dashboard in headless Chromium with a 20,000-node fleet @int', functio
     await waitForText(page, 'pager-range', `1–50 of ${format(FLEET)}`, 5000);
     expect(await domRows(page), '<tr> in the DOM').to.be.at.most(200);
     expect(errors, 'script errors on the page').to.deep.equal([]);
+  });
+
+  it("shows the fleet's heartbeat pace and each ONLINE row's deadline, by its own timeout or the default one", async () => {
+    const rate = Math.round(expectedRate({ ...PACE, changedAt: 0, countedAt: 0 }));
+    await waitForText(page, 'heartbeat-pace', `every ${PACE.intervalSeconds} s, fleet of ${format(ONLINE)}, ${format(rate)} beats/s`, 10_000);
+    // fleet-00002 is ONLINE on the default timeout; fleet-00001 is given a timeout of its own, as a paced node is.
+    const own = fleetNodeId(1);
+    const before = (await h!.store.get(own))!;
+    const ownTimeoutMs = 3 * PACE.intervalSeconds * 1000;
+    const ownDeadline = new Date(before.lastHeartbeat!.getTime() + ownTimeoutMs);
+    await h!.store.write([
+      { kind: 'update', nodeId: own, expectedRev: before.rev, newRev: randomUUID(), set: { timeoutMs: ownTimeoutMs, expiresAt: ownDeadline }, pushOutbox: [] },
+    ]);
+    const onDefault = (await h!.store.get(fleetNodeId(2)))!;
+    const expected = await page.evaluate(
+      (isos) => isos.map((iso) => 'deadline ' + new Date(iso).toLocaleString()),
+      [new Date(onDefault.lastHeartbeat!.getTime() + h!.config.timeoutMs).toISOString(), ownDeadline.toISOString()],
+    );
+    await waitForText(page, `node-deadline-${fleetNodeId(2)}`, expected[0]!, 5000);
+    // The row is re-read within the refresh interval (5 s).
+    await waitForText(page, `node-deadline-${own}`, expected[1]!, 12_000);
+    // An OFFLINE row has no deadline.
+    const offline = range(0, 50).find(fleetOffline)!;
+    await waitForText(page, `node-deadline-${fleetNodeId(offline)}`, '', 5000);
   });
 
   it('finds a node by id and by host name, with the counts of the search', async () => {

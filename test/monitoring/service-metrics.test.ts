@@ -5,6 +5,7 @@ import { expect } from 'chai';
 import { createMemoryBus, type MemoryBus } from '../../shared/bus/memory-bus.js';
 import { manualClock, systemClock } from '../../shared/clock.js';
 import { loadOrchestratorConfig } from '../../shared/config.js';
+import { createFleetPaceReader } from '../../shared/fleet-pace-reader.js';
 import { createMemoryLogger } from '../../shared/logger.js';
 import { createMetrics, type Metrics } from '../../shared/metrics.js';
 import { createMemoryScheduler } from '../../shared/scheduler/memory-scheduler.js';
@@ -15,13 +16,15 @@ import { createApp } from '../../services/api/app.js';
 import { createIngest } from '../../services/ingest/ingest.js';
 import { createSweeper } from '../../services/sweeper/sweeper.js';
 import { eventually } from '../support/services.js';
+import { fleetOffline, seedFleet } from '../dashboard/fleet-fixture.js';
 
 /**
  * The gauges monitoring/alerts.yml needs beyond the counters: readiness, the store as each process sees it, the
  * sweeper's last completed sweep and interval, and the depth of the queues operators watch.
  */
 
-const config = loadOrchestratorConfig({ AUTH_MODE: 'off', TIMEOUT_MINUTES: '1', HEALTH_CHECK_INTERVAL: '20', INGEST_FLUSH_MS: '5', BROKER_NAMESPACE: 'metrics-test' });
+const ENV = { AUTH_MODE: 'off', TIMEOUT_MINUTES: '1', HEALTH_CHECK_INTERVAL: '20', INGEST_FLUSH_MS: '5', BROKER_NAMESPACE: 'metrics-test' };
+const config = loadOrchestratorConfig(ENV);
 const names = brokerNames(config.brokerNamespace);
 
 /** A store that refuses every call with StoreUnavailableError while `down` is set, like MongoDB during a restart. */
@@ -72,6 +75,50 @@ describe('service metrics for the alert rules', () => {
     });
   });
 
+  describe('sweeper: the heartbeat pace', () => {
+    it('shows the interval it advertises and the fleet rate that gives, from its count of the ONLINE nodes', async () => {
+      const clock = manualClock(Date.UTC(2026, 0, 1, 12, 0, 0));
+      const store = createMemoryNodeStore({ historyPoints: 0 });
+      await seedFleet(store, 700, clock.now(), 700, 0);
+      const online = Array.from({ length: 700 }, (_, i) => i).filter((i) => !fleetOffline(i)).length; // 600
+      const paced = loadOrchestratorConfig({ ...ENV, HEARTBEAT_MAX_RATE: '4' });
+      const bus = createMemoryBus();
+      const metrics = createMetrics();
+      const sweeper = createSweeper({ bus, store, scheduler: createMemoryScheduler(), log: createMemoryLogger('error'), clock, metrics, config: paced });
+      await sweeper.start();
+      try {
+        // ceil(600 / 4) = 150 s, and 600 nodes every 150 s are 4 beats/s.
+        await eventually(async () => (await gauge(metrics, 'orchestrator_heartbeat_interval_seconds')) === Math.ceil(online / 4));
+        expect(await gauge(metrics, 'orchestrator_fleet_heartbeat_rate')).to.equal(online / Math.ceil(online / 4));
+      } finally {
+        await sweeper.stop();
+        await bus.close();
+      }
+    });
+
+    it('shows 0 for both with adaptation off (HEARTBEAT_MAX_RATE=0)', async () => {
+      const clock = manualClock(Date.UTC(2026, 0, 1, 12, 0, 0));
+      const store = createMemoryNodeStore({ historyPoints: 0 });
+      await seedFleet(store, 70, clock.now(), 70, 0);
+      const bus = createMemoryBus();
+      const metrics = createMetrics();
+      const off = loadOrchestratorConfig({ ...ENV, HEARTBEAT_MAX_RATE: '0' });
+      const sweeper = createSweeper({ bus, store, scheduler: createMemoryScheduler(), log: createMemoryLogger('error'), clock, metrics, config: off });
+      await sweeper.start();
+      try {
+        await eventually(async () => (await gauge(metrics, 'orchestrator_sweep_last_completed_timestamp_seconds')) === clock.now() / 1000);
+        clock.advance(off.sweepIntervalMs);
+        await eventually(async () => (await gauge(metrics, 'orchestrator_sweep_last_completed_timestamp_seconds')) === clock.now() / 1000);
+        expect(await store.fleetPace()).to.equal(null);
+        expect(await gauge(metrics, 'orchestrator_heartbeat_interval_seconds')).to.equal(0);
+        expect(await gauge(metrics, 'orchestrator_fleet_heartbeat_rate')).to.equal(0);
+      } finally {
+        await sweeper.stop();
+        await bus.close();
+      }
+    });
+  });
+
   describe('ingest', () => {
     it('is ready while it consumes with its store answering; not ready, with the store down, during a store outage; not ready without the broker', async () => {
       const bus = createMemoryBus();
@@ -111,6 +158,7 @@ describe('service metrics for the alert rules', () => {
   describe('api', () => {
     let bus: MemoryBus;
     let state: { down: boolean };
+    let store: NodeStore;
     let server: Server;
     let url: string;
 
@@ -119,7 +167,9 @@ describe('service metrics for the alert rules', () => {
       await bus.declareTopology(topology(names));
       const switchable = switchableStore(createMemoryNodeStore({ historyPoints: 0 }));
       state = switchable.state;
-      const app = createApp({ bus, store: switchable.store, names, log: createMemoryLogger('error'), clock: systemClock, metrics: createMetrics() });
+      store = switchable.store;
+      const fleetPace = createFleetPaceReader({ store, clock: systemClock, settings: config.pace, cacheMs: 0 });
+      const app = createApp({ bus, store, names, log: createMemoryLogger('error'), clock: systemClock, metrics: createMetrics(), fleetPace });
       server = await new Promise<Server>((resolve) => {
         const s = app.listen(0, '127.0.0.1', () => resolve(s));
       });
@@ -152,6 +202,13 @@ describe('service metrics for the alert rules', () => {
         [`{queue="${names.queues.ingest}"}`]: 1,
         [`{queue="${names.queues.deadLetter}"}`]: 2,
       });
+    });
+
+    it('shows the heartbeat pace the sweeper stored: the advertised interval and the fleet rate it gives', async () => {
+      expect(await scrape('orchestrator_heartbeat_interval_seconds'), 'before the sweeper stored one').to.deep.equal({ '': 0 });
+      await store.setFleetPace({ intervalSeconds: 120, fleetSize: 12_000, changedAt: Date.now(), onlineNodes: 11_760, countedAt: Date.now() });
+      expect(await scrape('orchestrator_heartbeat_interval_seconds')).to.deep.equal({ '': 120 });
+      expect(await scrape('orchestrator_fleet_heartbeat_rate')).to.deep.equal({ '': 98 });
     });
 
     it('is ready with the store up while /readyz says so, and not ready while the broker blocks or the store fails', async () => {
