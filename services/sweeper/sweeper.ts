@@ -65,11 +65,16 @@ export function createSweeper(deps: SweeperDeps) {
   });
 
   async function run(): Promise<void> {
+    // One sweep at a time cluster-wide (the scheduler's promise): its start and end, for whoever checks that.
+    const started = clock.now();
+    log.debug('Sweep started', { sweepStartedAt: started });
     try {
       await sweep();
+      log.debug('Sweep ended', { sweepStartedAt: started, durationMs: clock.now() - started });
       sweepOutage.recovered();
       metrics.sweepLastCompleted.set(clock.now() / 1000);
     } catch (error) {
+      log.debug('Sweep ended', { sweepStartedAt: started, durationMs: clock.now() - started, failed: true });
       sweepOutage.failed(error);
     }
     metrics.storeUp.set({ component: 'sweeper' }, sweepOutage.since() === null ? 1 : 0);

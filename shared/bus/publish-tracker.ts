@@ -92,12 +92,12 @@ export function createPublishTracker(options: PublishTrackerOptions) {
       lastConfirmAt = now(); // the backlog gets a fresh wedge window now that the broker reads again
       ended('broker unblocked');
     },
-    /** The connection is gone: its block and its backlog with it (a new connection starts unblocked). */
-    reset(): void {
+    /** The connection (or the channel) is gone: its block and its backlog with it (a new one starts unblocked). */
+    reset(how = 'connection lost'): void {
       broker = null;
       pending.clear();
       lastConfirmAt = now();
-      ended('connection lost');
+      ended(how);
     },
     /** The error to fail a publish with now, or null when it may go. */
     blockedError(): BrokerBlockedError | null {

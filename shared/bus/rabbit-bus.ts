@@ -40,6 +40,12 @@ export interface RabbitBusOptions {
   wedgedAfterMs?: number;
   /** When the broker blocks the connection, publishes already in flight get this long to be confirmed (default 500 ms). */
   blockedGraceMs?: number;
+  /**
+   * A publish channel that has confirmed nothing for this long while publishes wait for their confirm, on a
+   * connection the broker does not block, is closed and replaced by a fresh one on the same connection, its
+   * unconfirmed publishes sent again there (default: the confirm timeout).
+   */
+  replaceSilentChannelAfterMs?: number;
 }
 
 interface InFlight {
@@ -167,6 +173,45 @@ export async function createRabbitBus(options: RabbitBusOptions): Promise<Bus> {
       }
     }
   }
+
+  /**
+   * Replaces a publish channel that has stopped confirming while its connection lives and is not blocked. A
+   * quorum queue's publisher is tied to its channel: after a leader change, a channel that published while no
+   * leader was known can go on without confirms for a minute or more, although the queue has a leader again and a
+   * new channel is confirmed at once. A fresh channel asks for the current leader; the old one's unconfirmed
+   * publishes are sent again on it (once, as after any closed channel). With no quorum at all, each new channel
+   * waits like the old one, and is replaced at the same pace: one channel per interval, not a storm.
+   */
+  const replaceSilentChannelAfterMs = options.replaceSilentChannelAfterMs ?? confirmTimeoutMs;
+  let replacedChannels = 0;
+  const silentChannelCheck = setInterval(
+    () => {
+      const channel = publishChannel;
+      const m = publishing.model;
+      if (!channel || !m || !publishing.up || closing || tracker.isBrokerBlocked()) return;
+      const state = tracker.state();
+      if (!state.blocked || state.cause !== 'no-confirm' || Date.now() - state.since < replaceSilentChannelAfterMs) return;
+      replacedChannels++;
+      if (replacedChannels === 1 || replacedChannels % 10 === 0)
+        log.warn(`Broker publish channel confirmed nothing for ${Math.round((Date.now() - state.since) / 1000)} s (${state.reason}): replacing it`, {
+          replacedChannels,
+        });
+      publishChannel = null;
+      // Fresh for the new channel: its backlog is what gets sent on it.
+      tracker.reset('publish channel replaced');
+      openPublishChannel(m)
+        .catch(() => undefined)
+        .finally(() => {
+          // Its unconfirmed publishes fail with 'channel closed' and wait in `interrupted` for the next channel.
+          void channel.close().then(
+            () => (publishChannel ? resendInterrupted(publishChannel) : undefined),
+            () => (publishChannel ? resendInterrupted(publishChannel) : undefined),
+          );
+        });
+    },
+    Math.max(100, Math.min(1000, Math.floor(replaceSilentChannelAfterMs / 5))),
+  );
+  silentChannelCheck.unref();
 
   async function openPublishChannel(m: ChannelModel): Promise<void> {
     const channel = await m.createConfirmChannel();
@@ -512,6 +557,7 @@ export async function createRabbitBus(options: RabbitBusOptions): Promise<Bus> {
     },
     async close() {
       closing = true;
+      clearInterval(silentChannelCheck);
       failInterrupted('the bus closed');
       for (const entry of consumers) {
         entry.cancelled = true;

@@ -395,7 +395,8 @@ export async function formCluster(options: { rabbitNodes?: number } = {}): Promi
     const closing = [started.rabbit?.close(), started.redis?.close(), started.ferret?.close()].filter((p): p is Promise<void> => p !== undefined);
     await Promise.all(closing.map((p) => p.catch(() => undefined)));
     if (keepLogsIn) copyLogs(dir, keepLogsIn);
-    rmSync(dir, { recursive: true, force: true });
+    // A stopped node's helper processes (the Erlang VM's children) may still be writing their last lines.
+    rmSync(dir, { recursive: true, force: true, maxRetries: 10, retryDelay: 200 });
     leftBehind.dirRemoved(dir);
   };
   try {

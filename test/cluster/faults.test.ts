@@ -120,8 +120,9 @@ describe('cluster faults @int @cluster', function () {
       apiUrls.push(`http://127.0.0.1:${apiPort}`);
       metricsUrls.push(`http://127.0.0.1:${metricsPort}/metrics`);
       procs[`ingest${key}`] = start(new ServiceProcess(`ingest-${key.toLowerCase()}`, 'ingest', { ...env, RABBITMQ_URL: rabbit.urls(i) }));
+      // At debug level a sweeper logs each sweep's start and end: one sweep at a time is checked from them.
       procs[`sweeper${key}`] = start(
-        new ServiceProcess(`sweeper-${key.toLowerCase()}`, 'sweeper', { ...env, RABBITMQ_URL: rabbit.urls(i + 1), METRICS_PORT: String(metricsPort) }),
+        new ServiceProcess(`sweeper-${key.toLowerCase()}`, 'sweeper', { ...env, LOG_LEVEL: 'debug', RABBITMQ_URL: rabbit.urls(i + 1), METRICS_PORT: String(metricsPort) }),
       );
       procs[`api${key}`] = start(new ServiceProcess(`api-${key.toLowerCase()}`, 'api', { ...env, RABBITMQ_URL: rabbit.urls(i + 2), PORT: String(apiPort) }));
     }
@@ -216,6 +217,28 @@ describe('cluster faults @int @cluster', function () {
     const agreedAt = Date.now();
     const resumed = await until(async () => (await sweepCount()) > sweepsBefore, 60_000, 100);
     return { agreedMs: agreedAt - since, sweepsMs: resumed === null ? null : Date.now() - agreedAt };
+  }
+
+  /**
+   * Both sweepers' sweeps that started at or after `since`, from their "Sweep started" / "Sweep ended" lines, and
+   * the pairs that overlapped (a sweep that started before the one before it ended, in either process).
+   */
+  function sweepsSince(since: number): { sweeps: number; overlaps: string[] } {
+    const sweeps: Array<{ proc: string; start: number; end: number }> = [];
+    for (const proc of [procs.sweeperA!, procs.sweeperB!]) {
+      for (const { text } of proc.lines) {
+        if (!text.includes('"Sweep ended"')) continue;
+        const line = JSON.parse(text) as { sweepStartedAt: number; durationMs: number };
+        if (line.sweepStartedAt >= since) sweeps.push({ proc: proc.name, start: line.sweepStartedAt, end: line.sweepStartedAt + line.durationMs });
+      }
+    }
+    sweeps.sort((a, b) => a.start - b.start);
+    const overlaps = sweeps
+      .slice(1)
+      .map((sweep, i) => [sweeps[i]!, sweep] as const)
+      .filter(([before, sweep]) => sweep.start < before.end)
+      .map(([before, sweep]) => `${before.proc} ${new Date(before.start).toISOString()}+${before.end - before.start} ms and ${sweep.proc} ${new Date(sweep.start).toISOString()}`);
+    return { sweeps: sweeps.length, overlaps };
   }
 
   let pending = '';
@@ -366,6 +389,15 @@ describe('cluster faults @int @cluster', function () {
     expect(queue.members, 'the quorum queue has a member on every node again').to.have.length(3);
   });
 
+  /** Where the Redis faults' sweeps are counted from; checked after each of them. */
+  let sweepsFrom = 0;
+  function expectOneSweepAtATime(): void {
+    const { sweeps, overlaps } = sweepsSince(sweepsFrom);
+    expect(sweeps, 'sweeps recorded by the two sweepers since the fault').to.be.above(0);
+    expect(overlaps, 'sweeps that overlapped').to.deep.equal([]);
+    rows.at(-1)!.notes += `; ${sweeps} sweeps since, none overlapping`;
+  }
+
   it('loses nothing and keeps sweeping when Redis fails over (SENTINEL FAILOVER)', async () => {
     const { redis } = cluster;
     expectHealthy(
@@ -373,6 +405,7 @@ describe('cluster faults @int @cluster', function () {
         const [primary, replica] = [(await redis.agreedPrimary())!, redis.servers[1]!];
         expect(primary, 'the first primary').to.equal(redis.servers[0]);
         const startedAt = Date.now();
+        sweepsFrom = startedAt;
         await redis.failover();
         const { agreedMs, sweepsMs } = await failedOverTo(replica, startedAt);
         expect(agreedMs, 'every Sentinel names the replica the primary').to.not.equal(null);
@@ -381,6 +414,7 @@ describe('cluster faults @int @cluster', function () {
         return `primary :${primary.port} → :${replica.port}: the Sentinels agreed ${seconds(agreedMs)} after the command, sweeps resumed ${seconds(sweepsMs)} after that`;
       }),
     );
+    expectOneSweepAtATime();
   });
 
   it('loses nothing and keeps sweeping when the new Redis primary is killed (SIGKILL) and Sentinel fails over again', async () => {
@@ -391,6 +425,7 @@ describe('cluster faults @int @cluster', function () {
         const other = redis.servers.find((s) => s !== primary)!;
         expect(primary, 'the primary after the failover').to.equal(redis.servers[1]);
         const killedAt = Date.now();
+        sweepsFrom = killedAt;
         await primary.kill();
         const { agreedMs, sweepsMs } = await failedOverTo(other, killedAt);
         expect(agreedMs, `every Sentinel names :${other.port} the primary`).to.not.equal(null);
@@ -401,6 +436,7 @@ describe('cluster faults @int @cluster', function () {
         return `killed :${primary.port}: the Sentinels agreed on :${other.port} ${seconds(agreedMs)} after the kill, sweeps resumed ${seconds(sweepsMs)} after that; :${primary.port} back as a replica`;
       }),
     );
+    expectOneSweepAtATime();
   });
 
   it('loses nothing when one api is killed (SIGKILL) while agents use HTTP', async () => {
