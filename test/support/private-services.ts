@@ -285,10 +285,28 @@ export async function startPrivateFerret(options: { port: number }): Promise<Pri
   };
 }
 
-/** A random port in 21000-39999 with nothing listening on it nor on port + 20000 (RabbitMQ's distribution port). */
+/** Ports of the shared services (and their neighbours): never handed out, even while one of them is stopped. */
+const RESERVED_PORTS = new Set([4369, 5672, 6379, 8080, 9090, 9093, 15672, 15692, 25672, 26379, 27017, 27018]);
+
+/** The first port the kernel gives to outgoing connections (Linux: ip_local_port_range), 32768 when unknown. */
+function ephemeralPortsFrom(): number {
+  try {
+    return Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0]) || 32768;
+  } catch {
+    return 32768;
+  }
+}
+
+/**
+ * A port nobody listens on, nor on port + 20000 (a private RabbitMQ node's distribution port). Both lie below the
+ * kernel's range for outgoing connections: a port from that range can be taken by any client socket on the
+ * machine (the simulated fleets open hundreds) between this check and the listen, which fails with EADDRINUSE.
+ */
 export async function freePort(): Promise<number> {
+  const below = Math.max(3000, ephemeralPortsFrom() - 20000);
   for (;;) {
-    const port = 21000 + Math.floor(Math.random() * 19000);
+    const port = 2000 + Math.floor(Math.random() * (below - 2000));
+    if (RESERVED_PORTS.has(port) || RESERVED_PORTS.has(port + 20000)) continue;
     if (!(await portOpen(port)) && !(await portOpen(port + 20000))) return port;
   }
 }
