@@ -6,7 +6,7 @@ import { loadOrchestratorConfig } from '../../shared/config.js';
 import { createMemoryLogger } from '../../shared/logger.js';
 import type { NodeStore } from '../../shared/store/node-store.js';
 import { QUEUES, topology } from '../../shared/topology.js';
-import { openStore, ROOT, ServiceProcess, SimFleet, sleep, subscribeEvents, until } from '../faults/rig.js';
+import { confirmedButNotStored, openStore, ROOT, ServiceProcess, SimFleet, sleep, subscribeEvents, until } from '../faults/rig.js';
 import { freePort, leftBehind } from '../support/private-services.js';
 import { formCluster, type Cluster, type RabbitNode, type RedisServer } from './cluster.js';
 
@@ -266,29 +266,8 @@ describe('cluster faults @int @cluster', function () {
     );
   }
 
-  /** Freezes the fleet and counts nodes whose newest confirmed heartbeat never reaches the store. */
-  async function lostHeartbeats(): Promise<number> {
-    await Promise.all(fleets.map((f) => f.freeze()));
-    try {
-      const expected = new Map(fleets.flatMap((f) => f.nodes.map((n) => [n.nodeId, n.newestConfirmed] as const)));
-      let behind: string[] = [];
-      await until(
-        async () => {
-          const stored = await store.getMany([...expected.keys()]);
-          behind = [...expected]
-            .filter(([id, ts]) => ts > 0 && (stored.get(id)?.stats?.reportedAt.getTime() ?? 0) < ts)
-            .map(([id, ts]) => `${id} (confirmed ${new Date(ts).toISOString()}, stored ${stored.get(id)?.stats?.reportedAt.toISOString() ?? 'none'})`);
-          return behind.length === 0;
-        },
-        TIMEOUT_MS / 2, // the fleet is frozen meanwhile: stay well inside the timeout
-        250,
-      );
-      if (behind.length) console.log(`    confirmed but not stored: ${behind.slice(0, 10).join('; ')}${behind.length > 10 ? ' ...' : ''}`);
-      return behind.length;
-    } finally {
-      for (const f of fleets) f.resume();
-    }
-  }
+  /** Nodes whose newest confirmed heartbeat never reaches the store (the fleet frozen meanwhile, well inside the timeout). */
+  const lostHeartbeats = async () => (await confirmedButNotStored(fleets, store, TIMEOUT_MS / 2, 250)).length;
 
   /**
    * Runs one fault: `inject` breaks something and resolves once it is repaired (or the cluster has taken over),

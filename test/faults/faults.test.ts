@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type { NodeStore } from '../../shared/store/node-store.js';
 import { freePort, startPrivateFerret, startPrivateRabbit, startPrivateRedis, type PrivateFerret, type PrivateRabbit, type PrivateRedis } from '../support/private-services.js';
-import { openStore, ROOT, ServiceProcess, SimFleet, sleep, subscribeEvents, until } from './rig.js';
+import { confirmedButNotStored, openStore, ROOT, ServiceProcess, SimFleet, sleep, subscribeEvents, until } from './rig.js';
 
 const run = promisify(execFile);
 const LOG_DIR = join(ROOT, '.cache/faults');
@@ -162,29 +162,8 @@ describe('fault injection @int @faults', function () {
     );
   }
 
-  /** Freezes the simulated agents and counts nodes whose newest confirmed heartbeat never reaches the store. */
-  async function lostHeartbeats(): Promise<number> {
-    await fleet.freeze();
-    try {
-      const expected = new Map(fleet.nodes.map((n) => [n.nodeId, n.newestConfirmed]));
-      let behind: string[] = [];
-      await until(
-        async () => {
-          const stored = await store.getMany([...expected.keys()]);
-          behind = [...expected]
-            .filter(([id, ts]) => ts > 0 && (stored.get(id)?.stats?.reportedAt.getTime() ?? 0) < ts)
-            .map(([id, ts]) => `${id} (confirmed ${new Date(ts).toISOString()}, stored ${stored.get(id)?.stats?.reportedAt.toISOString() ?? 'none'})`);
-          return behind.length === 0;
-        },
-        TIMEOUT_MS / 2, // the fleet is frozen meanwhile: stay well inside the timeout
-        100,
-      );
-      if (behind.length) console.log(`    confirmed but not stored: ${behind.join('; ')}`);
-      return behind.length;
-    } finally {
-      fleet.resume();
-    }
-  }
+  /** Nodes whose newest confirmed heartbeat never reaches the store (the fleet frozen meanwhile, well inside the timeout). */
+  const lostHeartbeats = async () => (await confirmedButNotStored([fleet], store, TIMEOUT_MS / 2, 100)).length;
 
   /**
    * Runs one fault: `inject` breaks something and resolves when it has been repaired (the service is back or

@@ -310,3 +310,31 @@ export async function until(check: () => Promise<unknown> | unknown, timeoutMs: 
   }
   return null;
 }
+
+/**
+ * Freezes the fleets (no new beats; those in flight settle), then waits up to `withinMs` until every node's newest
+ * heartbeat confirmed to its agent (or answered 2xx) is in the store. Returns the nodes still missing it, each
+ * with what was confirmed and what is stored, and lets the fleets beat again.
+ */
+export async function confirmedButNotStored(fleets: SimFleet[], store: NodeStore, withinMs: number, everyMs: number): Promise<string[]> {
+  await Promise.all(fleets.map((f) => f.freeze()));
+  try {
+    const expected = new Map(fleets.flatMap((f) => f.nodes.map((n) => [n.nodeId, n.newestConfirmed] as const)));
+    let behind: string[] = [];
+    await until(
+      async () => {
+        const stored = await store.getMany([...expected.keys()]);
+        behind = [...expected]
+          .filter(([id, ts]) => ts > 0 && (stored.get(id)?.stats?.reportedAt.getTime() ?? 0) < ts)
+          .map(([id, ts]) => `${id} (confirmed ${new Date(ts).toISOString()}, stored ${stored.get(id)?.stats?.reportedAt.toISOString() ?? 'none'})`);
+        return behind.length === 0;
+      },
+      withinMs,
+      everyMs,
+    );
+    if (behind.length) console.log(`    confirmed but not stored: ${behind.slice(0, 10).join('; ')}${behind.length > 10 ? ` ... (${behind.length})` : ''}`);
+    return behind;
+  } finally {
+    for (const f of fleets) f.resume();
+  }
+}
