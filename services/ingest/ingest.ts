@@ -11,6 +11,7 @@ import { brokerNames, topology, type BrokerNames } from '../../shared/topology.j
 import type { Authenticator } from './authenticator.js';
 import { createBatcher } from './batcher.js';
 import { createBatchProcessor } from './process-batch.js';
+import { deliveryKey } from './parse-delivery.js';
 import { createStoreRetry } from './store-retry.js';
 import { createFailureTracker } from './failure-tracker.js';
 
@@ -26,6 +27,15 @@ export interface IngestDeps {
   /** Test hook, see process-batch.ts. */
   afterStore?: () => Promise<void>;
 }
+
+/**
+ * Batches an ingest process runs at once. A batch's rounds (refresh write, read back, read, write, acknowledgements,
+ * events) run one after another, and the store waits while the ingest acknowledges and the ingest while the store
+ * writes: with batches side by side one's store work fills the other's gaps. Several ingest processes write the
+ * same store safely (conditional writes), and so do several batches of one; the store bounds the commands they
+ * send at once (COMMANDS_IN_FLIGHT in shared/store/mongo-node-store.ts), so more batches do not lengthen its queue.
+ */
+const BATCHES_IN_FLIGHT = 4;
 
 /** The ingest: consumes agent messages in batches and makes them durable in the node store. */
 export function createIngest(deps: IngestDeps) {
@@ -81,12 +91,21 @@ export function createIngest(deps: IngestDeps) {
   });
   const batcher = createBatcher<Delivery>({
     maxSize: config.ingest.batchSize,
-    // Behind the broker, take all that waits (group commit): see batcher.ts.
-    maxBatch: config.ingest.prefetch,
+    // Behind the broker, take what waits (group commit), up to a share of the prefetch, so that the prefetch holds
+    // the nodes of BATCHES_IN_FLIGHT batches: see batcher.ts.
+    maxBatch: Math.ceil(config.ingest.prefetch / BATCHES_IN_FLIGHT),
+    concurrency: BATCHES_IN_FLIGHT,
+    // A node's messages go to one batch at a time, in their order: a heartbeat never overtakes its node's
+    // registration (nor a shutdown its heartbeat) in a batch that runs beside it.
+    keyOf: deliveryKey,
     maxWaitMs: config.ingest.flushIntervalMs,
     flush: async (batch) => {
+      // Behind: more than one batch besides this one waits, or runs in the other batches (now, or when it started).
+      const others = () => batcher.outstanding() - batch.length;
+      const othersAtStart = others();
+      const behind = () => batch.length > config.ingest.batchSize || Math.max(othersAtStart, others()) >= config.ingest.batchSize;
       try {
-        await processBatch(batch, { behind: () => batch.length > config.ingest.batchSize || batcher.size() >= config.ingest.batchSize });
+        await processBatch(batch, { behind });
         failures.succeeded();
       } catch (error) {
         if (stopping) {
@@ -118,7 +137,7 @@ export function createIngest(deps: IngestDeps) {
         `Ingest ${instanceId} consuming ${names.queues.ingest} (batch ${config.ingest.batchSize}, flush ${config.ingest.flushIntervalMs} ms, prefetch ${config.ingest.prefetch})`,
       );
     },
-    /** Finishes the batch in progress, stops consuming; unacknowledged messages return to the queue. */
+    /** Finishes the batches in progress, stops consuming; unacknowledged messages return to the queue. */
     async stop(): Promise<void> {
       stopping = true;
       stopController.abort();

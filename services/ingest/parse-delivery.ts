@@ -36,3 +36,16 @@ export function parseDelivery(delivery: Delivery, maxBytes = 16 * 1024): ParsedD
   }
   return { ok: true, message };
 }
+
+const NODE_ROUTES = Object.values(ROUTE_OF).map((route) => route(''));
+
+/**
+ * What orders a delivery against the others (the batcher flushes one key at a time, in arrival order): a node's
+ * messages share one whatever their type (`agent.<type>.<nodeId>`; parseDelivery refuses a message whose body
+ * names another node), a canary sender's share one, anything else keys by its routing key.
+ */
+export function deliveryKey(delivery: Delivery): string {
+  const key = delivery.routingKey;
+  for (const prefix of NODE_ROUTES) if (key.startsWith(prefix)) return `node:${key.slice(prefix.length)}`;
+  return key;
+}

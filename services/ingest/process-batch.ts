@@ -159,9 +159,9 @@ export function createBatchProcessor(deps: BatchDeps) {
   }
 
   /**
-   * `behind()`: more is waiting than one batch holds (asked once the batch is stored). Messages then look late or
-   * name nodes whose registration is still queued behind them, and asking their agents to register again would
-   * only add to the backlog.
+   * `behind()`: more than one batch holds is waiting or being written besides this batch (asked once the batch is
+   * stored; the ingest's batches run side by side). Messages then look late or name nodes whose registration is
+   * still queued behind them, and asking their agents to register again would only add to the backlog.
    */
   async function processBatch(deliveries: Delivery[], options: { behind?: () => boolean } = {}): Promise<void> {
     metrics.batchSize.observe(deliveries.length);

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import mongoose, { type Connection, type Model } from 'mongoose';
+import pLimit from 'p-limit';
 import type { mongo } from 'mongoose';
 import { historyStep, historyView, historyWindow, type HistorySettings } from '../domain/history.js';
 import { STATS_FIELDS, statsValues, type NodeEvent, type NodeStatus } from '../messages/index.js';
@@ -249,7 +250,12 @@ const OPERATION_DEADLINE_MS = 8_000;
  */
 const DEADLINE_PER_STATEMENT_MS = 30;
 
-/** Commands of one write (or one read of many ids) sent at once. */
+/**
+ * Bulk commands (node writes, reads of many ids, the history's insert and prune, outbox removals) one store sends
+ * at once, over all its callers: the ingest runs several batches at once, and their commands queue here rather
+ * than at the server, so a command's deadline counts from when it is sent and the server's queue stays as short
+ * as with one batch at a time.
+ */
 const COMMANDS_IN_FLIGHT = 4;
 
 function deadlineFor(statements: number): number {
@@ -321,6 +327,8 @@ export async function createMongoNodeStore(options: MongoNodeStoreOptions): Prom
    * add (one point per step), so a fleet beating every few seconds writes a point per node per step, not per beat.
    */
   const storedSteps = new Map<string, number>();
+  /** The bulk commands of every caller of this store: COMMANDS_IN_FLIGHT at once. */
+  const command = pLimit(COMMANDS_IN_FLIGHT);
   /** Whether the server expires history documents (TTL index): otherwise writers delete what leaves the window. */
   let historyExpires = false;
 
@@ -370,7 +378,7 @@ export async function createMongoNodeStore(options: MongoNodeStoreOptions): Prom
     if (!fresh.length) return 0;
     const docs = fresh.map(({ nodeId, point, step }) => ({ _id: historyId(nodeId, step), t: point.t, cpu: point.cpu, mem: point.mem }));
     try {
-      await guarded('write history', () => History.insertMany(docs, { ordered: false }), deadlineFor(docs.length));
+      await command(() => guarded('write history', () => History.insertMany(docs, { ordered: false }), deadlineFor(docs.length)));
     } catch (error) {
       const writeErrors = (error as { writeErrors?: Array<{ code?: number }> | { code?: number } }).writeErrors;
       const codes = Array.isArray(writeErrors) ? writeErrors.map((e) => e.code) : [writeErrors?.code ?? (error as { code?: number }).code];
@@ -379,7 +387,7 @@ export async function createMongoNodeStore(options: MongoNodeStoreOptions): Prom
     let trips = 1;
     if (!historyExpires) {
       const leaving = fresh.map(({ nodeId, step }) => historyId(nodeId, step - history.points));
-      await guarded('prune history', () => History.deleteMany({ _id: { $in: leaving } }));
+      await command(() => guarded('prune history', () => History.deleteMany({ _id: { $in: leaving } })));
       trips++;
     }
     if (storedSteps.size > MAX_REMEMBERED_STEPS) storedSteps.clear();
@@ -435,11 +443,19 @@ export async function createMongoNodeStore(options: MongoNodeStoreOptions): Prom
       // on a slow store would miss a fixed deadline again at every retry.
       const pieces: string[][] = [];
       for (let i = 0; i < nodeIds.length; i += MAX_STATEMENTS_PER_COMMAND) pieces.push(nodeIds.slice(i, i + MAX_STATEMENTS_PER_COMMAND));
-      const readPiece = async (ids: string[]) => {
-        const docs = await guarded('getMany', () => Nodes.collection.find({ _id: { $in: ids } } as never, { projection: NODE_PROJECTION }).toArray(), deadlineFor(ids.length));
-        for (const d of docs as unknown as NodeDocument[]) found.set(d._id, record(d));
-      };
-      for (let g = 0; g < pieces.length; g += COMMANDS_IN_FLIGHT) await Promise.all(pieces.slice(g, g + COMMANDS_IN_FLIGHT).map(readPiece));
+      let failed = false;
+      const readPiece = (ids: string[]) =>
+        command(async () => {
+          if (failed) return; // another piece failed: the caller retries the whole read
+          try {
+            const docs = await guarded('getMany', () => Nodes.collection.find({ _id: { $in: ids } } as never, { projection: NODE_PROJECTION }).toArray(), deadlineFor(ids.length));
+            for (const d of docs as unknown as NodeDocument[]) found.set(d._id, record(d));
+          } catch (error) {
+            failed = true;
+            throw error;
+          }
+        });
+      await Promise.all(pieces.map(readPiece));
       return found;
     },
     async list(filter: { status?: NodeStatus } = {}) {
@@ -479,25 +495,35 @@ export async function createMongoNodeStore(options: MongoNodeStoreOptions): Prom
       // The writes of the commands that did not apply all their statements: only those can hold conflicts.
       const shortfall: NodeWrite[] = [];
       // Commands of up to MAX_STATEMENTS_PER_COMMAND statements (so that no command outlasts its deadline), up to
-      // COMMANDS_IN_FLIGHT of them at once (unordered: the server works on one while it reads the next), through
+      // COMMANDS_IN_FLIGHT of this store's at once (unordered: the server works on one while it reads the next), through
       // the driver without mongoose casting: field order as built here.
       const chunks: Array<{ ops: unknown[]; writes: NodeWrite[] }> = [];
       for (let i = 0; i < ops.length; i += MAX_STATEMENTS_PER_COMMAND)
         chunks.push({ ops: ops.slice(i, i + MAX_STATEMENTS_PER_COMMAND), writes: writes.slice(i, i + MAX_STATEMENTS_PER_COMMAND) });
-      const runChunk = async (chunk: { ops: unknown[]; writes: NodeWrite[] }): Promise<void> => {
-        const deadlineMs = deadlineFor(chunk.ops.length);
-        commands++;
-        try {
-          const result = await guarded('write', () => Nodes.collection.bulkWrite(chunk.ops as never, { ordered: false, ...writeConcernFor(chunk.writes, deadlineMs) }), deadlineMs);
-          if ((result.insertedCount ?? 0) + (result.matchedCount ?? 0) < chunk.ops.length) shortfall.push(...chunk.writes);
-        } catch (error) {
-          const writeErrors = (error as { writeErrors?: Array<{ code?: number; err?: { code?: number } }> }).writeErrors;
-          const codes = Array.isArray(writeErrors) ? writeErrors.map((e) => e.code ?? e.err?.code) : [(error as { code?: number }).code];
-          if (!codes.length || codes.some((code) => code !== 11000)) throw error;
-          shortfall.push(...chunk.writes); // an insert raced another writer's insert: resolved below like any conflict
-        }
-      };
-      for (let g = 0; g < chunks.length; g += COMMANDS_IN_FLIGHT) await Promise.all(chunks.slice(g, g + COMMANDS_IN_FLIGHT).map(runChunk));
+      let failed = false;
+      const runChunk = (chunk: { ops: unknown[]; writes: NodeWrite[] }): Promise<void> =>
+        command(async () => {
+          if (failed) return; // another command failed: the caller retries the whole write
+          const deadlineMs = deadlineFor(chunk.ops.length);
+          commands++;
+          try {
+            const result = await guarded(
+              'write',
+              () => Nodes.collection.bulkWrite(chunk.ops as never, { ordered: false, ...writeConcernFor(chunk.writes, deadlineMs) }),
+              deadlineMs,
+            );
+            if ((result.insertedCount ?? 0) + (result.matchedCount ?? 0) < chunk.ops.length) shortfall.push(...chunk.writes);
+          } catch (error) {
+            const writeErrors = (error as { writeErrors?: Array<{ code?: number; err?: { code?: number } }> }).writeErrors;
+            const codes = Array.isArray(writeErrors) ? writeErrors.map((e) => e.code ?? e.err?.code) : [(error as { code?: number }).code];
+            if (!codes.length || codes.some((code) => code !== 11000)) {
+              failed = true;
+              throw error;
+            }
+            shortfall.push(...chunk.writes); // an insert raced another writer's insert: resolved below like any conflict
+          }
+        });
+      await Promise.all(chunks.map(runChunk));
       const id = (w: NodeWrite) => (w.kind === 'insert' ? w.record.nodeId : w.nodeId);
       const pointsOf = (applies: (w: NodeWrite) => boolean) =>
         writes.flatMap((w) => (w.kind !== 'insert' && w.historyPoint && applies(w) ? [{ nodeId: w.nodeId, point: w.historyPoint }] : []));
@@ -510,10 +536,12 @@ export async function createMongoNodeStore(options: MongoNodeStoreOptions): Prom
         const ids = shortfall.slice(i, i + MAX_STATEMENTS_PER_COMMAND).map(id);
         commands++;
         current.push(
-          ...(await guarded(
-            'write (reading back)',
-            () => Nodes.collection.find({ _id: { $in: ids } } as never, { projection: { rev: 1, prevRev: 1, refreshId: 1 } }).toArray(),
-            deadlineFor(ids.length),
+          ...(await command(() =>
+            guarded(
+              'write (reading back)',
+              () => Nodes.collection.find({ _id: { $in: ids } } as never, { projection: { rev: 1, prevRev: 1, refreshId: 1 } }).toArray(),
+              deadlineFor(ids.length),
+            ),
           )),
         );
       }
@@ -586,7 +614,7 @@ export async function createMongoNodeStore(options: MongoNodeStoreOptions): Prom
       if (!ops.length) return;
       for (let i = 0; i < ops.length; i += MAX_STATEMENTS_PER_COMMAND) {
         const chunk = ops.slice(i, i + MAX_STATEMENTS_PER_COMMAND);
-        await guarded('removeFromOutbox', () => Nodes.collection.bulkWrite(chunk as never, { ordered: false }), deadlineFor(chunk.length));
+        await command(() => guarded('removeFromOutbox', () => Nodes.collection.bulkWrite(chunk as never, { ordered: false }), deadlineFor(chunk.length)));
       }
     },
     async delete(nodeId: string) {

@@ -10,6 +10,7 @@ import { createMemoryNodeStore } from '../../shared/store/memory-node-store.js';
 import { StoreUnavailableError, type NodeStore } from '../../shared/store/node-store.js';
 import { brokerNames, HEADERS, INGEST_DELIVERY_LIMIT, ROUTING, topology } from '../../shared/topology.js';
 import { createIngest, type Ingest } from '../../services/ingest/ingest.js';
+import { deliveryKey } from '../../services/ingest/parse-delivery.js';
 
 const T0 = Date.UTC(2026, 0, 1, 12, 0, 0);
 const FLUSH_MS = 20;
@@ -58,10 +59,11 @@ function settlementCountingBus(bus: Bus) {
 
 /**
  * A store that refuses every call with StoreUnavailableError while `down` is set, like MongoDB during a restart,
- * and fails with `broken` (an unexpected error, a bug) while that is set; it notes the ids read.
+ * and fails with `broken` (an unexpected error, a bug) while that is set; it notes the ids read. The next node
+ * write waits for `holdNext` when that is set.
  */
 function switchableStore(store: NodeStore) {
-  const state = { down: false, broken: null as Error | null, reads: [] as string[][] };
+  const state = { down: false, broken: null as Error | null, reads: [] as string[][], holdNext: null as Promise<void> | null };
   const guard =
     <A extends unknown[], R>(fn: (...args: A) => Promise<R>) =>
     async (...args: A): Promise<R> => {
@@ -76,7 +78,12 @@ function switchableStore(store: NodeStore) {
       state.reads.push([...ids]);
       return store.getMany(ids);
     }),
-    write: guard(store.write),
+    write: guard(async (writes) => {
+      const hold = state.holdNext;
+      state.holdNext = null;
+      await hold;
+      return store.write(writes);
+    }),
     removeFromOutbox: guard(store.removeFromOutbox),
     canaries: guard(store.canaries),
     recordCanaryArrival: guard(store.recordCanaryArrival),
@@ -93,7 +100,7 @@ describe('ingest batches', () => {
   let metrics: Metrics;
   let ingest: Ingest;
   let settled: { acked: number; requeued: number };
-  let storeState: { down: boolean; broken: Error | null; reads: string[][] };
+  let storeState: ReturnType<typeof switchableStore>['state'];
   let deadLetters: Delivery[];
   let log: ReturnType<typeof createMemoryLogger>;
 
@@ -175,6 +182,30 @@ describe('ingest batches', () => {
     });
   });
 
+  describe('batches side by side', () => {
+    it("stores a second batch while the first one's write waits, and holds a node's heartbeat back until the batch with its registration is stored", async () => {
+      let release!: () => void;
+      storeState.holdNext = new Promise<void>((resolve) => (release = resolve));
+      // 500 messages start a batch (INGEST_BATCH_SIZE): the first holds node x's registration, and its write waits.
+      for (let i = 0; i < 499; i++) await publish('agent.register', `a-${i}`, registration(`a-${i}`));
+      await publish('agent.register', 'x', registration('x'));
+      await publish('agent.heartbeat', 'x', stats(42, T0 + 1));
+      for (let i = 0; i < 500; i++) await publish('agent.register', `b-${i}`, registration(`b-${i}`));
+      await settle(3);
+
+      const whileFirstWaits = { ...settled };
+      const xWhileFirstWaits = await memoryStore.get('x');
+      release();
+      await settle();
+
+      expect(whileFirstWaits, 'the second batch, stored and acknowledged beside the first').to.deep.equal({ acked: 500, requeued: 0 });
+      expect(xWhileFirstWaits).to.equal(null);
+      expect(deadLetters, "the heartbeat waited for its node's registration").to.deep.equal([]);
+      expect((await memoryStore.get('x'))!.stats).to.deep.include({ cpuUsage: 42 });
+      expect(settled).to.deep.equal({ acked: 1001, requeued: 0 });
+    });
+  });
+
   describe('reads only what it must', () => {
     it('reads an OFFLINE node whose heartbeat arrives, brings it back ONLINE with one node.online, and writes the ONLINE ones without a read', async () => {
       await publish('agent.register', 'up', registration('up'));
@@ -207,7 +238,7 @@ describe('ingest batches', () => {
   });
 
   describe('behind a backlog', () => {
-    it('asks no agent to register again while more waits than one batch holds, and asks once it has caught up', async () => {
+    it('asks no agent to register again while more than one batch waits or runs beside its own, and asks once it has caught up', async () => {
       const asked: string[] = [];
       await bus.declareQueue({ name: 'ingest-test.control', bindings: [{ exchange: broker.exchanges.agentControl, routingKey: '#' }] });
       await bus.consume(
@@ -219,14 +250,18 @@ describe('ingest batches', () => {
         { prefetch: 100 },
       );
 
+      // Batches of at most 500 nodes here (INGEST_PREFETCH 2000 over 4 batches in flight): two run side by side
+      // with the rest waiting, then the last 200 go once nothing else is outstanding.
       for (let i = 0; i < 1200; i++) await publish('agent.heartbeat', `queued-${i}`, stats(1));
       await settle(10);
-      const whileBehind = asked.length;
+      const whileBehind = asked.filter((nodeId) => Number(nodeId.slice('queued-'.length)) < 1000);
+      const caughtUp = asked.length - whileBehind.length;
       await publish('agent.heartbeat', 'lost-record', stats(1));
       await settle();
 
-      expect(whileBehind).to.equal(0);
-      expect(asked).to.deep.equal(['lost-record']);
+      expect(whileBehind).to.deep.equal([]);
+      expect(caughtUp, 'the last batch, with less than a batch outstanding').to.equal(200);
+      expect(asked.at(-1)).to.equal('lost-record');
       expect(deadLetters).to.have.length(1201);
     });
   });
@@ -446,5 +481,19 @@ describe('ingest start', () => {
     expect((refused as Error).message).to.include(`The broker holds the queue ${broker.queues.ingest} with another type or other arguments than this version declares`);
     expect((refused as Error).message).to.include('`npm run ingest -- --migrate-queue`');
     await bus.close();
+  });
+});
+
+describe('the key that orders deliveries in batches', () => {
+  const delivery = (routingKey: string) => ({ routingKey }) as Delivery;
+
+  it("is the node for all of a node's message types (node ids may hold dots), the sender for canaries, else the routing key", () => {
+    const node = 'web-1.eu.example';
+    const keys = [ROUTING.register(node), ROUTING.heartbeat(node), ROUTING.shutdown(node)].map((k) => deliveryKey(delivery(k)));
+
+    expect(new Set(keys)).to.deep.equal(new Set([`node:${node}`]));
+    expect(deliveryKey(delivery(ROUTING.heartbeat('web-2')))).to.not.equal(keys[0]);
+    expect(deliveryKey(delivery(ROUTING.canary('sweeper-a')))).to.equal('agent.canary.sweeper-a');
+    expect(deliveryKey(delivery('agent.unknown.x'))).to.equal('agent.unknown.x');
   });
 });
