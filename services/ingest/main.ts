@@ -1,11 +1,11 @@
 import { connectBus, connectStore } from '../../shared/backends.js';
 import { systemClock } from '../../shared/clock.js';
-import { loadOrchestratorConfig, type OrchestratorConfig } from '../../shared/config.js';
+import { loadOrchestratorConfig } from '../../shared/config.js';
 import { failStart, stopOnSignals } from '../../shared/lifecycle.js';
-import { createLogger, type Logger } from '../../shared/logger.js';
+import { createLogger } from '../../shared/logger.js';
 import { createMetrics } from '../../shared/metrics.js';
 import { serveMetrics } from '../../shared/metrics-server.js';
-import { brokerNames, topology } from '../../shared/topology.js';
+import { migrateIngestQueue } from './migrate-queue.js';
 import { startIngest } from './start-ingest.js';
 
 async function main(): Promise<void> {
@@ -24,18 +24,6 @@ async function main(): Promise<void> {
     await bus.close();
     await store.close();
   });
-}
-
-/** `--migrate-queue`: docs/operations.md, "Migrating the ingest queue". Stops the process with the error when it cannot. */
-async function migrateIngestQueue(config: OrchestratorConfig, log: Logger): Promise<void> {
-  const { migrateQueue } = await import('../../shared/bus/rabbit-queue-migration.js');
-  const names = brokerNames(config.brokerNamespace);
-  const result = await migrateQueue({ url: config.rabbitmqUrl, topology: topology(names), queue: names.queues.ingest, log });
-  log.info(
-    result.migrated
-      ? `${names.queues.ingest} is now declared as this version declares it, with all ${result.held} messages: start the ingests`
-      : `${names.queues.ingest} needed no migration`,
-  );
 }
 
 main().catch(failStart);
