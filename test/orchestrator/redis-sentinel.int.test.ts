@@ -13,7 +13,8 @@ const RUN_MS = 150;
 /**
  * REDIS_URL in the Sentinel form, on a private Redis primary, its replica and one Sentinel (never the shared
  * Redis): two schedulers (two sweepers) connect through the Sentinel, the job runs, the primary is failed over
- * to the replica, and the job runs again, never two runs at once (each run's start and end recorded).
+ * to the replica, and the job runs again, one run at a time except at most the run in flight at the switch
+ * (each run's start and end recorded).
  */
 describe('BullMQ scheduler through Redis Sentinel @int', function () {
   this.timeout(120_000);
@@ -35,7 +36,7 @@ describe('BullMQ scheduler through Redis Sentinel @int', function () {
     await sentinel?.stop();
   });
 
-  it('runs the scheduled job through the Sentinel URL, again after a failover, and never twice at once', async () => {
+  it('runs the scheduled job through the Sentinel URL, again after a failover, one run at a time but for the one in flight at the switch', async () => {
     const runs: Array<{ start: number; end: number | null }> = [];
     const handler = async () => {
       const run = { start: Date.now(), end: null as number | null };
@@ -66,8 +67,13 @@ describe('BullMQ scheduler through Redis Sentinel @int', function () {
     // stall check frees it: at most an interval for real intervals, the 5 s floors of each for this short one.
     const { lockDuration, stalledInterval } = lockTimings(INTERVAL_MS);
     expect(firstAfter.start - failedOverAt, 'ms from the failover to the next run').to.be.below(lockDuration + stalledInterval + INTERVAL_MS + 1000);
+    // Redis replicates asynchronously: the run in flight when the primary switched can be unknown to the new
+    // primary, which may then start the next run before it ends (at most that one pair). Every other pair of runs
+    // is one at a time. (The sweep stays correct meanwhile: its writes are conditional, docs/architecture.md.)
     const ordered = [...finished()].sort((a, b) => a.start - b.start);
-    const overlaps = ordered.slice(1).filter((run, i) => run.start < ordered[i]!.end!);
-    expect(overlaps, JSON.stringify(ordered)).to.deep.equal([]);
+    const overlaps = ordered.slice(1).flatMap((run, i) => (run.start < ordered[i]!.end! ? [{ before: ordered[i]!, run }] : []));
+    const acrossTheSwitch = overlaps.filter(({ before }) => before.start <= failedOverAt);
+    expect(overlaps.length - acrossTheSwitch.length, `overlapping runs not in flight at the switch: ${JSON.stringify(ordered)}`).to.equal(0);
+    expect(acrossTheSwitch.length, `overlapping runs across the switch: ${JSON.stringify(overlaps)}`).to.be.at.most(1);
   });
 });
