@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import type { Bus } from '../../shared/bus/bus.js';
 import type { Clock } from '../../shared/clock.js';
 import type { OrchestratorConfig } from '../../shared/config.js';
@@ -13,6 +14,14 @@ import { createFleetPaceKeeper } from './fleet-pace.js';
 import { createSweep, type SweepDeps } from './sweep.js';
 
 export const SWEEP_JOB = 'sweep';
+
+/**
+ * How long a sweep's lease in the store lasts without renewal: half the sweep interval, at least 5 s, like the
+ * scheduler's job lock, so a killed sweeper's lease frees the next sweep as soon as the scheduler would.
+ */
+export function sweepLeaseMs(sweepIntervalMs: number): number {
+  return Math.max(5_000, Math.floor(sweepIntervalMs / 2));
+}
 
 export interface SweeperDeps {
   bus: Bus;
@@ -64,8 +73,40 @@ export function createSweeper(deps: SweeperDeps) {
     recoveredLine: () => 'Store reachable again: sweeping',
   });
 
+  const leaseHolder = `sweeper-${randomUUID()}`;
+  const leaseMs = sweepLeaseMs(config.sweepIntervalMs);
+  const takeLease = () => store.takeSweepLease(leaseHolder, new Date(clock.now()), new Date(clock.now() + leaseMs));
+
+  /**
+   * One sweep at a time cluster-wide: the scheduler runs one job at a time, and the store's lease fences it, since
+   * a Redis failover can lose the record of the job in flight (asynchronous replication) and start the next one
+   * beside it. A run that finds the lease held skips its sweep; the holder renews it while it sweeps.
+   */
   async function run(): Promise<void> {
-    // One sweep at a time cluster-wide (the scheduler's promise): its start and end, for whoever checks that.
+    let held: boolean;
+    try {
+      held = await takeLease();
+    } catch (error) {
+      sweepOutage.failed(error);
+      metrics.storeUp.set({ component: 'sweeper' }, 0);
+      return;
+    }
+    if (!held) {
+      log.debug('Sweep skipped: another sweeper holds the sweep lease');
+      return;
+    }
+    const renewal = setInterval(() => void takeLease().catch(() => undefined), Math.max(500, Math.floor(leaseMs / 3)));
+    renewal.unref();
+    try {
+      await sweepUnderLease();
+    } finally {
+      clearInterval(renewal);
+      await store.releaseSweepLease(leaseHolder).catch(() => undefined);
+    }
+  }
+
+  async function sweepUnderLease(): Promise<void> {
+    // Its start and end, for whoever checks one sweep at a time.
     const started = clock.now();
     log.debug('Sweep started', { sweepStartedAt: started });
     try {

@@ -26,6 +26,7 @@ export function createMemoryNodeStore(options: MemoryNodeStoreOptions): NodeStor
   const canaries = new Map<string, CanaryRecord>();
   let guard: ClusterGuardState = { heldSince: null, eventId: null };
   let pace: FleetPace | null = null;
+  let lease: { holder: string; until: Date } | null = null;
   let trips = 0;
   let saveTimer: NodeJS.Timeout | null = null;
 
@@ -254,6 +255,14 @@ export function createMemoryNodeStore(options: MemoryNodeStoreOptions): NodeStor
     },
     async setFleetPace(next) {
       pace = clone(next);
+    },
+    async takeSweepLease(holder, now, until) {
+      if (lease && lease.holder !== holder && lease.until.getTime() > now.getTime()) return false;
+      lease = { holder, until: new Date(until) };
+      return true;
+    },
+    async releaseSweepLease(holder) {
+      if (lease?.holder === holder) lease = null;
     },
     async ping() {},
     async close() {

@@ -139,6 +139,7 @@ export interface MongoNodeStoreOptions {
 
 const GUARD_ID = 'guard:mass-silence';
 const PACE_ID = 'pace:heartbeat';
+const SWEEP_LEASE_ID = 'lease:sweep';
 const PACE_FIELDS = ['intervalSeconds', 'fleetSize', 'changedAt', 'onlineNodes', 'countedAt'] as const;
 /**
  * Statements per bulk-write command. A batch behind a backlog can hold thousands of node writes; commands of
@@ -691,6 +692,26 @@ export async function createMongoNodeStore(options: MongoNodeStoreOptions): Prom
     async setFleetPace(pace: FleetPace) {
       const fields = Object.fromEntries(PACE_FIELDS.map((field) => [field, pace[field]]));
       await guarded('setFleetPace', () => State.collection.updateOne({ _id: PACE_ID } as never, { $set: { kind: 'pace', ...fields } } as never, { upsert: true }));
+    },
+    async takeSweepLease(holder: string, now: Date, until: Date) {
+      // Matches when free, expired or the caller's; otherwise the upsert's insert of the same _id fails (E11000).
+      const filter = { _id: SWEEP_LEASE_ID, $or: [{ holder }, { until: { $lte: now } }] };
+      try {
+        await guarded('takeSweepLease', () =>
+          State.collection.updateOne(filter as never, { $set: { kind: 'lease', holder, until } } as never, { upsert: true, writeConcern: { w: 'majority' } }),
+        );
+        return true;
+      } catch (error) {
+        // Another holder's lease: the server refused the insert of the same _id (E11000), which guarded() wraps.
+        const cause = (error as { cause?: { code?: number } }).cause;
+        if (cause?.code === 11000 || (error as { code?: number }).code === 11000) return false;
+        throw error;
+      }
+    },
+    async releaseSweepLease(holder: string) {
+      await guarded('releaseSweepLease', () =>
+        State.collection.updateOne({ _id: SWEEP_LEASE_ID, holder } as never, { $set: { until: new Date(0) } } as never, { writeConcern: { w: 'majority' } }),
+      );
     },
     async ping() {
       await guarded('ping', async () => {

@@ -87,6 +87,15 @@ export interface NodeStore {
   fleetPace(): Promise<FleetPace | null>;
   setFleetPace(pace: FleetPace): Promise<void>;
 
+  /**
+   * The sweep lease: one sweep at a time across all sweepers, fenced by the store itself (the scheduler's Redis lock
+   * alone can let two overlap across a Redis failover). Taken (or renewed by its holder) when free, expired, or
+   * already the caller's, until `until`; true when the caller holds it. A write the store acknowledges durably.
+   */
+  takeSweepLease(holder: string, now: Date, until: Date): Promise<boolean>;
+  /** Frees the lease if `holder` still holds it; nothing otherwise. */
+  releaseSweepLease(holder: string): Promise<void>;
+
   ping(): Promise<void>;
   close(): Promise<void>;
 }

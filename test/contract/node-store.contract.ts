@@ -679,6 +679,25 @@ export function nodeStoreContract(adapter: string, factory: NodeStoreFactory): v
         expect(await store.guardState()).to.deep.equal({ heldSince: null, eventId: null });
       });
 
+      it('gives the sweep lease to one holder at a time: renewable by it, free again once released or expired', async () => {
+        expect(await store.takeSweepLease('sweeper-a', at(0), at(5000)), 'free').to.equal(true);
+        expect(await store.takeSweepLease('sweeper-b', at(1000), at(6000)), 'held by a').to.equal(false);
+        expect(await store.takeSweepLease('sweeper-a', at(2000), at(7000)), 'renewed by its holder').to.equal(true);
+        expect(await store.takeSweepLease('sweeper-b', at(6999), at(9000)), 'not yet expired').to.equal(false);
+        expect(await store.takeSweepLease('sweeper-b', at(7000), at(12_000)), 'expired').to.equal(true);
+
+        await store.releaseSweepLease('sweeper-a');
+        expect(await store.takeSweepLease('sweeper-a', at(8000), at(13_000)), 'a release by another changes nothing').to.equal(false);
+        await store.releaseSweepLease('sweeper-b');
+        expect(await store.takeSweepLease('sweeper-a', at(8000), at(13_000)), 'released').to.equal(true);
+        expect(await store.list(), 'apart from the nodes').to.deep.equal([]);
+      });
+
+      it('gives the sweep lease to exactly one of many holders asking at once', async () => {
+        const taken = await Promise.all(['a', 'b', 'c', 'd', 'e'].map((h) => store.takeSweepLease(`sweeper-${h}`, at(0), at(5000))));
+        expect(taken.filter(Boolean)).to.have.length(1);
+      });
+
       it('starts with no fleet pace, then keeps the one it is given', async () => {
         expect(await store.fleetPace()).to.equal(null);
         const pace = { intervalSeconds: 8, fleetSize: 40, changedAt: T0, onlineNodes: 41, countedAt: T0 + 60_000 };
