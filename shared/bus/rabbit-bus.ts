@@ -184,18 +184,29 @@ export async function createRabbitBus(options: RabbitBusOptions): Promise<Bus> {
    */
   const replaceSilentChannelAfterMs = options.replaceSilentChannelAfterMs ?? confirmTimeoutMs;
   let replacedChannels = 0;
+  /**
+   * Since when every answer was a nack (null after an ack): a channel whose quorum-queue publisher started while the
+   * queue had no leader can also go on refusing everything after a leader is elected, as a silent one goes on
+   * waiting. Replaced the same way; a new channel that is refused too is replaced at the same pace.
+   */
+  let nackedSince: number | null = null;
   const silentChannelCheck = setInterval(
     () => {
       const channel = publishChannel;
       const m = publishing.model;
       if (!channel || !m || !publishing.up || closing || tracker.isBrokerBlocked()) return;
       const state = tracker.state();
-      if (!state.blocked || state.cause !== 'no-confirm' || Date.now() - state.since < replaceSilentChannelAfterMs) return;
+      const silent = state.blocked && state.cause === 'no-confirm' && Date.now() - state.since >= replaceSilentChannelAfterMs;
+      const refusing = nackedSince !== null && Date.now() - nackedSince >= replaceSilentChannelAfterMs;
+      if (!silent && !refusing) return;
       replacedChannels++;
-      if (replacedChannels === 1 || replacedChannels % 10 === 0)
-        log.warn(`Broker publish channel confirmed nothing for ${Math.round((Date.now() - state.since) / 1000)} s (${state.reason}): replacing it`, {
-          replacedChannels,
-        });
+      if (replacedChannels === 1 || replacedChannels % 10 === 0) {
+        const why = silent
+          ? `confirmed nothing for ${Math.round((Date.now() - (state.blocked ? state.since : Date.now())) / 1000)} s (${state.blocked ? state.reason : ''})`
+          : `nacked every publish for ${Math.round((Date.now() - nackedSince!) / 1000)} s`;
+        log.warn(`Broker publish channel ${why}: replacing it`, { replacedChannels });
+      }
+      nackedSince = null;
       publishChannel = null;
       // Fresh for the new channel: its backlog is what gets sent on it.
       tracker.reset('publish channel replaced');
@@ -478,6 +489,7 @@ export async function createRabbitBus(options: RabbitBusOptions): Promise<Bus> {
                 clearTimeout(expiry);
                 if (!err) {
                   tracker.confirmed(ticket);
+                  nackedSince = null;
                   entry.settle();
                   return;
                 }
@@ -485,6 +497,7 @@ export async function createRabbitBus(options: RabbitBusOptions): Promise<Bus> {
                 // An ack or a nack is an answer from the broker; 'channel closed' (amqplib, on close) is not.
                 if (/nack/i.test(message)) {
                   tracker.confirmed(ticket);
+                  if (on === publishChannel) nackedSince ??= Date.now();
                   entry.settle(new BusUnavailableError(`broker refused the message: ${message}`, { cause: err }));
                   return;
                 }

@@ -126,4 +126,46 @@ describe('RabbitMQ bus: a publish channel that stops confirming @int', function 
       await bus.close();
     }
   });
+
+  it('is replaced too when the broker nacks every publish on it for that long, and publishing goes on', async () => {
+    const name = uniqueName('refusing-channel');
+    const log = createMemoryLogger('info');
+    const bus = await createRabbitBus({ url: RABBITMQ_URL, log, name, initialMaxRetries: 3, confirmTimeoutMs: 2000, replaceSilentChannelAfterMs: 1000 });
+    try {
+      // A queue that refuses every message (length 0, reject-publish): each publish routed to it is nacked.
+      await bus.declareQueue({ name, durable: false, autoDelete: false, arguments: { 'x-max-length': 0, 'x-overflow': 'reject-publish' }, bindings: [] });
+      const refused = await bus.publish('', name, { n: 0 }).then(
+        () => 'confirmed',
+        (error: Error) => error.message,
+      );
+      expect(refused).to.match(/nack/);
+      await eventually(
+        async () => {
+          await bus.publish('', name, { n: 1 }).catch(() => undefined);
+          return log.lines.some((l) => l.includes('Broker publish channel nacked every publish for'));
+        },
+        5000,
+        100,
+      );
+      expect(
+        log.lines.some((l) => l.includes('Broker connection lost')),
+        'no reconnect',
+      ).to.equal(false);
+      // The refusal ends (the queue takes messages again): the new channel's publishes are confirmed.
+      await bus.deleteQueue(name);
+      await bus.declareQueue({ name, durable: false, autoDelete: false, bindings: [] });
+      await eventually(
+        () =>
+          bus.publish('', name, { n: 2 }).then(
+            () => true,
+            () => false,
+          ),
+        5000,
+        100,
+      );
+    } finally {
+      await bus.deleteQueue(name).catch(() => undefined);
+      await bus.close();
+    }
+  });
 });
