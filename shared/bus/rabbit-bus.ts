@@ -201,9 +201,10 @@ export async function createRabbitBus(options: RabbitBusOptions): Promise<Bus> {
       if (!silent && !refusing) return;
       replacedChannels++;
       if (replacedChannels === 1 || replacedChannels % 10 === 0) {
-        const why = silent
-          ? `confirmed nothing for ${Math.round((Date.now() - (state.blocked ? state.since : Date.now())) / 1000)} s (${state.blocked ? state.reason : ''})`
-          : `nacked every publish for ${Math.round((Date.now() - nackedSince!) / 1000)} s`;
+        const why =
+          silent && state.blocked
+            ? `confirmed nothing for ${Math.round((Date.now() - state.since) / 1000)} s (${state.reason})`
+            : `nacked every publish for ${Math.round((Date.now() - nackedSince!) / 1000)} s`;
         log.warn(`Broker publish channel ${why}: replacing it`, { replacedChannels });
       }
       nackedSince = null;

@@ -259,6 +259,13 @@ const DEADLINE_PER_STATEMENT_MS = 30;
  */
 const COMMANDS_IN_FLIGHT = 4;
 
+/** `items` in pieces of at most one command's statements (MAX_STATEMENTS_PER_COMMAND), in order. */
+function inPieces<T>(items: readonly T[]): T[][] {
+  const pieces: T[][] = [];
+  for (let i = 0; i < items.length; i += MAX_STATEMENTS_PER_COMMAND) pieces.push(items.slice(i, i + MAX_STATEMENTS_PER_COMMAND));
+  return pieces;
+}
+
 function deadlineFor(statements: number): number {
   return OPERATION_DEADLINE_MS + statements * DEADLINE_PER_STATEMENT_MS;
 }
@@ -330,6 +337,24 @@ export async function createMongoNodeStore(options: MongoNodeStoreOptions): Prom
   const storedSteps = new Map<string, number>();
   /** The bulk commands of every caller of this store: COMMANDS_IN_FLIGHT at once. */
   const command = pLimit(COMMANDS_IN_FLIGHT);
+  /**
+   * Runs `run` for every piece through the store's command slots; once one fails, the pieces not yet sent are
+   * skipped and the call rejects (its caller retries the whole operation).
+   */
+  async function everyPiece<T>(pieces: readonly T[], run: (piece: T) => Promise<void>): Promise<void> {
+    let failed = false;
+    await Promise.all(
+      pieces.map((piece) =>
+        command(async () => {
+          if (failed) return;
+          await run(piece).catch((error: unknown) => {
+            failed = true;
+            throw error;
+          });
+        }),
+      ),
+    );
+  }
   /** Whether the server expires history documents (TTL index): otherwise writers delete what leaves the window. */
   let historyExpires = false;
 
@@ -442,21 +467,10 @@ export async function createMongoNodeStore(options: MongoNodeStoreOptions): Prom
       const found = new Map<string, NodeRecord>();
       // In reads of a command's size, each with a deadline that grows with it: one read of a whole batch's nodes
       // on a slow store would miss a fixed deadline again at every retry.
-      const pieces: string[][] = [];
-      for (let i = 0; i < nodeIds.length; i += MAX_STATEMENTS_PER_COMMAND) pieces.push(nodeIds.slice(i, i + MAX_STATEMENTS_PER_COMMAND));
-      let failed = false;
-      const readPiece = (ids: string[]) =>
-        command(async () => {
-          if (failed) return; // another piece failed: the caller retries the whole read
-          try {
-            const docs = await guarded('getMany', () => Nodes.collection.find({ _id: { $in: ids } } as never, { projection: NODE_PROJECTION }).toArray(), deadlineFor(ids.length));
-            for (const d of docs as unknown as NodeDocument[]) found.set(d._id, record(d));
-          } catch (error) {
-            failed = true;
-            throw error;
-          }
-        });
-      await Promise.all(pieces.map(readPiece));
+      await everyPiece(inPieces(nodeIds), async (ids) => {
+        const docs = await guarded('getMany', () => Nodes.collection.find({ _id: { $in: ids } } as never, { projection: NODE_PROJECTION }).toArray(), deadlineFor(ids.length));
+        for (const d of docs as unknown as NodeDocument[]) found.set(d._id, record(d));
+      });
       return found;
     },
     async list(filter: { status?: NodeStatus } = {}) {
@@ -498,33 +512,21 @@ export async function createMongoNodeStore(options: MongoNodeStoreOptions): Prom
       // Commands of up to MAX_STATEMENTS_PER_COMMAND statements (so that no command outlasts its deadline), up to
       // COMMANDS_IN_FLIGHT of this store's at once (unordered: the server works on one while it reads the next), through
       // the driver without mongoose casting: field order as built here.
-      const chunks: Array<{ ops: unknown[]; writes: NodeWrite[] }> = [];
-      for (let i = 0; i < ops.length; i += MAX_STATEMENTS_PER_COMMAND)
-        chunks.push({ ops: ops.slice(i, i + MAX_STATEMENTS_PER_COMMAND), writes: writes.slice(i, i + MAX_STATEMENTS_PER_COMMAND) });
-      let failed = false;
-      const runChunk = (chunk: { ops: unknown[]; writes: NodeWrite[] }): Promise<void> =>
-        command(async () => {
-          if (failed) return; // another command failed: the caller retries the whole write
-          const deadlineMs = deadlineFor(chunk.ops.length);
-          commands++;
-          try {
-            const result = await guarded(
-              'write',
-              () => Nodes.collection.bulkWrite(chunk.ops as never, { ordered: false, ...writeConcernFor(chunk.writes, deadlineMs) }),
-              deadlineMs,
-            );
-            if ((result.insertedCount ?? 0) + (result.matchedCount ?? 0) < chunk.ops.length) shortfall.push(...chunk.writes);
-          } catch (error) {
-            const writeErrors = (error as { writeErrors?: Array<{ code?: number; err?: { code?: number } }> }).writeErrors;
-            const codes = Array.isArray(writeErrors) ? writeErrors.map((e) => e.code ?? e.err?.code) : [(error as { code?: number }).code];
-            if (!codes.length || codes.some((code) => code !== 11000)) {
-              failed = true;
-              throw error;
-            }
-            shortfall.push(...chunk.writes); // an insert raced another writer's insert: resolved below like any conflict
-          }
-        });
-      await Promise.all(chunks.map(runChunk));
+      const writePieces = inPieces(writes);
+      const chunks = inPieces(ops).map((chunk, i) => ({ ops: chunk, writes: writePieces[i]! }));
+      await everyPiece(chunks, async (chunk) => {
+        const deadlineMs = deadlineFor(chunk.ops.length);
+        commands++;
+        try {
+          const result = await guarded('write', () => Nodes.collection.bulkWrite(chunk.ops as never, { ordered: false, ...writeConcernFor(chunk.writes, deadlineMs) }), deadlineMs);
+          if ((result.insertedCount ?? 0) + (result.matchedCount ?? 0) < chunk.ops.length) shortfall.push(...chunk.writes);
+        } catch (error) {
+          const writeErrors = (error as { writeErrors?: Array<{ code?: number; err?: { code?: number } }> }).writeErrors;
+          const codes = Array.isArray(writeErrors) ? writeErrors.map((e) => e.code ?? e.err?.code) : [(error as { code?: number }).code];
+          if (!codes.length || codes.some((code) => code !== 11000)) throw error;
+          shortfall.push(...chunk.writes); // an insert raced another writer's insert: resolved below like any conflict
+        }
+      });
       const id = (w: NodeWrite) => (w.kind === 'insert' ? w.record.nodeId : w.nodeId);
       const pointsOf = (applies: (w: NodeWrite) => boolean) =>
         writes.flatMap((w) => (w.kind !== 'insert' && w.historyPoint && applies(w) ? [{ nodeId: w.nodeId, point: w.historyPoint }] : []));
@@ -533,8 +535,8 @@ export async function createMongoNodeStore(options: MongoNodeStoreOptions): Prom
       // of the commands that fell short carry what this batch wrote: the rev of an insert or update, the
       // token of a refresh. In reads of a command's size, each with a deadline that grows with it.
       const current: unknown[] = [];
-      for (let i = 0; i < shortfall.length; i += MAX_STATEMENTS_PER_COMMAND) {
-        const ids = shortfall.slice(i, i + MAX_STATEMENTS_PER_COMMAND).map(id);
+      for (const piece of inPieces(shortfall)) {
+        const ids = piece.map(id);
         commands++;
         current.push(
           ...(await command(() =>
@@ -613,8 +615,7 @@ export async function createMongoNodeStore(options: MongoNodeStoreOptions): Prom
       // One whole-value $pull per event (portable to servers whose $pull takes no conditions), all in one bulk write.
       const ops = entries.flatMap(({ nodeId, events }) => events.map((event) => ({ updateOne: { filter: { _id: nodeId }, update: { $pull: { outbox: event } } } })));
       if (!ops.length) return;
-      for (let i = 0; i < ops.length; i += MAX_STATEMENTS_PER_COMMAND) {
-        const chunk = ops.slice(i, i + MAX_STATEMENTS_PER_COMMAND);
+      for (const chunk of inPieces(ops)) {
         await command(() => guarded('removeFromOutbox', () => Nodes.collection.bulkWrite(chunk as never, { ordered: false }), deadlineFor(chunk.length)));
       }
     },

@@ -1,5 +1,6 @@
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
+import type { Bus } from '../../shared/bus/bus.js';
 import { createRabbitBus } from '../../shared/bus/rabbit-bus.js';
 import { expect } from 'chai';
 import { createMemoryLogger } from '../../shared/logger.js';
@@ -77,6 +78,25 @@ async function silencePublishChannels(connectionName: string): Promise<(() => Pr
   }
 }
 
+/** Publishes to `queue` until one is confirmed (within 5 s): the bus publishes again. */
+const publishesAgain = (bus: Bus, queue: string) =>
+  eventually(
+    () =>
+      bus.publish('', queue, { again: true }).then(
+        () => true,
+        () => false,
+      ),
+    5000,
+    100,
+  );
+
+/** The bus kept its connection: no outage was logged. */
+const expectNoReconnect = (lines: string[]) =>
+  expect(
+    lines.some((l) => l.includes('Broker connection lost')),
+    'no reconnect',
+  ).to.equal(false);
+
 describe('RabbitMQ bus: a publish channel that stops confirming @int', function () {
   this.timeout(30_000);
   before(requireServices('rabbitmq'));
@@ -103,23 +123,12 @@ describe('RabbitMQ bus: a publish channel that stops confirming @int', function 
       expect(waiting).to.match(/confirmed|no broker confirm within 2000 ms/);
       // The connection never went: the channel was replaced, and what is published now is confirmed.
       expect(bus.isConnected()).to.equal(true);
-      await eventually(
-        () =>
-          bus.publish('', name, { n: 2 }).then(
-            () => true,
-            () => false,
-          ),
-        5000,
-        100,
-      );
+      await publishesAgain(bus, name);
       for (let n = 3; n < 13; n++) await bus.publish('', name, { n });
       expect(await bus.queueDepth(name)).to.be.at.least(11);
       const replaced = log.lines.filter((l) => l.includes('Broker publish channel confirmed nothing'));
       expect(replaced, 'logged once').to.have.length(1);
-      expect(
-        log.lines.some((l) => l.includes('Broker connection lost')),
-        'no reconnect',
-      ).to.equal(false);
+      expectNoReconnect(log.lines);
     } finally {
       await resume?.();
       await bus.deleteQueue(name).catch(() => undefined);
@@ -147,22 +156,11 @@ describe('RabbitMQ bus: a publish channel that stops confirming @int', function 
         5000,
         100,
       );
-      expect(
-        log.lines.some((l) => l.includes('Broker connection lost')),
-        'no reconnect',
-      ).to.equal(false);
+      expectNoReconnect(log.lines);
       // The refusal ends (the queue takes messages again): the new channel's publishes are confirmed.
       await bus.deleteQueue(name);
       await bus.declareQueue({ name, durable: false, autoDelete: false, bindings: [] });
-      await eventually(
-        () =>
-          bus.publish('', name, { n: 2 }).then(
-            () => true,
-            () => false,
-          ),
-        5000,
-        100,
-      );
+      await publishesAgain(bus, name);
     } finally {
       await bus.deleteQueue(name).catch(() => undefined);
       await bus.close();
