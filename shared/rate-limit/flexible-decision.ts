@@ -14,3 +14,8 @@ export async function consumeOne(limiter: Pick<RateLimiterAbstract, 'consume'>, 
     throw rejection;
   }
 }
+
+/** Gives one point of `key` back on a rate-limiter-flexible limiter (within the key's current window). */
+export async function rewardOne(limiter: Pick<RateLimiterAbstract, 'reward'>, key: string): Promise<void> {
+  await limiter.reward(key, 1);
+}

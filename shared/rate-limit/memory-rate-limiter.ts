@@ -1,5 +1,5 @@
 import { RateLimiterMemory } from 'rate-limiter-flexible';
-import { consumeOne } from './flexible-decision.js';
+import { consumeOne, rewardOne } from './flexible-decision.js';
 import { DEFAULT_WINDOW_SECONDS, type RateLimiter, type RateLimitSettings } from './rate-limiter.js';
 
 /**
@@ -13,6 +13,7 @@ export function createMemoryRateLimiter(settings: RateLimitSettings): RateLimite
   return {
     shared: false,
     take: (key) => consumeOne(limiter, key),
+    refund: (key) => rewardOne(limiter, key),
     close: async () => undefined,
   };
 }

@@ -17,6 +17,11 @@ export interface RateLimitSettings {
 export interface RateLimiter {
   /** Spends one request of `key`'s budget; a refusal says how many milliseconds remain of the key's window. */
   take(key: string): Promise<RateDecision>;
+  /**
+   * Gives back one request taken from `key`'s budget in its current window: a request the orchestrator failed
+   * itself (5xx) spends nothing, so agents retrying through an outage are not locked out once it ends.
+   */
+  refund(key: string): Promise<void>;
   /** True when every process using the same backend shares the budget, false when this process counts alone. */
   readonly shared: boolean;
   close(): Promise<void>;

@@ -2,7 +2,7 @@ import { RateLimiterRedis } from 'rate-limiter-flexible';
 import type { Logger } from '../logger.js';
 import { createOutageLog } from '../outage-log.js';
 import { createRedisClient } from '../redis.js';
-import { consumeOne } from './flexible-decision.js';
+import { consumeOne, rewardOne } from './flexible-decision.js';
 import { createMemoryRateLimiter } from './memory-rate-limiter.js';
 import { DEFAULT_WINDOW_SECONDS, type RateLimiter, type RateLimitSettings } from './rate-limiter.js';
 
@@ -77,6 +77,10 @@ export function createRedisRateLimiter(options: RedisRateLimiterOptions): RateLi
         outage.failed(error);
         return local.take(key);
       }
+    },
+    async refund(key) {
+      // Where the request was counted: Redis, or this process's own counter while Redis does not answer.
+      await rewardOne(shared, key).catch(() => local.refund(key));
     },
     close: () =>
       (closing ??= (async () => {

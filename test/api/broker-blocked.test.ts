@@ -8,8 +8,12 @@ import { createMetrics } from '../../shared/metrics.js';
 import { createMemoryNodeStore } from '../../shared/store/memory-node-store.js';
 import { brokerNames, topology } from '../../shared/topology.js';
 import { createApp } from '../../services/api/app.js';
+import { createApiGuard } from '../../services/api/auth/api-guard.js';
+import { createMemoryRateLimiter } from '../../shared/rate-limit/memory-rate-limiter.js';
 
 const names = brokerNames('blocked');
+/** Agent requests per node per minute: fewer than the requests a blocked broker answers 503 in the test below. */
+const RATE_LIMIT = 5;
 const register = { nodeId: 'node-1', hostname: 'host-1', ipAddress: '10.0.0.1', maxServers: 20 };
 const stats = () => ({ cpuUsage: 1, memoryUsage: 2, diskUsage: 3, containerCount: 0, timestamp: new Date().toISOString() });
 
@@ -23,7 +27,15 @@ describe('api while the broker blocks publishes', () => {
     bus = createMemoryBus({ wedgedAfterMs: 100, confirmTimeoutMs: 2000 });
     await bus.declareTopology(topology(names));
     const store = createMemoryNodeStore({ historyPoints: 0 });
-    const app = createApp({ bus, store, names, log: createMemoryLogger('warn'), clock: systemClock, metrics: createMetrics() });
+    const log = createMemoryLogger('warn');
+    const guard = createApiGuard({
+      config: { auth: { mode: 'off' }, rateLimit: { perNodePerMinute: RATE_LIMIT } },
+      store,
+      rateLimiter: createMemoryRateLimiter({ limit: RATE_LIMIT }),
+      clock: systemClock,
+      log,
+    });
+    const app = createApp({ bus, store, names, log, clock: systemClock, metrics: createMetrics(), guard });
     server = await new Promise<Server>((resolve) => {
       const s = app.listen(0, '127.0.0.1', () => resolve(s));
     });
@@ -112,5 +124,17 @@ describe('api while the broker blocks publishes', () => {
     expect((await first).status).to.equal(200);
     expect(await metric('orchestrator_broker_unconfirmed_publishes')).to.equal(0);
     expect((await readyz()).status).to.equal(200);
+  });
+
+  it("spends none of a node's rate-limit budget on the requests it answers 503, so agents that retried through the block are accepted after it", async () => {
+    expect((await post('/api/nodes/register', register)).status).to.equal(201);
+    bus.block('low on memory');
+    for (let i = 0; i < RATE_LIMIT * 2; i++) expect((await post('/api/nodes/node-1/stats', stats())).status, `request ${i + 1} while blocked`).to.equal(503);
+    bus.unblock();
+
+    // The registration took one of the budget; the 503s none: the rest is still there, and only then 429.
+    const after = [];
+    for (let i = 0; i < RATE_LIMIT; i++) after.push((await post('/api/nodes/node-1/stats', stats())).status);
+    expect(after).to.deep.equal([...Array<number>(RATE_LIMIT - 1).fill(200), 429]);
   });
 });

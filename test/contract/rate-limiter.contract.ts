@@ -57,6 +57,14 @@ export function rateLimiterContract(adapter: string, factory: RateLimiterFactory
       for (const decision of decisions.slice(LIMIT)) expect(refused(decision)).to.be.within(1, WINDOW_SECONDS * 1000);
     });
 
+    it('takes nothing from the budget for a request given back', async () => {
+      await spend(limiter, 'node-1', LIMIT);
+      await limiter.refund('node-1');
+      await limiter.refund('node-1');
+
+      expect(allowed(await spend(limiter, 'node-1', 3))).to.equal(2);
+    });
+
     it('counts each key on its own', async () => {
       await spend(limiter, 'node-1', LIMIT + 1);
 

@@ -50,9 +50,15 @@ export function createApiGuard(options: ApiGuardOptions): ApiGuard & { forget(no
     summary: (n, windowMs) => `... and ${n} more requests refused in the last ${windowMs / 1000} s`,
   });
 
-  async function rateLimit(nodeId: string): Promise<void> {
+  async function rateLimit(req: Request, nodeId: string): Promise<void> {
     const taken = await rateLimiter.take(nodeId);
-    if (taken.ok) return;
+    if (taken.ok) {
+      // A request the orchestrator fails itself (broker or store unavailable: 5xx) spends nothing of the budget.
+      req.res?.once('finish', () => {
+        if (req.res!.statusCode >= 500) rateLimiter.refund(nodeId).catch(() => undefined);
+      });
+      return;
+    }
     const seconds = Math.max(1, Math.ceil(taken.retryAfterMs / 1000));
     refusalLog.log(`Rate limit: node ${nodeId} exceeds ${config.rateLimit.perNodePerMinute} requests per minute`);
     throw new HttpError(
@@ -67,7 +73,7 @@ export function createApiGuard(options: ApiGuardOptions): ApiGuard & { forget(no
   return {
     async agent(req: Request, nodeId: string, action: AgentAction): Promise<string | undefined> {
       if (config.auth.mode === 'off') {
-        await rateLimit(nodeId);
+        await rateLimit(req, nodeId);
         return undefined;
       }
       const token = bearer(req);
@@ -84,7 +90,7 @@ export function createApiGuard(options: ApiGuardOptions): ApiGuard & { forget(no
         throw new HttpError(decision.status, decision.code, decision.reason, {}, headers);
       }
       // Only authenticated requests spend a node's budget, so nobody can starve another node's budget.
-      await rateLimit(nodeId);
+      await rateLimit(req, nodeId);
       if (action === 'register') lookup.forget(nodeId);
       return token;
     },
