@@ -32,7 +32,7 @@ export async function runSustained(options: { long: boolean }): Promise<BenchRes
     const conflicts = new Set(result.conflicts);
     for (const w of writes) {
       if (w.kind === 'insert' || conflicts.has(w.nodeId)) continue;
-      const reportedAt = w.kind === 'refresh' ? w.stats?.reportedAt : w.set.stats?.reportedAt;
+      const reportedAt = w.kind === 'update' ? w.set.stats?.reportedAt : w.stats?.reportedAt;
       const list = pending.get(w.nodeId);
       if (!reportedAt || !list) continue;
       const upTo = reportedAt.getTime();

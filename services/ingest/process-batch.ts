@@ -3,7 +3,7 @@ import type { Clock } from '../../shared/clock.js';
 import type { LogLevel } from '../../shared/config.js';
 import { applyMessage, newDraft, type MessageOutcome, type NodeDraft, type ReceivedMessage } from '../../shared/domain/apply-message.js';
 import { draftToWrite } from '../../shared/domain/draft-write.js';
-import { planHeartbeatRefresh } from '../../shared/domain/heartbeat-refresh.js';
+import { planHeartbeatRefresh, planLateHeartbeats } from '../../shared/domain/heartbeat-refresh.js';
 import { canaryArrived, stalledAfterMs } from '../../shared/domain/path-coverage.js';
 import type { NodePace, NodePaceFields } from '../../shared/domain/heartbeat-pace.js';
 import type { FleetPaceReader } from '../../shared/fleet-pace-reader.js';
@@ -73,6 +73,19 @@ export function createBatchProcessor(deps: BatchDeps) {
     }
     if (knownPaces.size >= MAX_KNOWN_PACES) knownPaces.clear();
     knownPaces.set(nodeId, { declaredIntervalMs: node.declaredIntervalMs, intervalMs: node.intervalMs ?? null, timeoutMs: node.timeoutMs ?? null });
+  }
+  /**
+   * The clock baseline this process last saw stored per node (from its reads, and the refreshes it wrote): only to
+   * choose between a refresh and a late write while behind; the store checks the real one.
+   */
+  const knownSkews = new Map<string, number>();
+  function learnSkew(nodeId: string, skew: number | null | undefined): void {
+    if (skew == null) {
+      knownSkews.delete(nodeId);
+      return;
+    }
+    if (knownSkews.size >= MAX_KNOWN_PACES) knownSkews.clear();
+    knownSkews.set(nodeId, skew);
   }
   const stalledAfter = stalledAfterMs(deps.timeoutMs);
   /** The one credential condition all of a node's messages share, null when there is none, undefined when auth is off. */
@@ -159,9 +172,11 @@ export function createBatchProcessor(deps: BatchDeps) {
   }
 
   /**
-   * `behind()`: more than one batch holds is waiting or being written besides this batch (asked once the batch is
-   * stored; the ingest's batches run side by side). Messages then look late or name nodes whose registration is
-   * still queued behind them, and asking their agents to register again would only add to the backlog.
+   * `behind()`: more than one batch holds is waiting or being written besides this batch (asked as the batch starts
+   * and once it is stored; the ingest's batches run side by side). Messages then look late or name nodes whose
+   * registration is still queued behind them, and asking their agents to register again would only add to the
+   * backlog; so late heartbeats are written without a read (their stats only), one statement a node however many
+   * of its messages the batch holds, and the backlog drains faster than it grew.
    */
   async function processBatch(deliveries: Delivery[], options: { behind?: () => boolean } = {}): Promise<void> {
     metrics.batchSize.observe(deliveries.length);
@@ -203,19 +218,19 @@ export function createBatchProcessor(deps: BatchDeps) {
       const ctx = { now, timeoutMs: deps.timeoutMs, history: deps.history, fleetPace: fleetPace ?? null };
       const writes: NodeWrite[] = [];
       // First round: heartbeats of nodes that stay ONLINE are written without a read; the store applies them
-      // only while the node is ONLINE and the messages are on time, and reports the others as conflicts,
-      // which the next round reads and decides one message at a time.
+      // only while the node is ONLINE and the messages are on time (or, while the ingest is behind, all late),
+      // and reports the others as conflicts, which the next round reads and decides one message at a time.
       const toRead: string[] = [];
+      const behindNow = round === 0 && (options.behind?.() ?? false);
       for (const nodeId of pending) {
         const items = groups.get(nodeId)!;
+        const messages = items.map((i) => i.received);
+        const credentialHash = credentialCondition(items);
+        const knownClockSkewMs = knownSkews.get(nodeId);
         const plan =
           round === 0
-            ? planHeartbeatRefresh(
-                nodeId,
-                items.map((i) => i.received),
-                ctx,
-                { credentialHash: credentialCondition(items), knownPace: knownPaces.get(nodeId) },
-              )
+            ? ((behindNow ? planLateHeartbeats(nodeId, messages, ctx, { credentialHash, knownClockSkewMs }) : null) ??
+              planHeartbeatRefresh(nodeId, messages, ctx, { credentialHash, knownClockSkewMs, knownPace: knownPaces.get(nodeId) }))
             : null;
         if (!plan) {
           toRead.push(nodeId);
@@ -247,7 +262,15 @@ export function createBatchProcessor(deps: BatchDeps) {
       if (result.conflicts.length) metrics.storeConflicts.inc(result.conflicts.length);
       pending = result.conflicts;
       const lost = new Set(pending);
-      for (const nodeId of toRead) if (!lost.has(nodeId)) learnPace(nodeId, drafts.get(nodeId)?.node ?? null);
+      for (const nodeId of toRead) {
+        if (lost.has(nodeId)) continue;
+        const node = drafts.get(nodeId)?.node ?? null;
+        learnPace(nodeId, node);
+        learnSkew(nodeId, node?.clockSkewMs);
+      }
+      for (const w of writes) {
+        if (w.kind === 'refresh' && w.clockSkewMs !== undefined && !lost.has(w.nodeId)) learnSkew(w.nodeId, Math.min(knownSkews.get(w.nodeId) ?? Infinity, w.clockSkewMs));
+      }
     }
     // After the agents' messages of the batch: a canary that arrives proves that what was sent before it is stored.
     if (canaries.length) await deps.retry('write', () => storeCanaries(canaries.map((c) => c.canary)));

@@ -4,9 +4,10 @@ import { receiveTime, type ApplyContext, type MessageOutcome, type ReceivedMessa
 import { nodePace, paceDiffers, paceMs, type NodePaceFields } from './heartbeat-pace.js';
 
 export type RefreshWrite = Extract<NodeWrite, { kind: 'refresh' }>;
+export type LateWrite = Extract<NodeWrite, { kind: 'late' }>;
 
-export interface RefreshPlan {
-  write: RefreshWrite;
+export interface RefreshPlan<W extends RefreshWrite | LateWrite = RefreshWrite> {
+  write: W;
   /** One per message, in the order given: what applyMessage would have answered had the write applied. */
   outcomes: MessageOutcome[];
 }
@@ -97,6 +98,51 @@ export function planHeartbeatRefresh(nodeId: string, messages: ReceivedMessage[]
     write.clockSkewMs = lowestOffset;
     write.minClockSkewMs = requiredSkew;
   }
+  if (options.credentialHash) write.credentialHash = options.credentialHash;
+  return { write, outcomes };
+}
+
+/**
+ * Heartbeats that sat in a backlog, decided without reading the node while the ingest is behind (when it is, a
+ * late heartbeat's only other effect, asking a starved agent to register again, waits anyway). Every message must
+ * be late, as applyMessage judges it: over HTTP by the api's receive time; over AMQP against the node's stored
+ * baseline, which the write requires to be below every message's `offset + wait − timeout` (and below its offset,
+ * so that none would move the baseline). `knownClockSkewMs` (the baseline this process last saw stored) only says
+ * whether to try: a write whose condition the store does not meet is a conflict, and the caller reads the node.
+ * The write stores the newest stats and changes nothing about liveness. Returns null when not every message is late
+ * or the messages cannot be decided without a read (not all heartbeats, different credentials).
+ */
+export function planLateHeartbeats(
+  nodeId: string,
+  messages: ReceivedMessage[],
+  ctx: ApplyContext,
+  options: Pick<RefreshOptions, 'credentialHash' | 'knownClockSkewMs'> = {},
+): RefreshPlan<LateWrite> | null {
+  if (!messages.length || options.credentialHash === null) return null;
+  const known = options.knownClockSkewMs;
+  let below = Infinity;
+  let newest: { reportedAt: number; payload: Extract<ReceivedMessage['message'], { type: 'agent.heartbeat' }>['payload'] } | null = null;
+  const outcomes: MessageOutcome[] = [];
+  for (const received of messages) {
+    const message = received.message;
+    if (message.type !== 'agent.heartbeat' || message.nodeId !== nodeId) return null;
+    let age: number;
+    if (message.receivedAt) {
+      age = Math.max(0, ctx.now - receiveTime(received, ctx.now));
+    } else {
+      if (known == null) return null;
+      const offset = received.deliveredAt - Date.parse(message.payload.timestamp);
+      const wait = Math.max(0, ctx.now - received.deliveredAt);
+      below = Math.min(below, offset, offset + wait - ctx.timeoutMs);
+      age = offset - known + wait;
+    }
+    if (age <= ctx.timeoutMs) return null;
+    outcomes.push({ kind: 'late', ageMs: age });
+    const reportedAt = Date.parse(message.payload.timestamp);
+    if (!newest || reportedAt > newest.reportedAt) newest = { reportedAt, payload: message.payload };
+  }
+  const write: LateWrite = { kind: 'late', nodeId, stats: { ...statsValues(newest!.payload), reportedAt: new Date(newest!.reportedAt) } };
+  if (Number.isFinite(below)) write.clockSkewBelowMs = below;
   if (options.credentialHash) write.credentialHash = options.credentialHash;
   return { write, outcomes };
 }

@@ -109,6 +109,15 @@ export function createMemoryNodeStore(options: MemoryNodeStoreOptions): NodeStor
           continue;
         }
         const current = nodes.get(w.nodeId);
+        if (w.kind === 'late') {
+          const applies =
+            current?.status === 'ONLINE' &&
+            (w.clockSkewBelowMs === undefined || (current.clockSkewMs !== null && current.clockSkewMs < w.clockSkewBelowMs)) &&
+            (w.credentialHash === undefined || current.credentialHash === w.credentialHash);
+          if (!applies) conflicts.push(w.nodeId);
+          else nodes.set(w.nodeId, { ...current, stats: maxStats(current.stats, w.stats) });
+          continue;
+        }
         if (w.kind === 'refresh') {
           const applies =
             current?.status === 'ONLINE' &&

@@ -275,11 +275,11 @@ function deadlineFor(statements: number): number {
  * conditional update: they carry the node's events in its outbox) is acknowledged only once a majority of a
  * replica set has it, whatever the URL says, so that a failover cannot roll back a transition whose event was
  * published; the server gives up waiting at the command's deadline (the write stays, and the caller's retry
- * recognises it by its rev). Commands of heartbeat refreshes alone take the URL's or the server's default
+ * recognises it by its rev). Commands of heartbeat refreshes and late stats alone take the URL's or the server's default
  * (majority on a MongoDB 5.0+ replica set unless the URL sets `w`). On a single server majority is that server.
  */
 function writeConcernFor(writes: NodeWrite[], deadlineMs: number): { writeConcern?: { w: 'majority'; wtimeoutMS: number } } {
-  return writes.some((w) => w.kind !== 'refresh') ? { writeConcern: { w: 'majority', wtimeoutMS: deadlineMs } } : {};
+  return writes.some((w) => w.kind === 'insert' || w.kind === 'update') ? { writeConcern: { w: 'majority', wtimeoutMS: deadlineMs } } : {};
 }
 
 /** Turns driver failures into StoreUnavailableError (after `deadlineMs`, too); anything else is a bug and is rethrown. */
@@ -421,10 +421,17 @@ export async function createMongoNodeStore(options: MongoNodeStoreOptions): Prom
     return trips;
   }
 
-  /** The bulk-write operation of one write; a refresh gets a token (`refreshId`) so a read-back can tell whether it applied. */
+  /** The bulk-write operation of one write; a refresh or late stats get a token (`refreshId`) so a read-back can tell whether it applied. */
   function toOp(w: NodeWrite, refreshId: string) {
     if (w.kind === 'insert') {
       return { insertOne: { document: toDocument(w.record) } };
+    }
+    if (w.kind === 'late') {
+      const filter: Record<string, unknown> = { _id: w.nodeId, status: 'ONLINE' };
+      // $lt matches numbers only: a node without a baseline (null) is decided by a read.
+      if (w.clockSkewBelowMs !== undefined) filter.clockSkewMs = { $lt: w.clockSkewBelowMs };
+      if (w.credentialHash !== undefined) filter.credentialHash = w.credentialHash;
+      return { updateOne: { filter, update: { $set: { refreshId }, $max: forwardOnly(null, w.stats) } } };
     }
     if (w.kind === 'refresh') {
       const filter: Record<string, unknown> = { _id: w.nodeId, status: 'ONLINE' };
@@ -529,7 +536,7 @@ export async function createMongoNodeStore(options: MongoNodeStoreOptions): Prom
       });
       const id = (w: NodeWrite) => (w.kind === 'insert' ? w.record.nodeId : w.nodeId);
       const pointsOf = (applies: (w: NodeWrite) => boolean) =>
-        writes.flatMap((w) => (w.kind !== 'insert' && w.historyPoint && applies(w) ? [{ nodeId: w.nodeId, point: w.historyPoint }] : []));
+        writes.flatMap((w) => ((w.kind === 'refresh' || w.kind === 'update') && w.historyPoint && applies(w) ? [{ nodeId: w.nodeId, point: w.historyPoint }] : []));
       if (!shortfall.length) return { conflicts: [], roundTrips: commands + (await storeHistory(pointsOf(() => true))) };
       // Some writes did not apply. The bulk result has no per-operation counts, so read back which documents
       // of the commands that fell short carry what this batch wrote: the rev of an insert or update, the
@@ -553,7 +560,7 @@ export async function createMongoNodeStore(options: MongoNodeStoreOptions): Prom
       const conflicts = shortfall
         .filter((w) => {
           const found = byId.get(id(w));
-          if (w.kind === 'refresh') return found?.refreshId !== tokenOf.get(w);
+          if (w.kind === 'refresh' || w.kind === 'late') return found?.refreshId !== tokenOf.get(w);
           const expected = w.kind === 'insert' ? w.record.rev : w.newRev;
           return found?.rev !== expected && found?.prevRev !== expected;
         })

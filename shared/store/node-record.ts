@@ -62,7 +62,7 @@ export interface NodeRecord {
 export type NodeChanges = Partial<Omit<NodeRecord, 'nodeId' | 'rev' | 'outbox'>>;
 
 /**
- * The three kinds of write. In all of them `lastHeartbeat` and `stats` only ever move forward (MongoDB's
+ * The four kinds of write. In all of them `lastHeartbeat` and `stats` only ever move forward (MongoDB's
  * $max: stats compare by reportedAt first), so a write computed from an older read never turns them back.
  * A write's history point is stored only when the write applied; the first point stored in a step stays.
  */
@@ -107,6 +107,21 @@ export type NodeWrite =
        * with a timeout it moves `expiresAt` forward to lastHeartbeat + timeoutMs.
        */
       pace?: { intervalMs: number | null; timeoutMs: number | null };
+    }
+  /**
+   * Late heartbeats of an ONLINE node (they sat in a backlog: docs/architecture.md), written without a read
+   * while the ingest is behind: their newest stats, and nothing about liveness (no lastHeartbeat, deadline,
+   * baseline, pace or history). Applies only while the node is ONLINE and the broker messages are late against
+   * the stored baseline; otherwise it is reported as a conflict and the caller reads the node and decides.
+   */
+  | {
+      kind: 'late';
+      nodeId: string;
+      stats: NodeStats;
+      /** Applies only while the stored baseline is below this (set when broker messages are among them). */
+      clockSkewBelowMs?: number;
+      /** Applies only while the node holds this credential (authentication on). */
+      credentialHash?: string;
     };
 
 /** A canary sender saying it runs (written by the sender itself, straight to the store). */

@@ -52,6 +52,7 @@ export function update(nodeId: string, expectedRev: string, set: NodeUpdate['set
 }
 
 export type NodeRefresh = Extract<NodeWrite, { kind: 'refresh' }>;
+export type NodeLate = Extract<NodeWrite, { kind: 'late' }>;
 
 /** A heartbeat refresh of an ONLINE node; by default it moves nothing (lastHeartbeat at 0, as nodeRecord). */
 export function refresh(nodeId: string, overrides: Partial<Omit<NodeRefresh, 'kind' | 'nodeId'>> = {}): NodeRefresh {

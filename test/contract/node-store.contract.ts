@@ -1,7 +1,7 @@
 import { expect } from 'chai';
 import type { ExpiryQuery, NodeRecord } from '../../shared/store/node-record.js';
 import type { NodeStore } from '../../shared/store/node-store.js';
-import { at, insert, nodeEventFor, nodeRecord, refresh, T0, update } from './node-fixtures.js';
+import { at, insert, nodeEventFor, nodeRecord, refresh, T0, update, type NodeLate } from './node-fixtures.js';
 
 export interface NodeStoreFactory {
   /** Opens the adapter on an empty store of the suite's own. */
@@ -348,6 +348,54 @@ export function nodeStoreContract(adapter: string, factory: NodeStoreFactory): v
 
         expect(result.conflicts).to.deep.equal(['node-1']);
         expect((await store.get('node-1'))!).to.deep.include({ status: 'OFFLINE', lastHeartbeat: at(0) });
+      });
+    });
+
+    describe('late heartbeats (written without a read)', () => {
+      const late = (nodeId: string, reportedAt: number, overrides: Partial<Omit<NodeLate, 'kind' | 'nodeId' | 'stats'>> = {}): NodeLate => ({
+        kind: 'late',
+        nodeId,
+        stats: { ...nodeRecord(nodeId).stats!, cpuUsage: 66, reportedAt: at(reportedAt) },
+        ...overrides,
+      });
+
+      it('stores newer stats of an ONLINE node whose baseline is below the bound, and nothing else', async () => {
+        const record = nodeRecord('node-1', { clockSkewMs: 500 });
+        await store.write([insert(record)]);
+
+        const result = await store.write([late('node-1', 4000, { clockSkewBelowMs: 501 })]);
+        const older = await store.write([late('node-1', 2000, { clockSkewBelowMs: 501 })]);
+
+        expect(result.conflicts).to.deep.equal([]);
+        expect(older.conflicts, 'older stats apply, but move nothing back').to.deep.equal([]);
+        const stored = (await store.get('node-1'))!;
+        expect(stored.stats).to.deep.include({ cpuUsage: 66, reportedAt: at(4000) });
+        expect(stored).to.deep.include({ lastHeartbeat: record.lastHeartbeat, clockSkewMs: 500, rev: record.rev, status: 'ONLINE', statusVersion: 1 });
+        expectDates(stored);
+      });
+
+      it('does not apply at or above the bound, to a node without a baseline, an OFFLINE node, one it does not hold or with another credential: conflicts', async () => {
+        await store.write([
+          insert(nodeRecord('on-time', { clockSkewMs: 500 })),
+          insert(nodeRecord('no-baseline', { clockSkewMs: null })),
+          insert(nodeRecord('down', { status: 'OFFLINE', statusVersion: 2, clockSkewMs: 0 })),
+          insert(nodeRecord('other-key', { clockSkewMs: 0, credentialHash: 'sha256:right' })),
+          insert(nodeRecord('http', { clockSkewMs: null })),
+        ]);
+
+        const result = await store.write([
+          late('on-time', 4000, { clockSkewBelowMs: 500 }),
+          late('no-baseline', 4000, { clockSkewBelowMs: 1_000_000 }),
+          late('down', 4000, { clockSkewBelowMs: 1 }),
+          late('ghost', 4000),
+          late('other-key', 4000, { clockSkewBelowMs: 1, credentialHash: 'sha256:wrong' }),
+          late('http', 4000),
+        ]);
+
+        expect(result.conflicts.sort()).to.deep.equal(['down', 'ghost', 'no-baseline', 'on-time', 'other-key']);
+        for (const nodeId of ['on-time', 'no-baseline', 'down', 'other-key']) expect((await store.get(nodeId))!.stats!.cpuUsage, nodeId).to.not.equal(66);
+        expect(await store.get('ghost')).to.equal(null);
+        expect((await store.get('http'))!.stats!.cpuUsage, 'no bound (over HTTP): ONLINE is enough').to.equal(66);
       });
     });
 

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { expect } from 'chai';
 import fc from 'fast-check';
 import { applyMessage, newDraft, type ApplyContext, type ReceivedMessage } from '../../shared/domain/apply-message.js';
-import { planHeartbeatRefresh } from '../../shared/domain/heartbeat-refresh.js';
+import { planHeartbeatRefresh, planLateHeartbeats } from '../../shared/domain/heartbeat-refresh.js';
 import type { HeartbeatMessage, RegisterMessage } from '../../shared/messages/index.js';
 import type { NodeRecord } from '../../shared/store/node-record.js';
 
@@ -113,5 +113,64 @@ describe('heartbeat refresh plan', () => {
       ),
       { numRuns: 2000 },
     );
+  });
+
+  describe('late heartbeats, written without a read while the ingest is behind', () => {
+    it('plans a write of the newest stats for heartbeats that are all late, and none when one is on time or the baseline is unknown', () => {
+      const old = [heartbeat('node-1', T0 + 100, T0 - TIMEOUT - 5_000), heartbeat('node-1', T0 + 200, T0 - TIMEOUT - 4_000)];
+      const plan = planLateHeartbeats('node-1', old, ctx(T0 + 300), { knownClockSkewMs: 0 })!;
+      expect(plan.write).to.deep.include({ kind: 'late', nodeId: 'node-1', clockSkewBelowMs: TIMEOUT + 4_200 + 100 - TIMEOUT });
+      expect(plan.write.stats.reportedAt).to.deep.equal(new Date(T0 - TIMEOUT - 4_000));
+      expect(plan.outcomes.map((o) => o.kind)).to.deep.equal(['late', 'late']);
+
+      expect(planLateHeartbeats('node-1', [...old, heartbeat('node-1', T0 + 250, T0 + 250)], ctx(T0 + 300), { knownClockSkewMs: 0 }), 'one on time').to.equal(null);
+      expect(planLateHeartbeats('node-1', old, ctx(T0 + 300)), 'no baseline known').to.equal(null);
+      expect(planLateHeartbeats('node-1', old, ctx(T0 + 300), { knownClockSkewMs: 0, credentialHash: null })).to.equal(null);
+      const http = planLateHeartbeats('node-1', [heartbeat('node-1', T0, T0, T0 - TIMEOUT - 1)], ctx(T0))!;
+      expect(http.write.clockSkewBelowMs, 'over HTTP the receive time decides, not the baseline').to.equal(undefined);
+    });
+
+    it('applies exactly when applying the same messages one by one to the stored ONLINE node would call all of them late and keep its baseline, and changes what that changes', () => {
+      const offset = fc.integer({ min: -600_000, max: 600_000 });
+      fc.assert(
+        fc.property(
+          fc.option(offset, { nil: null }),
+          offset,
+          fc.array(fc.record({ offset, deliveryGap: fc.integer({ min: 0, max: 5_000 }), http: fc.boolean(), httpAge: fc.integer({ min: 0, max: 2 * TIMEOUT }) }), {
+            minLength: 1,
+            maxLength: 6,
+          }),
+          fc.integer({ min: 0, max: 2 * TIMEOUT }),
+          fc.option(fc.integer({ min: -600_000, max: 600_000 }), { nil: null }),
+          (storedSkew, knownSkew, specs, processingDelay, storedReportedAt) => {
+            let deliveredAt = T0;
+            const messages = specs.map((m) => {
+              deliveredAt += m.deliveryGap;
+              return m.http ? heartbeat('node-1', deliveredAt, deliveredAt + m.offset, deliveredAt - m.httpAge) : heartbeat('node-1', deliveredAt, deliveredAt - m.offset);
+            });
+            const now = deliveredAt + processingDelay;
+            const plan = planLateHeartbeats('node-1', messages, ctx(now), { knownClockSkewMs: knownSkew });
+            const node = onlineNode(storedSkew);
+            if (storedReportedAt !== null) node.stats = { cpuUsage: 1, memoryUsage: 1, diskUsage: 1, containerCount: 1, reportedAt: new Date(T0 + storedReportedAt) };
+            const draft = newDraft(node);
+            const outcomes = messages.map((m) => applyMessage(draft, m, ctx(now)).kind);
+            if (!plan) return; // decided by a read
+            const w = plan.write;
+            const storeApplies = w.clockSkewBelowMs === undefined || (storedSkew !== null && storedSkew < w.clockSkewBelowMs);
+            // Late, as the rules judge them, and leaving the baseline as it is (a message below it, or the first
+            // of a node without one, moves it: only a read can write that).
+            const lateOnly = outcomes.every((o) => o === 'late') && draft.node!.clockSkewMs === storedSkew;
+            expect(storeApplies, `store condition vs ${outcomes.join(',')}`).to.equal(lateOnly);
+            if (!storeApplies) return;
+            expect(draft.events).to.deep.equal([]);
+            expect(draft.node!.lastHeartbeat, 'liveness unchanged').to.deep.equal(node.lastHeartbeat);
+            const stored = node.stats?.reportedAt.getTime();
+            const after = stored === undefined || w.stats.reportedAt.getTime() > stored ? w.stats.reportedAt : node.stats!.reportedAt;
+            expect(draft.node!.stats!.reportedAt, 'stats after $max').to.deep.equal(after);
+          },
+        ),
+        { numRuns: 3000 },
+      );
+    });
   });
 });

@@ -264,6 +264,37 @@ describe('ingest batches', () => {
       expect(asked.at(-1)).to.equal('lost-record');
       expect(deadLetters).to.have.length(1201);
     });
+
+    it('writes the late heartbeats of a backlog without a read, one statement a node: their newest stats, and no liveness', async () => {
+      const nodes = Array.from({ length: 20 }, (_, i) => `late-${i}`);
+      for (const nodeId of nodes) await publish('agent.register', nodeId, registration(nodeId));
+      await settle();
+      // A batch of 500 live heartbeats whose write waits, while 600 heartbeats sent long before they arrive gather
+      // behind it (sent 1-30 s after the live ones, delivered 3 min later: late against a 1-minute timeout).
+      let release!: () => void;
+      storeState.holdNext = new Promise<void>((resolve) => (release = resolve));
+      for (let i = 0; i < 500; i++) await publish('agent.heartbeat', nodes[i % 20]!, stats(1, T0 + 1));
+      await settle(2);
+      await fake.tickAsync(180_000);
+      for (let beat = 1; beat <= 30; beat++) for (const nodeId of nodes) await publish('agent.heartbeat', nodeId, stats(beat + 1, T0 + 1 + beat * 1000));
+      await settle(2);
+      storeState.reads.length = 0;
+      const tripsBefore = memoryStore.roundTrips();
+
+      release();
+      await settle(10);
+
+      expect(storeState.reads, 'no read').to.deep.equal([]);
+      expect(memoryStore.roundTrips() - tripsBefore, 'the live batch, then one bulk write of the late ones').to.equal(2);
+      const after = (await memoryStore.get('late-0'))!;
+      expect(after.stats).to.deep.include({ cpuUsage: 31, reportedAt: new Date(T0 + 1 + 30_000) });
+      expect(after, 'no status change').to.deep.include({ status: 'ONLINE', statusVersion: 1 });
+      expect(after.lastHeartbeat!.getTime(), 'lastHeartbeat: the live batch, not the late one').to.be.below(T0 + 10_000);
+      expect(after.clockSkewMs, 'the baseline of the live stream').to.be.within(0, 1000);
+      const late = (await metrics.messagesIngested.get()).values.find((v) => v.labels.outcome === 'late');
+      expect(late?.value).to.equal(600);
+      expect(settled).to.deep.equal({ acked: 20 + 500 + 600, requeued: 0 });
+    });
   });
 
   describe('canaries', () => {
