@@ -53,6 +53,8 @@ const ferretDBModule = "github.com/FerretDB/FerretDB"
 // exist only in the patched FerretDB module (each patch adds its own), so an
 // unpatched build fails to compile instead of claiming fixes it lacks.
 var appliedPatches = []string{
+	ferretdb.PatchFSQLDebugLogWhenEnabled,
+	ferretdb.PatchResourceProfileDebugOnly,
 	ferretdb.PatchSQLiteBackgroundCheckpoint,
 	ferretdb.PatchSQLiteIDIndexExpression,
 	ferretdb.PatchSQLiteIDPushdownAllFilters,
