@@ -18,7 +18,10 @@ export interface RefreshOptions {
    * when a message carries no usable credential and only a read can say why it is refused.
    */
   credentialHash?: string | null;
-  /** The node's clock baseline as last seen by this process, if any: only for the reported message age. */
+  /**
+   * The node's clock baseline as last seen by this process, if any: for the reported message age, and (late
+   * heartbeats) whether to try the write at all; the store checks the stored baseline either way.
+   */
   knownClockSkewMs?: number | null;
   /**
    * The node's pace as this process last saw it stored (absent: none, as for a node whose agent declared no
@@ -103,11 +106,12 @@ export function planHeartbeatRefresh(nodeId: string, messages: ReceivedMessage[]
 }
 
 /**
- * Heartbeats that sat in a backlog, decided without reading the node while the ingest is behind (when it is, a
- * late heartbeat's only other effect, asking a starved agent to register again, waits anyway). Every message must
- * be late, as applyMessage judges it: over HTTP by the api's receive time; over AMQP against the node's stored
- * baseline, which the write requires to be below every message's `offset + wait − timeout` (and below its offset,
- * so that none would move the baseline). `knownClockSkewMs` (the baseline this process last saw stored) only says
+ * Heartbeats that sat in a backlog, decided without reading the node while the ingest is behind. A late heartbeat's
+ * only other effect, asking a starved agent to register again, is then not made (it would add to the backlog); the
+ * first batch after the ingest caught up reads the node and asks. Every message must be late, as applyMessage
+ * judges it: over HTTP by the api's receive time; over AMQP against the node's stored baseline, which the write
+ * requires to be below every message's `offset + wait − timeout` (and at most its offset, so that none would move
+ * the baseline). `knownClockSkewMs` (the baseline this process last saw stored) only says
  * whether to try: a write whose condition the store does not meet is a conflict, and the caller reads the node.
  * The write stores the newest stats and changes nothing about liveness. Returns null when not every message is late
  * or the messages cannot be decided without a read (not all heartbeats, different credentials).
@@ -133,7 +137,8 @@ export function planLateHeartbeats(
       if (known == null) return null;
       const offset = received.deliveredAt - Date.parse(message.payload.timestamp);
       const wait = Math.max(0, ctx.now - received.deliveredAt);
-      below = Math.min(below, offset, offset + wait - ctx.timeoutMs);
+      // Late: baseline < offset + wait − timeout. Kept: baseline ≤ offset, i.e. < offset + 1 (times are whole ms).
+      below = Math.min(below, offset + 1, offset + wait - ctx.timeoutMs);
       age = offset - known + wait;
     }
     if (age <= ctx.timeoutMs) return null;

@@ -297,6 +297,32 @@ describe('ingest batches', () => {
     });
   });
 
+  describe('late heartbeats when not behind', () => {
+    it('reads the node of a late heartbeat and asks its starved agent to register again (a clock that jumped back, not a backlog)', async () => {
+      const asked: string[] = [];
+      await bus.declareQueue({ name: 'ingest-test.control', bindings: [{ exchange: broker.exchanges.agentControl, routingKey: '#' }] });
+      await bus.consume(
+        'ingest-test.control',
+        (d) => {
+          asked.push(String((JSON.parse(d.body.toString()) as { nodeId: string }).nodeId));
+          d.ack();
+        },
+        { prefetch: 10 },
+      );
+      await publish('agent.register', 'jumped', registration('jumped'));
+      await settle();
+      await fake.tickAsync(180_000);
+      storeState.reads.length = 0;
+
+      await publish('agent.heartbeat', 'jumped', stats(7, T0 + 1000));
+      await settle();
+
+      expect(storeState.reads, 'read, not written blind').to.deep.equal([['jumped']]);
+      expect(asked).to.deep.equal(['jumped']);
+      expect((await memoryStore.get('jumped'))!.stats).to.deep.include({ cpuUsage: 7 });
+    });
+  });
+
   describe('canaries', () => {
     const canary = (senderId: string, sentAt: number) => ({
       id: randomUUID(),
