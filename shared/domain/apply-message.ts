@@ -63,6 +63,20 @@ function agentSendTime(message: AgentMessage): number {
   return message.type === 'agent.heartbeat' ? Date.parse(message.payload.timestamp) : Date.parse(message.sentAt);
 }
 
+/** The age of a message that came over HTTP: since the api received it (the baseline plays no part). */
+export function httpAge(received: ReceivedMessage, now: number): number {
+  return Math.max(0, now - receiveTime(received, now));
+}
+
+/**
+ * The timing of a message that came over AMQP: its clock offset (delivery − agent send time) and how long it has
+ * waited since its delivery. Against a node's baseline B its age is `offset − B + wait` (messageAge), so it is late
+ * exactly when `B < offset + wait − timeout`, and it moves the baseline when `offset < B`.
+ */
+export function brokerTiming(received: ReceivedMessage, now: number): { offset: number; wait: number } {
+  return { offset: received.deliveredAt - agentSendTime(received.message), wait: Math.max(0, now - received.deliveredAt) };
+}
+
 /**
  * How long the message waited before the orchestrator processed it, on the orchestrator's clock.
  * Over HTTP the api stamped the receive time. Over AMQP the agent's clock is all there is: the offset
@@ -71,15 +85,15 @@ function agentSendTime(message: AgentMessage): number {
  * minutes off have a large but steady offset, so they are judged like any other.
  */
 export function messageAge(draft: NodeDraft, received: ReceivedMessage, now: number): number {
-  if (received.message.receivedAt) return Math.max(0, now - receiveTime(received, now));
+  if (received.message.receivedAt) return httpAge(received, now);
   const node = draft.node;
   if (!node) return 0;
-  const observed = received.deliveredAt - agentSendTime(received.message);
-  if (node.clockSkewMs === null || observed < node.clockSkewMs) {
-    node.clockSkewMs = observed;
-    return Math.max(0, now - received.deliveredAt);
+  const { offset, wait } = brokerTiming(received, now);
+  if (node.clockSkewMs === null || offset < node.clockSkewMs) {
+    node.clockSkewMs = offset;
+    return wait;
   }
-  return observed - node.clockSkewMs + Math.max(0, now - received.deliveredAt);
+  return offset - node.clockSkewMs + wait;
 }
 
 export function applyMessage(draft: NodeDraft, received: ReceivedMessage, ctx: ApplyContext): MessageOutcome {

@@ -1,6 +1,6 @@
-import { statsValues } from '../messages/index.js';
+import { statsValues, type HeartbeatMessage } from '../messages/index.js';
 import type { NodeWrite } from '../store/node-record.js';
-import { receiveTime, type ApplyContext, type MessageOutcome, type ReceivedMessage } from './apply-message.js';
+import { brokerTiming, httpAge, receiveTime, type ApplyContext, type MessageOutcome, type ReceivedMessage } from './apply-message.js';
 import { nodePace, paceDiffers, paceMs, type NodePaceFields } from './heartbeat-pace.js';
 
 export type RefreshWrite = Extract<NodeWrite, { kind: 'refresh' }>;
@@ -66,11 +66,10 @@ export function planHeartbeatRefresh(nodeId: string, messages: ReceivedMessage[]
     const at = receiveTime(received, ctx.now);
     let age: number;
     if (message.receivedAt) {
-      age = Math.max(0, ctx.now - at);
+      age = httpAge(received, ctx.now);
       if (age > ctx.timeoutMs) return null;
     } else {
-      const offset = received.deliveredAt - Date.parse(message.payload.timestamp);
-      const wait = Math.max(0, ctx.now - received.deliveredAt);
+      const { offset, wait } = brokerTiming(received, ctx.now);
       // Late against this batch's own lower offsets: only the stored baseline can say how late; read it.
       const threshold = offset + wait - ctx.timeoutMs;
       lowestOffset = Math.min(lowestOffset, offset);
@@ -125,18 +124,17 @@ export function planLateHeartbeats(
   if (!messages.length || options.credentialHash === null) return null;
   const known = options.knownClockSkewMs;
   let below = Infinity;
-  let newest: { reportedAt: number; payload: Extract<ReceivedMessage['message'], { type: 'agent.heartbeat' }>['payload'] } | null = null;
+  let newest: { reportedAt: number; payload: HeartbeatMessage['payload'] } | null = null;
   const outcomes: MessageOutcome[] = [];
   for (const received of messages) {
     const message = received.message;
     if (message.type !== 'agent.heartbeat' || message.nodeId !== nodeId) return null;
     let age: number;
     if (message.receivedAt) {
-      age = Math.max(0, ctx.now - receiveTime(received, ctx.now));
+      age = httpAge(received, ctx.now);
     } else {
       if (known == null) return null;
-      const offset = received.deliveredAt - Date.parse(message.payload.timestamp);
-      const wait = Math.max(0, ctx.now - received.deliveredAt);
+      const { offset, wait } = brokerTiming(received, ctx.now);
       // Late: baseline < offset + wait − timeout. Kept: baseline ≤ offset, i.e. < offset + 1 (times are whole ms).
       below = Math.min(below, offset + 1, offset + wait - ctx.timeoutMs);
       age = offset - known + wait;
