@@ -145,6 +145,21 @@ describe('ingest batches', () => {
     }
   }
 
+  /** The node ids of the control messages (asks to register again) the ingest sends from now on, in order. */
+  async function controlRecipients(): Promise<string[]> {
+    const asked: string[] = [];
+    await bus.declareQueue({ name: 'ingest-test.control', bindings: [{ exchange: broker.exchanges.agentControl, routingKey: '#' }] });
+    await bus.consume(
+      'ingest-test.control',
+      (d) => {
+        asked.push(String((JSON.parse(d.body.toString()) as { nodeId: string }).nodeId));
+        d.ack();
+      },
+      { prefetch: 100 },
+    );
+    return asked;
+  }
+
   async function publish(type: MessageType, nodeId: string, payload: object, options: { routingKey?: string; raw?: Buffer } = {}): Promise<void> {
     const message = { id: randomUUID(), type, version: 1, sentAt: new Date(Date.now()).toISOString(), nodeId, payload };
     await bus.publish(names.inbound, options.routingKey ?? routeOf[type](nodeId), options.raw ?? message, { messageId: message.id });
@@ -239,16 +254,7 @@ describe('ingest batches', () => {
 
   describe('behind a backlog', () => {
     it('asks no agent to register again while more than one batch waits or runs beside its own, and asks once it has caught up', async () => {
-      const asked: string[] = [];
-      await bus.declareQueue({ name: 'ingest-test.control', bindings: [{ exchange: broker.exchanges.agentControl, routingKey: '#' }] });
-      await bus.consume(
-        'ingest-test.control',
-        (d) => {
-          asked.push(String((JSON.parse(d.body.toString()) as { nodeId: string }).nodeId));
-          d.ack();
-        },
-        { prefetch: 100 },
-      );
+      const asked = await controlRecipients();
 
       // Batches of at most 500 nodes here (INGEST_PREFETCH 2000 over 4 batches in flight): two run side by side
       // with the rest waiting, then the last 200 go once nothing else is outstanding.
@@ -299,16 +305,7 @@ describe('ingest batches', () => {
 
   describe('late heartbeats when not behind', () => {
     it('reads the node of a late heartbeat and asks its starved agent to register again (a clock that jumped back, not a backlog)', async () => {
-      const asked: string[] = [];
-      await bus.declareQueue({ name: 'ingest-test.control', bindings: [{ exchange: broker.exchanges.agentControl, routingKey: '#' }] });
-      await bus.consume(
-        'ingest-test.control',
-        (d) => {
-          asked.push(String((JSON.parse(d.body.toString()) as { nodeId: string }).nodeId));
-          d.ack();
-        },
-        { prefetch: 10 },
-      );
+      const asked = await controlRecipients();
       await publish('agent.register', 'jumped', registration('jumped'));
       await settle();
       await fake.tickAsync(180_000);
