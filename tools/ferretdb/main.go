@@ -58,6 +58,8 @@ var appliedPatches = []string{
 	ferretdb.PatchSQLiteBackgroundCheckpoint,
 	ferretdb.PatchSQLiteIDIndexExpression,
 	ferretdb.PatchSQLiteIDPushdownAllFilters,
+	ferretdb.PatchSQLitePrefilterPushdown,
+	ferretdb.PatchSQLiteSecondaryIndexesUnbuilt,
 	ferretdb.PatchUpdateClosePerStatement,
 }
 
