@@ -196,11 +196,25 @@ describe('the MongoDB-compatible store server (patched embedded FerretDB) @int',
       expect((await coll.updateMany({ status: 'ONLINE', last: { $lt: cutoff } }, { $set: { hit: true } })).modifiedCount).to.equal(4);
       expect(await ids({ hit: true })).to.deep.equal(['a', 'd', 'e', 'k']);
 
+      // $exists, also on a path into an array of documents (the outbox drain's query).
+      await coll.insertMany([
+        { _id: 'o1', outbox: [] },
+        { _id: 'o2', outbox: [{ eventId: 'x' }] },
+        { _id: 'o3', outbox: [{ other: 1 }] },
+        { _id: 'o4', outbox: { eventId: 'y' } },
+        { _id: 'o5', outbox: null },
+        { _id: 'o6', outbox: [{ other: 2 }, { eventId: 'w' }] },
+      ] as never);
+      expect(await ids({ 'outbox.eventId': { $exists: true } })).to.deep.equal(['o2', 'o4', 'o6']);
+      expect(await ids({ outbox: { $exists: true }, _id: { $gte: 'o' } })).to.deep.equal(['o1', 'o2', 'o3', 'o4', 'o5', 'o6']);
+      expect(await ids({ expiresAt: { $exists: true } })).to.deep.equal(['j', 'k']);
+
       if (isFerret) {
         // The rows that cannot match are left out in SQL, before the server decodes them.
         const where = async (filter: Record<string, unknown>) => String((((await coll.find(filter).explain()).queryPlanner ?? {}) as { Where?: string }).Where ?? '');
         expect(await where(expiry), 'WHERE clause of the expiry query').to.include('json_extract');
-        expect(await where({ last: { $exists: true } }), 'WHERE clause of a filter it does not push down').to.equal('');
+        expect(await where({ 'outbox.eventId': { $exists: true } }), 'WHERE clause of the outbox drain').to.include('json_array_length');
+        expect(await where({ last: { $exists: false } }), 'WHERE clause of a filter it does not push down').to.equal('');
         expect(await where({ _id: 'a', status: 'ONLINE' }), 'WHERE clause of a filter the _id index serves').to.not.include('json_extract');
       }
     });
