@@ -19,18 +19,33 @@ import { median, percentile, type BenchResult, type Row } from './lib/report.js'
 /** One run of the sweep job, as the scheduler ran it, and what it asked of the store. */
 interface SweepRun {
   startedAt: number;
+  /** The sweep: from the job's start to the pace keeper's first store call (docs/architecture.md, "Heartbeat pace"), or the job's end. */
   ms: number;
+  /** The whole job: the sweep and, after it, the fleet pace keeper (which counts the fleet now and then). */
+  jobMs: number;
+  /** performance.now() at the job's start. */
+  t0: number;
+  /** Its countOnline call (the mass-silence guard's count, `upTo` as far as it counts), when it made one. */
+  guardCount?: { upTo: number | undefined };
+  /** The `limit` of its findWithOutbox call (the outbox drain), when it made one. */
+  drainLimit?: number;
   /** Nodes its writes marked OFFLINE (nothing else writes nodes in this benchmark). */
   marked: string[];
   /** Store calls by method: findExpired, countOnline, countExpired, findWithOutbox, write, removeFromOutbox, ... */
   calls: Record<string, number>;
 }
 
-/** The raw driver doing a sweep's store work for the same nodes: the same find, the same bulk write statements. */
+/**
+ * The raw driver doing a sweep's store work for the same nodes: the same queries (the expired nodes' find, and
+ * the outbox drain's and the guard's count when the sweep made them) and the same bulk write statements (the
+ * OFFLINE transitions, then the removal of their events from the outboxes).
+ */
 interface RawRun {
   /** Index of the sweep in `sweeps`. */
   sweep: number;
   nodes: number;
+  /** What the raw run repeated: `empty`, or with `+drain` / `+count` for a sweep that marked none. */
+  shape: string;
   findMs: number;
   writeMs: number;
 }
@@ -62,6 +77,10 @@ function instrumented(store: NodeStore, current: () => SweepRun | null): NodeSto
           const name = String(property);
           run.calls[name] = (run.calls[name] ?? 0) + 1;
           if (name === 'write') for (const w of args[0] as Array<{ kind: string; nodeId?: string }>) if (w.kind === 'update' && w.nodeId) run.marked.push(w.nodeId);
+          // The pace keeper runs after the sweep, in the same job: the sweep ends at its first call.
+          if (name === 'fleetPace' && run.ms === 0) run.ms = performance.now() - run.t0;
+          if (name === 'countOnline' && run.ms === 0) run.guardCount = { upTo: args[0] as number | undefined };
+          if (name === 'findWithOutbox') run.drainLimit = args[0] as number;
         }
         return (value as (...a: unknown[]) => unknown).apply(target, args);
       };
@@ -74,8 +93,10 @@ function instrumented(store: NodeStore, current: () => SweepRun | null): NodeSto
  * ones are stored with a lastHeartbeat ahead of time (the SQLite-backed test store cannot take thousands of
  * heartbeat writes a second to keep them fresh); the silent ones are stored last and expire 2-7 s after the
  * sweeper starts. Then, with the sweeper stopped, the raw driver repeats each sweep's store work for the same
- * nodes (set back to ONLINE first, not timed): the same find, and the same conditional update statements in
- * bulk writes of the same size.
+ * nodes (set back to ONLINE first, not timed): the same find (and the outbox drain's query and the guard's count
+ * when the sweep made them), and the same statements in bulk writes of the same size (the conditional OFFLINE
+ * updates, then the removal of their events from the outboxes). A sweep is timed up to the fleet pace keeper that
+ * runs after it in the same job (its count is reported, not compared).
  */
 async function phase(nodes: number, silentShare: number, timeoutS: number, sweepS: number, waitCapS: number): Promise<PhaseResult> {
   const env = await openEnv('detect', { TIMEOUT_MINUTES: String(timeoutS / 60), HEALTH_CHECK_INTERVAL: String(sweepS * 1000) });
@@ -155,13 +176,13 @@ async function phase(nodes: number, silentShare: number, timeoutS: number, sweep
     const timed: Scheduler = {
       every: (name, intervalMs, handler) =>
         real.every(name, intervalMs, async () => {
-          const run: SweepRun = { startedAt: Date.now(), ms: 0, marked: [], calls: {} };
+          const run: SweepRun = { startedAt: Date.now(), ms: 0, jobMs: 0, t0: performance.now(), marked: [], calls: {} };
           running = run;
-          const t = performance.now();
           try {
             await handler();
           } finally {
-            run.ms = performance.now() - t;
+            run.jobMs = performance.now() - run.t0;
+            if (run.ms === 0) run.ms = run.jobMs;
             running = null;
             sweeps.push(run);
           }
@@ -188,11 +209,12 @@ async function phase(nodes: number, silentShare: number, timeoutS: number, sweep
     }
     const duplicates = [...seen.values()].reduce((n, c) => n + c - 1, 0);
 
-    // Baseline: the raw driver's queries for the nodes of each sweep (for sweeps that marked none, once),
+    // Baseline: the raw driver's queries for the nodes of each sweep (for sweeps that marked none, once per shape),
     // three times each (median), the nodes set back to ONLINE before each time.
     const raw: RawRun[] = [];
     const collection = client.db().collection('nodes');
-    const rawOnce = async (marked: string[]) => {
+    const rawOnce = async (sweep: SweepRun) => {
+      const { marked } = sweep;
       const beats = marked.map((id) => lastBeat.get(id)!);
       // The cutoff that selects exactly these nodes once they are ONLINE again (none, for a sweep that marked none).
       const cutoff = new Date(beats.length ? Math.max(...beats) + 1 : start - timeoutMs);
@@ -201,20 +223,31 @@ async function phase(nodes: number, silentShare: number, timeoutS: number, sweep
       }));
       for (let j = 0; j < reset.length; j += batchSize) await collection.bulkWrite(reset.slice(j, j + batchSize), { ordered: false });
       const t0 = performance.now();
-      const found = await collection
-        .find({ status: 'ONLINE', lastHeartbeat: { $lt: cutoff } })
-        .sort({ lastHeartbeat: 1 })
-        .batchSize(batchSize)
-        .toArray();
+      const found =
+        sweep.calls.findExpired || marked.length
+          ? await collection
+              .find({ status: 'ONLINE', lastHeartbeat: { $lt: cutoff } })
+              .sort({ lastHeartbeat: 1 })
+              .batchSize(batchSize)
+              .toArray()
+          : [];
+      if (sweep.drainLimit !== undefined)
+        await collection
+          .find({ 'outbox.eventId': { $exists: true } })
+          .limit(sweep.drainLimit)
+          .toArray();
+      if (sweep.guardCount) await collection.countDocuments({ status: 'ONLINE' }, sweep.guardCount.upTo === undefined ? {} : { limit: sweep.guardCount.upTo });
       const t1 = performance.now();
       if (found.length !== marked.length) throw new Error(`raw find found ${found.length} nodes, the sweep marked ${marked.length}`);
       const now = Date.now();
+      const removals: AnyBulkWriteOperation<Document>[] = [];
       const ops: AnyBulkWriteOperation<Document>[] = found.map((doc) => {
         const { write } = expireNode(
           { nodeId: doc._id as unknown as string, status: doc.status, statusVersion: doc.statusVersion, rev: doc.rev, lastHeartbeat: doc.lastHeartbeat },
           now,
           cutoff.getTime(),
         )!;
+        for (const event of write.pushOutbox) removals.push({ updateOne: { filter: { _id: write.nodeId as never }, update: { $pull: { outbox: event } } as Document } });
         return {
           updateOne: {
             filter: { _id: write.nodeId as never, rev: write.expectedRev, status: 'ONLINE', lastHeartbeat: { $lt: write.silentBefore } },
@@ -222,17 +255,23 @@ async function phase(nodes: number, silentShare: number, timeoutS: number, sweep
           },
         };
       });
-      for (let j = 0; j < ops.length; j += batchSize) await collection.bulkWrite(ops.slice(j, j + batchSize), { ordered: false });
+      // The sweep publishes the events (pipelined confirms), then removes them from the outboxes: the same statements.
+      for (let j = 0; j < ops.length; j += batchSize) {
+        await collection.bulkWrite(ops.slice(j, j + batchSize), { ordered: false });
+        const pulls = removals.slice(j, j + batchSize);
+        if (pulls.length) await collection.bulkWrite(pulls, { ordered: false });
+      }
       return { findMs: t1 - t0, writeMs: performance.now() - t1 };
     };
-    let measuredEmpty = false;
+    const measuredShapes = new Set<string>();
     for (const [i, sweep] of sweeps.entries()) {
-      if (!sweep.marked.length && measuredEmpty) continue;
-      measuredEmpty ||= !sweep.marked.length;
+      const shape = emptyShape(sweep);
+      if (!sweep.marked.length && measuredShapes.has(shape)) continue;
+      if (!sweep.marked.length) measuredShapes.add(shape);
       const runs = [];
-      for (let k = 0; k < 3; k++) runs.push(await rawOnce(sweep.marked));
+      for (let k = 0; k < 3; k++) runs.push(await rawOnce(sweep));
       const mid = runs.sort((a, b) => a.findMs + a.writeMs - (b.findMs + b.writeMs))[1]!;
-      raw.push({ sweep: i, nodes: sweep.marked.length, ...mid });
+      raw.push({ sweep: i, nodes: sweep.marked.length, shape: sweep.marked.length ? 'marked' : shape, ...mid });
     }
     // When the first canary that covered each node's timeout arrived: from then on the sweeper may mark it.
     const vouched = latencyFromVouch(events, silentSet, lastBeat, timeoutMs, arrivals);
@@ -283,9 +322,15 @@ function latencyFromVouch(
   return out;
 }
 
-/** The raw driver's time for the nodes of sweep `i` (a sweep that marked none: the empty raw run). */
+/** What the raw run of a sweep that marked none repeats: its find, drain and count, as the sweep made them. */
+function emptyShape(sweep: SweepRun): string {
+  return ['empty', sweep.calls.findExpired ? '+find' : '', sweep.drainLimit !== undefined ? '+drain' : '', sweep.guardCount ? '+count' : ''].join('');
+}
+
+/** The raw driver's time for the nodes of sweep `i` (a sweep that marked none: the raw run of its shape). */
 function rawFor(r: PhaseResult, i: number): RawRun | undefined {
-  return r.raw.find((x) => x.sweep === i) ?? (r.sweeps[i]!.marked.length ? undefined : r.raw.find((x) => x.nodes === 0));
+  const sweep = r.sweeps[i]!;
+  return r.raw.find((x) => x.sweep === i) ?? (sweep.marked.length ? undefined : r.raw.find((x) => x.nodes === 0 && x.shape === emptyShape(sweep)));
 }
 
 const rawMs = (x: RawRun | undefined) => (x ? x.findMs + x.writeMs : null);
@@ -331,7 +376,7 @@ export async function runDetect(options: { long: boolean }): Promise<BenchResult
       { figure: `${label}: detected`, system: r.detected, baseline: r.silent, baselineName: 'went silent', target: '>= 1x' },
       { figure: `${label}: duplicate node.offline events`, system: r.duplicates, baseline: null, target: '<= 0', met: r.duplicates === 0 },
       {
-        figure: `${label}: longest sweep (${r.sweeps[longest]?.marked.length ?? 0} marked) vs raw find + bulk write of its nodes`,
+        figure: `${label}: longest sweep (${r.sweeps[longest]?.marked.length ?? 0} marked) vs the raw driver's queries and bulk writes for its nodes`,
         system: r.sweeps[longest]?.ms ?? null,
         baseline: rawMs(rawFor(r, longest)),
         baselineName: 'raw driver',
@@ -356,7 +401,7 @@ export async function runDetect(options: { long: boolean }): Promise<BenchResult
       `${label}: ${r.nodes} nodes seeded in ${r.seedS.toFixed(0)} s; canary every ${r.canaryIntervalMs} ms; no-op job lateness p50/p99 ${Math.round(percentile(r.noopLatenessMs, 50) ?? 0)}/${Math.round(noopP99 ?? 0)} ms`,
       ...r.sweeps.map((s, i) => {
         const x = rawFor(r, i);
-        return `${label}: sweep ${i + 1}: ${Math.round(s.ms)} ms, ${s.marked.length} marked, store calls: ${calls(s.calls)}; raw ${x ? `${Math.round(x.findMs)} ms find + ${Math.round(x.writeMs)} ms write (${(s.ms / (x.findMs + x.writeMs)).toFixed(2)}x)` : '-'}`;
+        return `${label}: sweep ${i + 1}: ${Math.round(s.ms)} ms (job with the pace keeper ${Math.round(s.jobMs)} ms), ${s.marked.length} marked, store calls: ${calls(s.calls)}; raw ${x ? `${Math.round(x.findMs)} ms queries + ${Math.round(x.writeMs)} ms writes (${(s.ms / (x.findMs + x.writeMs)).toFixed(2)}x)` : '-'}`;
       }),
     );
     details[`silent${r.silent}`] = { ...r, rawFindMedianMs: median(r.raw.map((x) => x.findMs)) };
