@@ -44,7 +44,7 @@ interface RawRun {
   /** Index of the sweep in `sweeps`. */
   sweep: number;
   nodes: number;
-  /** What the raw run repeated: `empty`, or with `+drain` / `+count` for a sweep that marked none. */
+  /** What the raw run repeated: `marked`, or for a sweep that marked none its emptyShape (`empty`, `+find`, `+drain`, `+count`). */
   shape: string;
   findMs: number;
   writeMs: number;
@@ -265,13 +265,14 @@ async function phase(nodes: number, silentShare: number, timeoutS: number, sweep
     };
     const measuredShapes = new Set<string>();
     for (const [i, sweep] of sweeps.entries()) {
-      const shape = emptyShape(sweep);
-      if (!sweep.marked.length && measuredShapes.has(shape)) continue;
-      if (!sweep.marked.length) measuredShapes.add(shape);
+      if (!sweep.marked.length) {
+        if (measuredShapes.has(emptyShape(sweep))) continue;
+        measuredShapes.add(emptyShape(sweep));
+      }
       const runs = [];
       for (let k = 0; k < 3; k++) runs.push(await rawOnce(sweep));
       const mid = runs.sort((a, b) => a.findMs + a.writeMs - (b.findMs + b.writeMs))[1]!;
-      raw.push({ sweep: i, nodes: sweep.marked.length, shape: sweep.marked.length ? 'marked' : shape, ...mid });
+      raw.push({ sweep: i, nodes: sweep.marked.length, shape: sweep.marked.length ? 'marked' : emptyShape(sweep), ...mid });
     }
     // When the first canary that covered each node's timeout arrived: from then on the sweeper may mark it.
     const vouched = latencyFromVouch(events, silentSet, lastBeat, timeoutMs, arrivals);
